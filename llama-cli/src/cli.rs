@@ -1,0 +1,174 @@
+//! Command-line definitions (clap). Flags are named as llama.cpp names them.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::options::RunOptions;
+
+/// Run GGUF language models on llama.cpp, under a hard memory budget.
+#[derive(Debug, Parser)]
+#[command(name = "llama-cli", disable_version_flag = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output on stderr (-v: info, -vv: debug, including llama.cpp's log).
+    #[arg(short = 'v', long = "verbose", action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print our version, llama.cpp's build, the compiled backends and the devices found.
+    #[arg(short = 'V', long = "version")]
+    pub version: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer one prompt (argument or stdin) and exit; the answer streams to stdout.
+    Prompt(PromptArgs),
+    /// Interactive chat (one line per turn when stdin is a pipe).
+    Chat(ChatArgs),
+    /// Measure prompt-processing and generation speed, like llama.cpp's llama-bench.
+    Bench(BenchArgs),
+    /// Print our version, llama.cpp's build, the compiled backends and the devices found.
+    Version(VersionArgs),
+}
+
+/// Options every model-running command accepts.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Read options from this TOML file (flags win over it).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective settings (flags > config file > defaults) and exit.
+    #[arg(long = "print-config")]
+    pub print_config: bool,
+}
+
+/// `llama-cli prompt`.
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    /// The prompt; read from stdin when absent or `-`.
+    #[arg(value_name = "TEXT")]
+    pub text: Option<String>,
+
+    /// Send the text as-is (plain completion), without the chat template.
+    #[arg(long = "raw")]
+    pub raw: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// `llama-cli chat`.
+#[derive(Debug, Args)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// `llama-cli bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Path of the GGUF model file.
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    pub model: PathBuf,
+
+    /// Prompt tokens per prompt-processing test (0 skips it).
+    #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
+    pub n_prompt: u32,
+
+    /// Tokens per generation test (0 skips it).
+    #[arg(short = 'n', long = "n-gen", default_value_t = 128)]
+    pub n_gen: u32,
+
+    /// Repetitions of each test.
+    #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+    pub repetitions: u32,
+
+    /// Threads [default: the number of CPUs].
+    #[arg(short = 't', long = "threads")]
+    pub threads: Option<i32>,
+
+    /// Logical batch size.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 2048)]
+    pub batch_size: u32,
+
+    /// Physical batch size (also -ub).
+    #[arg(long = "ubatch-size", default_value_t = 512)]
+    pub ubatch_size: u32,
+
+    /// Layers to offload to the GPU (also -ngl).
+    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", default_value_t = 0)]
+    pub gpu_layers: i32,
+
+    /// Flash attention: auto, on or off.
+    #[arg(long = "flash-attn", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub flash_attn: String,
+
+    /// Print results as JSON instead of a table.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// `llama-cli version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+/// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
+/// into their long forms.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    const ALIASES: [(&str, &str); 3] = [
+        ("-ub", "--ubatch-size"),
+        ("-ngl", "--gpu-layers"),
+        ("-fa", "--flash-attn"),
+    ];
+    args.into_iter()
+        .map(|arg| {
+            let Some(text) = arg.to_str() else { return arg };
+            for (short, long) in ALIASES {
+                if text == short {
+                    return OsString::from(long);
+                }
+                if let Some(value) = text.strip_prefix(short).and_then(|r| r.strip_prefix('=')) {
+                    return OsString::from(format!("{long}={value}"));
+                }
+            }
+            arg
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn llama_cpp_short_flags_are_accepted() {
+        let args = normalize_args(["llama-cli", "bench", "-m", "x", "-ub", "64", "-ngl=3"].map(OsString::from));
+        let cli = Cli::try_parse_from(args).unwrap();
+        let Some(Command::Bench(b)) = cli.command else { panic!("not bench") };
+        assert_eq!(b.ubatch_size, 64);
+        assert_eq!(b.gpu_layers, 3);
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,20 @@
+//! One module per subcommand.
+
+pub mod bench;
+pub mod chat;
+pub mod prompt;
+pub mod version;
+
+use std::io::Write;
+
+use crate::error::CliError;
+
+/// Writes a piece of the answer to stdout at once (streaming).
+pub fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
+    out.write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+        .map_err(|source| CliError::Io {
+            what: "cannot write to stdout",
+            source,
+        })
+}

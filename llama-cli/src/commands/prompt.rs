@@ -1,0 +1,93 @@
+//! `llama-cli prompt`: one answer to one prompt, streamed to stdout.
+
+use std::io::{IsTerminal, Read};
+
+use llama_core::{ChatMessage, ChatTemplate, GenerateOptions, Role, TemplateChoice};
+
+use super::write_out;
+use crate::cli::PromptArgs;
+use crate::error::CliError;
+use crate::runtime;
+
+/// Runs the command.
+pub fn run(args: PromptArgs) -> Result<(), CliError> {
+    let Some(settings) = runtime::settings(&args.config, args.options)? else {
+        return Ok(());
+    };
+    let text = match args.text.as_deref() {
+        Some(t) if t != "-" => t.to_string(),
+        _ => read_stdin()?,
+    };
+    if text.trim().is_empty() {
+        return Err(CliError::NoPrompt);
+    }
+    let mut loaded = runtime::load(&settings)?;
+    let model = loaded.session.context().model().clone();
+    let (prompt_text, formatted) = if args.raw {
+        (text, false)
+    } else {
+        match ChatTemplate::resolve(&model, settings.chat_template.as_deref())? {
+            TemplateChoice::Template(template) => {
+                let mut messages = Vec::new();
+                if let Some(system) = &settings.system {
+                    messages.push(ChatMessage::new(Role::System, system.clone()));
+                }
+                messages.push(ChatMessage::new(Role::User, text));
+                (template.render(&messages, true)?, true)
+            }
+            TemplateChoice::PlainCompletion => {
+                eprintln!("note: the model has no chat template; sending the prompt as plain text (as with --raw)");
+                (text, false)
+            }
+        }
+    };
+    let tokens = runtime::tokenize_prompt(&model, &prompt_text, formatted)?;
+    let options = GenerateOptions {
+        sampling: settings.sampling.clone(),
+        max_tokens: settings.n_predict,
+        stop: settings.stop.clone(),
+    };
+    let cancel = loaded.session.cancel_token();
+    let _ = ctrlc::set_handler(move || cancel.cancel());
+    let mut out = std::io::stdout().lock();
+    let mut generation = loaded.session.generate(&tokens, &options)?;
+    let mut wrote_any = false;
+    let mut last_newline = false;
+    for piece in generation.by_ref() {
+        let piece = piece?;
+        wrote_any = true;
+        last_newline = piece.ends_with('\n');
+        write_out(&mut out, &piece)?;
+    }
+    if wrote_any && !last_newline {
+        write_out(&mut out, "\n")?;
+    }
+    let stats = generation.stats();
+    if settings.stats {
+        runtime::print_stats(Some(loaded.load_time), &stats);
+    }
+    if stats.finish_reason == Some(llama_core::FinishReason::ContextFull) {
+        eprintln!(
+            "note: the answer stopped because the context ({} tokens) is full; raise --ctx-size for longer answers",
+            loaded.session.n_ctx()
+        );
+    }
+    if stats.finish_reason == Some(llama_core::FinishReason::Cancelled) {
+        eprintln!("interrupted");
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn read_stdin() -> Result<String, CliError> {
+    let mut stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(CliError::NoPrompt);
+    }
+    let mut text = String::new();
+    stdin.read_to_string(&mut text).map_err(|source| CliError::Io {
+        what: "cannot read the prompt from stdin",
+        source,
+    })?;
+    Ok(text)
+}

@@ -1,0 +1,73 @@
+//! The CLI's errors: everything llama-core can report, plus flags, config files and I/O.
+
+use std::path::PathBuf;
+
+/// An error that ends a command with a message and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// From llama-core.
+    #[error(transparent)]
+    Core(#[from] llama_core::Error),
+    /// A parameter out of range.
+    #[error(transparent)]
+    Param(#[from] llama_core::ParamError),
+    /// The config file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    ConfigRead {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The config file has a bad key or value.
+    #[error("config file {}: key '{key}': {message}", path.display())]
+    ConfigInvalid {
+        /// The file.
+        path: PathBuf,
+        /// The key at fault.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// No model was given.
+    #[error("no model given: pass -m FILE (or set `model` in a --config file); scripts/fetch-model.sh downloads the default one")]
+    NoModel,
+    /// No prompt text was given.
+    #[error("no prompt given: pass the text as an argument or pipe it on stdin")]
+    NoPrompt,
+    /// Reading stdin or writing stdout failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The chat REPL needs a template.
+    #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
+    ChatNeedsTemplate,
+}
+
+macro_rules! from_core {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> CliError {
+                CliError::Core(e.into())
+            }
+        }
+    )*};
+}
+from_core!(
+    llama_core::LoadError,
+    llama_core::ContextError,
+    llama_core::GenerateError,
+    llama_core::TemplateError,
+    llama_core::TokenizeError
+);
+
+impl CliError {
+    /// Whether this error means stdout was closed by its reader (exit quietly).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, CliError::Io { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}

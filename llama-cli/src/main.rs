@@ -1,0 +1,68 @@
+//! `llama-cli`: parse the command line, set up logging, dispatch, report errors.
+//! The work lives in llama-core; each subcommand is a module in `commands/`.
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod options;
+mod runtime;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, VersionArgs};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(cli::normalize_args(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    init_logging(cli.verbose);
+    let command = match (cli.version, cli.command) {
+        (true, _) => Command::Version(VersionArgs { json: false }),
+        (false, Some(command)) => command,
+        (false, None) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Prompt(args) => commands::prompt::run(args),
+        Command::Chat(args) => commands::chat::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+        Command::Version(args) => commands::version::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is_broken_pipe() => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr. Quiet by default (our warnings, llama.cpp's errors); `-v` adds info
+/// and llama.cpp's log, `-vv` debug. `RUST_LOG` overrides.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,llama_cpp=error",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(verbose > 0)
+        .compact()
+        .init();
+}

@@ -1,0 +1,295 @@
+//! An owned `llama_context`: decoding batches, the KV cache of its sequences, cancellation.
+
+use std::ffi::c_void;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use llama_sys as sys;
+
+use super::{Batch, Model, Token};
+use crate::cancel::CancelToken;
+use crate::error::ContextError;
+
+/// When llama.cpp uses flash attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    /// llama.cpp decides (its default).
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheType {
+    /// 16-bit floats (llama.cpp's default).
+    #[default]
+    F16,
+    /// 8-bit blocks, 34 bytes per 32 values.
+    Q8_0,
+    /// 4-bit blocks, 18 bytes per 32 values.
+    Q4_0,
+}
+
+impl KvCacheType {
+    fn ggml(self) -> sys::ggml_type {
+        match self {
+            KvCacheType::F16 => sys::GGML_TYPE_F16,
+            KvCacheType::Q8_0 => sys::GGML_TYPE_Q8_0,
+            KvCacheType::Q4_0 => sys::GGML_TYPE_Q4_0,
+        }
+    }
+}
+
+/// Parameters for [`Context::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextParams {
+    /// Context length in tokens (llama.cpp rounds it up to a multiple of 256).
+    pub n_ctx: u32,
+    /// Largest batch submitted to one decode call.
+    pub n_batch: u32,
+    /// Physical batch size the compute buffers are sized for.
+    pub n_ubatch: u32,
+    /// Number of sequences sharing the context.
+    pub n_seq_max: u32,
+    /// Threads for single-token generation.
+    pub n_threads: i32,
+    /// Threads for prompt processing.
+    pub n_threads_batch: i32,
+    /// Flash attention.
+    pub flash_attention: FlashAttention,
+    /// K cache element type.
+    pub type_k: KvCacheType,
+    /// V cache element type (quantised V needs flash attention).
+    pub type_v: KvCacheType,
+    /// Whether all sequences share one pool of cells.
+    pub kv_unified: bool,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        ContextParams {
+            n_ctx: 4096,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_seq_max: 1,
+            n_threads: 4,
+            n_threads_batch: 4,
+            flash_attention: FlashAttention::Auto,
+            type_k: KvCacheType::F16,
+            type_v: KvCacheType::F16,
+            kv_unified: false,
+        }
+    }
+}
+
+/// What a decode call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeOutcome {
+    /// Every token was processed.
+    Done,
+    /// The cancel token fired; some ubatches may have been processed.
+    Aborted,
+    /// No KV slot was free for the batch (nothing was processed).
+    NoKvSlot,
+    /// Another llama.cpp failure code.
+    Failed(i32),
+}
+
+/// A llama.cpp context over a shared model. Freed when dropped.
+pub struct Context {
+    ptr: NonNull<sys::llama_context>,
+    /// The flag the abort callback reads; kept alive as long as the context.
+    cancel: CancelToken,
+    model: Arc<Model>,
+    n_batch: u32,
+    n_ubatch: u32,
+}
+
+// SAFETY: a context is used by one thread at a time (all methods take `&mut self` or only read
+// sizes); llama.cpp contexts may move between threads.
+unsafe impl Send for Context {}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("n_ctx", &self.n_ctx())
+            .field("n_batch", &self.n_batch)
+            .finish()
+    }
+}
+
+unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
+    // SAFETY: `data` is the AtomicBool inside the context's CancelToken, which the context keeps
+    // alive for as long as llama.cpp can call this.
+    unsafe { &*(data as *const AtomicBool) }.load(Ordering::Relaxed)
+}
+
+impl Context {
+    /// Creates a context. It sizes and allocates the KV cache and compute buffers now.
+    pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, ContextError> {
+        // SAFETY: returns a plain struct of defaults.
+        let mut raw = unsafe { sys::llama_context_default_params() };
+        raw.n_ctx = params.n_ctx;
+        raw.n_batch = params.n_batch;
+        raw.n_ubatch = params.n_ubatch.min(params.n_batch);
+        raw.n_seq_max = params.n_seq_max;
+        raw.n_threads = params.n_threads;
+        raw.n_threads_batch = params.n_threads_batch;
+        raw.flash_attn_type = match params.flash_attention {
+            FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        raw.type_k = params.type_k.ggml();
+        raw.type_v = params.type_v.ggml();
+        raw.kv_unified = params.kv_unified;
+        let cancel = CancelToken::new();
+        raw.abort_callback = Some(abort_trampoline);
+        raw.abort_callback_data = cancel.flag_ptr() as *mut c_void;
+        // SAFETY: the model pointer is valid and kept alive by the Arc stored in the context;
+        // the abort data outlives the context. Null means failure.
+        let ptr = unsafe { sys::llama_init_from_model(model.as_ptr(), raw) };
+        let ptr = NonNull::new(ptr).ok_or(ContextError::LlamaCpp {
+            n_ctx: params.n_ctx,
+            n_batch: params.n_batch,
+            n_ubatch: params.n_ubatch,
+        })?;
+        Ok(Context {
+            ptr,
+            cancel,
+            model,
+            n_batch: raw.n_batch,
+            n_ubatch: raw.n_ubatch,
+        })
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The token that cancels this context's decode calls (and generation loops using it).
+    pub fn cancel_token(&self) -> &CancelToken {
+        &self.cancel
+    }
+
+    /// Context length in tokens, as llama.cpp allocated it.
+    pub fn n_ctx(&self) -> u32 {
+        // SAFETY: read-only query on a valid context.
+        unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) }
+    }
+
+    /// Largest batch accepted by one decode call.
+    pub fn n_batch(&self) -> u32 {
+        self.n_batch
+    }
+
+    /// Physical batch size.
+    pub fn n_ubatch(&self) -> u32 {
+        self.n_ubatch
+    }
+
+    /// Decodes a prepared batch.
+    pub fn decode(&mut self, batch: &Batch) -> DecodeOutcome {
+        if batch.is_empty() {
+            return DecodeOutcome::Done;
+        }
+        // SAFETY: the batch's arrays are valid for its n_tokens entries and outlive the call.
+        match unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw()) } {
+            0 => DecodeOutcome::Done,
+            1 => DecodeOutcome::NoKvSlot,
+            2 => DecodeOutcome::Aborted,
+            code => DecodeOutcome::Failed(code),
+        }
+    }
+
+    /// Waits until queued computation has finished.
+    pub fn synchronize(&mut self) {
+        // SAFETY: valid context.
+        unsafe { sys::llama_synchronize(self.ptr.as_ptr()) };
+    }
+
+    fn memory(&self) -> sys::llama_memory_t {
+        // SAFETY: valid context; the memory handle lives as long as it.
+        unsafe { sys::llama_get_memory(self.ptr.as_ptr()) }
+    }
+
+    /// Removes positions `[p0, p1)` of sequence `seq` from the KV cache (`p1 < 0`: to the end).
+    /// Returns false when the cache cannot remove a partial range.
+    pub fn kv_remove(&mut self, seq: i32, p0: i32, p1: i32) -> bool {
+        // SAFETY: valid memory handle; llama.cpp checks the ranges.
+        unsafe { sys::llama_memory_seq_rm(self.memory(), seq, p0, p1) }
+    }
+
+    /// Clears every sequence from the KV cache.
+    pub fn kv_clear(&mut self) {
+        // SAFETY: valid memory handle.
+        unsafe { sys::llama_memory_clear(self.memory(), true) };
+    }
+
+    /// Largest position held for `seq`, or -1 when it is empty.
+    pub fn kv_pos_max(&self, seq: i32) -> i32 {
+        // SAFETY: valid memory handle.
+        unsafe { sys::llama_memory_seq_pos_max(self.memory(), seq) }
+    }
+
+    /// The logits row of output `index` (`-1`: the last output), one value per vocabulary entry.
+    pub fn logits(&self, index: i32) -> Option<&[f32]> {
+        // SAFETY: valid context; null when there is no such output.
+        let ptr = unsafe { sys::llama_get_logits_ith(self.ptr.as_ptr(), index) };
+        if ptr.is_null() {
+            return None;
+        }
+        let n = self.model.n_vocab() as usize;
+        // SAFETY: llama.cpp's logits row has n_vocab floats and lives until the next decode,
+        // which needs `&mut self`, so the borrow cannot outlive it.
+        Some(unsafe { std::slice::from_raw_parts(ptr, n) })
+    }
+
+    pub(super) fn as_ptr(&self) -> *mut sys::llama_context {
+        self.ptr.as_ptr()
+    }
+
+    /// Convenience: decodes `tokens` at positions starting at `pos` in sequence `seq`, in
+    /// chunks of the batch size, with logits only for the last token.
+    pub fn decode_tokens(
+        &mut self,
+        batch: &mut Batch,
+        tokens: &[Token],
+        pos: i32,
+        seq: i32,
+    ) -> (usize, DecodeOutcome) {
+        let chunk = (self.n_batch as usize).min(batch.capacity()).max(1);
+        let mut done = 0;
+        for piece in tokens.chunks(chunk) {
+            batch.clear();
+            for (i, &t) in piece.iter().enumerate() {
+                batch.push(t, pos + (done + i) as i32, seq, false);
+            }
+            if done + piece.len() == tokens.len() {
+                batch.set_last_logits(true);
+            }
+            let outcome = self.decode(batch);
+            if outcome != DecodeOutcome::Done {
+                return (done, outcome);
+            }
+            done += piece.len();
+        }
+        (done, DecodeOutcome::Done)
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from llama_init_from_model and is freed only here; the model
+        // it refers to is still alive (the Arc field drops after this).
+        unsafe { sys::llama_free(self.ptr.as_ptr()) };
+    }
+}

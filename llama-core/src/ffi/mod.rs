@@ -1,0 +1,28 @@
+//! The one module of llama-core that talks to llama.cpp, and so the only one allowed `unsafe`.
+//!
+//! Every llama.cpp handle is owned by a RAII type defined here ([`Model`], [`Context`],
+//! [`SamplerChain`], [`Batch`]) whose `Drop` frees it exactly once. The types expose safe methods;
+//! each `unsafe` block states why the call is sound in a `// SAFETY:` comment. Code outside this
+//! module cannot reach a raw pointer.
+
+mod backend;
+mod batch;
+mod context;
+mod model;
+mod sampler;
+mod system;
+
+pub use backend::Backend;
+pub use batch::Batch;
+pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention, KvCacheType};
+pub use model::{LoadMode, Model, ModelParams};
+pub use sampler::SamplerChain;
+pub use system::{DeviceInfo, SystemInfo};
+
+/// A token id in the model's vocabulary.
+pub type Token = i32;
+
+/// Converts a Rust string into a C string, or `None` when it holds a NUL byte.
+fn c_string(text: &str) -> Option<std::ffi::CString> {
+    std::ffi::CString::new(text).ok()
+}

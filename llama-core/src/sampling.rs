@@ -1,0 +1,116 @@
+//! Sampling parameters, with llama.cpp's defaults and range checks.
+
+use crate::error::ParamError;
+
+/// How the next token is chosen. Defaults follow llama.cpp's `llama-cli`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SamplingParams {
+    /// Temperature; 0 means greedy (always the most likely token).
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 disables.
+    pub top_k: i32,
+    /// Nucleus sampling: keep the smallest set with this much probability; 1 disables.
+    pub top_p: f32,
+    /// Drop tokens less likely than this fraction of the best one; 0 disables.
+    pub min_p: f32,
+    /// Locally typical sampling; 1 disables.
+    pub typical_p: f32,
+    /// Penalty for repeating recent tokens; 1 disables.
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalties look at; 0 disables, -1 means the context size.
+    pub repeat_last_n: i32,
+    /// Penalty proportional to how often a token appeared; 0 disables.
+    pub frequency_penalty: f32,
+    /// Penalty for a token having appeared at all; 0 disables.
+    pub presence_penalty: f32,
+    /// Seed of the random draw.
+    pub seed: u32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            typical_p: 1.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Greedy decoding: deterministic, the most likely token every step.
+    pub fn greedy() -> SamplingParams {
+        SamplingParams {
+            temperature: 0.0,
+            ..SamplingParams::default()
+        }
+    }
+
+    /// Whether the chain reduces to picking the most likely token.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0 || self.top_k == 1
+    }
+
+    /// Checks every value's range; the error names the flag / config key.
+    pub fn validate(&self) -> Result<(), ParamError> {
+        fn check(ok: bool, name: &'static str, value: impl ToString, expected: &'static str) -> Result<(), ParamError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(ParamError {
+                    name,
+                    value: value.to_string(),
+                    expected,
+                })
+            }
+        }
+        let finite = |v: f32| v.is_finite();
+        check(finite(self.temperature) && self.temperature >= 0.0, "temp", self.temperature, "a number >= 0")?;
+        check(self.top_k >= 0, "top-k", self.top_k, "an integer >= 0 (0 disables)")?;
+        check(finite(self.top_p) && (0.0..=1.0).contains(&self.top_p), "top-p", self.top_p, "a number between 0 and 1")?;
+        check(finite(self.min_p) && (0.0..=1.0).contains(&self.min_p), "min-p", self.min_p, "a number between 0 and 1")?;
+        check(
+            finite(self.typical_p) && self.typical_p > 0.0 && self.typical_p <= 1.0,
+            "typical",
+            self.typical_p,
+            "a number in (0, 1] (1 disables)",
+        )?;
+        check(finite(self.repeat_penalty) && self.repeat_penalty > 0.0, "repeat-penalty", self.repeat_penalty, "a number > 0 (1 disables)")?;
+        check(self.repeat_last_n >= -1, "repeat-last-n", self.repeat_last_n, "an integer >= -1 (-1: the context size, 0 disables)")?;
+        check(finite(self.frequency_penalty), "frequency-penalty", self.frequency_penalty, "a finite number")?;
+        check(finite(self.presence_penalty), "presence-penalty", self.presence_penalty, "a finite number")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        SamplingParams::default().validate().unwrap();
+        SamplingParams::greedy().validate().unwrap();
+    }
+
+    #[test]
+    fn out_of_range_values_name_the_flag() {
+        let bad = SamplingParams { top_p: 1.5, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().name, "top-p");
+        let bad = SamplingParams { temperature: -1.0, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().name, "temp");
+        let bad = SamplingParams { temperature: f32::NAN, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().name, "temp");
+        let bad = SamplingParams { typical_p: 0.0, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().name, "typical");
+        let bad = SamplingParams { repeat_last_n: -2, ..Default::default() };
+        assert_eq!(bad.validate().unwrap_err().name, "repeat-last-n");
+    }
+}

@@ -1,0 +1,151 @@
+//! The safe API on the real SmolLM2 model: loading, tokenizer, templates, generation,
+//! prefix reuse, context-full handling and cancellation inside a decode.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use llama_core::{
+    load_model, ChatMessage, ChatTemplate, Context, ContextParams, FinishReason, GenerateOptions, Model, ModelParams, Role,
+    SamplingParams, Session, TemplateChoice,
+};
+
+fn model_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("LLAMA_RS_MODEL") {
+        return PathBuf::from(p);
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "test model missing: run scripts/fetch-model.sh");
+    p
+}
+
+fn model() -> Arc<Model> {
+    static MODEL: std::sync::OnceLock<Arc<Model>> = std::sync::OnceLock::new();
+    MODEL
+        .get_or_init(|| Arc::new(load_model(&model_path(), &ModelParams::default(), None).unwrap().0))
+        .clone()
+}
+
+fn session(n_ctx: u32) -> Session {
+    let ctx = Context::new(
+        model(),
+        &ContextParams {
+            n_ctx,
+            n_threads: 2,
+            n_threads_batch: 2,
+            ..ContextParams::default()
+        },
+    )
+    .unwrap();
+    Session::new(ctx)
+}
+
+fn chat_tokens(messages: &[ChatMessage]) -> Vec<i32> {
+    let m = model();
+    let TemplateChoice::Template(t) = ChatTemplate::resolve(&m, None).unwrap() else {
+        panic!("SmolLM2 has a chat template")
+    };
+    m.tokenize(&t.render(messages, true).unwrap(), true, true).unwrap()
+}
+
+fn greedy(n: usize) -> GenerateOptions {
+    GenerateOptions {
+        sampling: SamplingParams::greedy(),
+        max_tokens: Some(n),
+        stop: vec![],
+    }
+}
+
+#[test]
+fn model_metadata_and_tokenizer() {
+    let m = model();
+    assert_eq!(m.n_layer(), 30);
+    assert_eq!(m.n_ctx_train(), 8192);
+    assert!(m.description().contains("llama"), "{}", m.description());
+    let tokens = m.tokenize("Hello, world! Ünïcödé €", false, false).unwrap();
+    assert!(!tokens.is_empty());
+    assert_eq!(m.detokenize(&tokens, false), "Hello, world! Ünïcödé €");
+    let special = m.tokenize("<|im_start|>user", false, true).unwrap();
+    let plain = m.tokenize("<|im_start|>user", false, false).unwrap();
+    assert!(special.len() < plain.len(), "special tokens parsed");
+}
+
+#[test]
+fn chat_template_from_metadata_and_by_name() {
+    let m = model();
+    assert!(m.chat_template().unwrap().contains("im_start"));
+    let msgs = [ChatMessage::new(Role::User, "Hi")];
+    let TemplateChoice::Template(own) = ChatTemplate::resolve(&m, None).unwrap() else { panic!() };
+    let text = own.render(&msgs, true).unwrap();
+    assert!(text.contains("<|im_start|>user\nHi<|im_end|>") && text.ends_with("<|im_start|>assistant\n"), "{text}");
+    let TemplateChoice::Template(named) = ChatTemplate::resolve(&m, Some("chatml")).unwrap() else { panic!() };
+    assert_eq!(named.render(&msgs, true).unwrap(), text);
+    assert!(ChatTemplate::resolve(&m, Some("no-such-template")).is_err());
+}
+
+#[test]
+fn greedy_generation_is_repeatable_and_reuses_the_prefix() {
+    let mut s = session(1024);
+    let prompt = chat_tokens(&[ChatMessage::new(Role::User, "What is the capital of France?")]);
+    let (a, stats_a) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    assert!(a.contains("Paris"), "{a}");
+    assert_eq!(stats_a.prompt.n_reused, 0);
+    assert_eq!(stats_a.n_generated, 20);
+    assert_eq!(stats_a.finish_reason, Some(FinishReason::Length));
+    // Same prompt again: everything but the last token comes from the cache, same answer.
+    let (b, stats_b) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    assert_eq!(a, b);
+    assert_eq!(stats_b.prompt.n_reused, prompt.len() - 1);
+    assert_eq!(stats_b.prompt.n_evaluated, 1);
+    // After a reset, evaluated from scratch, still the same answer.
+    s.reset();
+    let (c, stats_c) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    assert_eq!(a, c);
+    assert_eq!(stats_c.prompt.n_reused, 0);
+}
+
+#[test]
+fn full_context_ends_the_answer_cleanly() {
+    let mut s = session(256);
+    let prompt = model().tokenize("Once upon a time", true, false).unwrap();
+    let options = GenerateOptions {
+        sampling: SamplingParams { seed: 3, temperature: 1.0, ..SamplingParams::default() },
+        max_tokens: None,
+        stop: vec![],
+    };
+    let (text, stats) = s.generate(&prompt, &options).unwrap().collect_text().unwrap();
+    assert!(!text.is_empty());
+    if stats.finish_reason == Some(FinishReason::ContextFull) {
+        assert_eq!(s.tokens().len(), 256);
+    }
+    let too_long: Vec<i32> = std::iter::repeat_n(prompt[1], 300).collect();
+    let err = s.generate(&too_long, &greedy(1)).unwrap_err();
+    assert!(err.to_string().contains("raise --ctx-size"), "{err}");
+}
+
+#[test]
+fn cancel_stops_a_long_prompt_inside_decode() {
+    let mut s = session(8192);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(600);
+    let prompt = model().tokenize(&text, true, false).unwrap();
+    assert!(prompt.len() > 5000);
+    let cancel = s.cancel_token();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        Instant::now()
+    });
+    let generation = s.generate(&prompt, &greedy(10)).unwrap();
+    let stats = generation.stats();
+    drop(generation);
+    let stopped = Instant::now();
+    let cancelled_at = canceller.join().unwrap();
+    assert!(stats.prompt.cancelled, "prompt evaluation should have been aborted");
+    assert!(stopped.duration_since(cancelled_at) < Duration::from_secs(2));
+    // The session's token list matches what the cache kept, and it still works afterwards.
+    assert!(s.tokens().len() < prompt.len());
+    assert_eq!(&prompt[..s.tokens().len()], s.tokens());
+    let short = chat_tokens(&[ChatMessage::new(Role::User, "Hi")]);
+    let (answer, _) = s.generate(&short, &greedy(5)).unwrap().collect_text().unwrap();
+    assert!(!answer.is_empty());
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs build dependencies and the test model if
+# missing, then runs every test of the workspace (unit, property, integration on the real model).
+#   usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+"$root/scripts/setup.sh" >/dev/null
+# Reuse one target directory outside the clone, so repeated runs are incremental.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/llama-rs-target}
+cargo test --workspace --locked "$@"
