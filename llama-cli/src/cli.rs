@@ -33,8 +33,26 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure prompt-processing and generation speed, like llama.cpp's llama-bench.
     Bench(BenchArgs),
+    /// Describe a GGUF model: architecture, size, quantisation, KV bytes per token, layers.
+    Show(ShowArgs),
     /// Print our version, llama.cpp's build, the compiled backends and the devices found.
     Version(VersionArgs),
+}
+
+/// `llama-cli show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Path of the GGUF model file.
+    #[arg(short = 'm', long = "model", value_name = "FILE")]
+    pub model: PathBuf,
+
+    /// Also list every tensor.
+    #[arg(long = "tensors")]
+    pub tensors: bool,
+
+    /// Print as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
 }
 
 /// Options every model-running command accepts.
@@ -109,7 +127,11 @@ pub struct BenchArgs {
     pub ubatch_size: u32,
 
     /// Layers to offload to the GPU (also -ngl).
-    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", default_value_t = 0)]
+    #[arg(
+        long = "gpu-layers",
+        visible_alias = "n-gpu-layers",
+        default_value_t = 0
+    )]
     pub gpu_layers: i32,
 
     /// Flash attention: auto, on or off.
@@ -159,9 +181,13 @@ mod tests {
 
     #[test]
     fn llama_cpp_short_flags_are_accepted() {
-        let args = normalize_args(["llama-cli", "bench", "-m", "x", "-ub", "64", "-ngl=3"].map(OsString::from));
+        let args = normalize_args(
+            ["llama-cli", "bench", "-m", "x", "-ub", "64", "-ngl=3"].map(OsString::from),
+        );
         let cli = Cli::try_parse_from(args).unwrap();
-        let Some(Command::Bench(b)) = cli.command else { panic!("not bench") };
+        let Some(Command::Bench(b)) = cli.command else {
+            panic!("not bench")
+        };
         assert_eq!(b.ubatch_size, 64);
         assert_eq!(b.gpu_layers, 3);
     }

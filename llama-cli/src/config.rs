@@ -53,7 +53,8 @@ mod tests {
 
     #[test]
     fn reads_known_keys() {
-        let o = parse("ctx-size = 2048\ntemp = 0.5\nstop = [\"</s>\"]\nmax-mem = \"2G\"\n").unwrap();
+        let o =
+            parse("ctx-size = 2048\ntemp = 0.5\nstop = [\"</s>\"]\nmax-mem = \"2G\"\n").unwrap();
         assert_eq!(o.ctx_size, Some(2048));
         assert_eq!(o.temp, Some(0.5));
         assert_eq!(o.stop, Some(vec!["</s>".to_string()]));

@@ -48,6 +48,16 @@ pub enum CliError {
     ChatNeedsTemplate,
 }
 
+impl From<std::io::Error> for CliError {
+    /// Only stdout writes convert implicitly; other I/O errors say what they were doing.
+    fn from(source: std::io::Error) -> CliError {
+        CliError::Io {
+            what: "cannot write to stdout",
+            source,
+        }
+    }
+}
+
 macro_rules! from_core {
     ($($t:ty),*) => {$(
         impl From<$t> for CliError {

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Prompt(args) => commands::prompt::run(args),
         Command::Chat(args) => commands::chat::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Show(args) => commands::show::run(args),
         Command::Version(args) => commands::version::run(args),
     };
     match result {

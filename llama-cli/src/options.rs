@@ -46,7 +46,12 @@ pub struct RunOptions {
     pub flash_attn: Option<FlashAttention>,
 
     /// Tokens to generate; -1 runs until the model stops or the context fills [default: -1].
-    #[arg(short = 'n', long = "n-predict", value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        short = 'n',
+        long = "n-predict",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub n_predict: Option<i64>,
 
     /// Temperature; 0 is greedy [default: 0.8].
@@ -70,19 +75,35 @@ pub struct RunOptions {
     pub typical: Option<f32>,
 
     /// Penalty for repeated tokens; 1 disables [default: 1.0].
-    #[arg(long = "repeat-penalty", value_name = "X", allow_negative_numbers = true)]
+    #[arg(
+        long = "repeat-penalty",
+        value_name = "X",
+        allow_negative_numbers = true
+    )]
     pub repeat_penalty: Option<f32>,
 
     /// Recent tokens the penalties consider; 0 disables, -1 the context size [default: 64].
-    #[arg(long = "repeat-last-n", value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "repeat-last-n",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub repeat_last_n: Option<i32>,
 
     /// Presence penalty; 0 disables [default: 0].
-    #[arg(long = "presence-penalty", value_name = "X", allow_negative_numbers = true)]
+    #[arg(
+        long = "presence-penalty",
+        value_name = "X",
+        allow_negative_numbers = true
+    )]
     pub presence_penalty: Option<f32>,
 
     /// Frequency penalty; 0 disables [default: 0].
-    #[arg(long = "frequency-penalty", value_name = "X", allow_negative_numbers = true)]
+    #[arg(
+        long = "frequency-penalty",
+        value_name = "X",
+        allow_negative_numbers = true
+    )]
     pub frequency_penalty: Option<f32>,
 
     /// Random seed; -1 picks one at random [default: -1].
@@ -126,9 +147,30 @@ impl RunOptions {
     /// Fills every field this one leaves empty from `lower` (this one takes precedence).
     pub fn over(self, lower: RunOptions) -> RunOptions {
         layer!(
-            self, lower, model, ctx_size, batch_size, ubatch_size, threads, gpu_layers, max_mem,
-            flash_attn, n_predict, temp, top_k, top_p, min_p, typical, repeat_penalty,
-            repeat_last_n, presence_penalty, frequency_penalty, seed, stop, system, chat_template,
+            self,
+            lower,
+            model,
+            ctx_size,
+            batch_size,
+            ubatch_size,
+            threads,
+            gpu_layers,
+            max_mem,
+            flash_attn,
+            n_predict,
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            typical,
+            repeat_penalty,
+            repeat_last_n,
+            presence_penalty,
+            frequency_penalty,
+            seed,
+            stop,
+            system,
+            chat_template,
             stats,
         )
     }

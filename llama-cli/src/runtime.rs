@@ -21,7 +21,7 @@ pub fn settings(config: &ConfigArgs, flags: RunOptions) -> Result<Option<Setting
     let settings = flags.over(file).resolve()?;
     if config.print_config {
         let text = toml::to_string_pretty(&settings).unwrap_or_else(|e| format!("# {e}\n"));
-        print!("{text}");
+        std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         return Ok(None);
     }
     Ok(Some(settings))
@@ -77,7 +77,11 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         ..ContextParams::default()
     };
     let ctx = llama_core::Context::new(model, &ctx_params)?;
-    tracing::info!(n_ctx = ctx.n_ctx(), threads = settings.threads, "context ready");
+    tracing::info!(
+        n_ctx = ctx.n_ctx(),
+        threads = settings.threads,
+        "context ready"
+    );
     Ok(Loaded {
         session: Session::new(ctx),
         load_time: started.elapsed(),
@@ -88,7 +92,10 @@ fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
-    let bar = indicatif::ProgressBar::with_draw_target(Some(100), indicatif::ProgressDrawTarget::stderr());
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(100),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
     let style = indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}%")
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -133,7 +140,12 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats) {
         rate(stats.n_generated, stats.generation_time)
     );
     if let Some(reason) = stats.finish_reason {
-        eprintln!("stats: finish reason {}", serde_json::to_string(&reason).unwrap_or_default().trim_matches('"'));
+        eprintln!(
+            "stats: finish reason {}",
+            serde_json::to_string(&reason)
+                .unwrap_or_default()
+                .trim_matches('"')
+        );
     }
     let mem = ProcessMemory::current();
     eprintln!(
@@ -145,6 +157,10 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats) {
 }
 
 /// Tokenizes what a turn sends to the model.
-pub fn tokenize_prompt(model: &Model, text: &str, chat_formatted: bool) -> Result<Vec<llama_core::Token>, CliError> {
+pub fn tokenize_prompt(
+    model: &Model,
+    text: &str,
+    chat_formatted: bool,
+) -> Result<Vec<llama_core::Token>, CliError> {
     Ok(model.tokenize(text, true, chat_formatted)?)
 }

@@ -67,7 +67,10 @@ struct TokenSource {
 
 impl TokenSource {
     fn next(&mut self) -> Token {
-        self.state = self.state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.state = self
+            .state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.state >> 33) % self.n_vocab.max(1)) as Token
     }
 }
@@ -81,9 +84,16 @@ fn check(outcome: DecodeOutcome, pos: usize) -> Result<(), GenerateError> {
     }
 }
 
-fn run_pp(ctx: &mut Context, batch: &mut Batch, src: &mut TokenSource, n: u32) -> Result<f64, GenerateError> {
+fn run_pp(
+    ctx: &mut Context,
+    batch: &mut Batch,
+    src: &mut TokenSource,
+    n: u32,
+) -> Result<f64, GenerateError> {
     let bos = ctx.model().token_bos();
-    let tokens: Vec<Token> = (0..n).map(|i| if i == 0 { bos } else { src.next() }).collect();
+    let tokens: Vec<Token> = (0..n)
+        .map(|i| if i == 0 { bos } else { src.next() })
+        .collect();
     ctx.kv_clear();
     let start = Instant::now();
     let (done, outcome) = ctx.decode_tokens(batch, &tokens, 0, 0);
@@ -92,7 +102,12 @@ fn run_pp(ctx: &mut Context, batch: &mut Batch, src: &mut TokenSource, n: u32) -
     Ok(start.elapsed().as_secs_f64())
 }
 
-fn run_tg(ctx: &mut Context, batch: &mut Batch, src: &mut TokenSource, n: u32) -> Result<f64, GenerateError> {
+fn run_tg(
+    ctx: &mut Context,
+    batch: &mut Batch,
+    src: &mut TokenSource,
+    n: u32,
+) -> Result<f64, GenerateError> {
     ctx.kv_clear();
     let mut token = ctx.model().token_bos();
     let start = Instant::now();
@@ -108,7 +123,12 @@ fn run_tg(ctx: &mut Context, batch: &mut Batch, src: &mut TokenSource, n: u32) -
 /// Runs the prompt-processing test (if `n_prompt > 0`) and the generation test (if
 /// `n_gen > 0`), each after one warm-up run, `repetitions` times. The context must hold
 /// `max(n_prompt, n_gen)` tokens.
-pub fn run(ctx: &mut Context, n_prompt: u32, n_gen: u32, repetitions: u32) -> Result<Vec<BenchResult>, GenerateError> {
+pub fn run(
+    ctx: &mut Context,
+    n_prompt: u32,
+    n_gen: u32,
+    repetitions: u32,
+) -> Result<Vec<BenchResult>, GenerateError> {
     let mut batch = Batch::new(ctx.n_batch() as usize);
     let mut src = TokenSource {
         state: 1234,

@@ -76,7 +76,9 @@ impl ChatTemplate {
                     available: known.join(", "),
                 });
             }
-            return Ok(TemplateChoice::Template(ChatTemplate::Named(name.to_string())));
+            return Ok(TemplateChoice::Template(ChatTemplate::Named(
+                name.to_string(),
+            )));
         }
         match model.chat_template() {
             None => Ok(TemplateChoice::PlainCompletion),
@@ -90,7 +92,11 @@ impl ChatTemplate {
     }
 
     /// Renders the conversation; `add_assistant` opens the assistant's turn.
-    pub fn render(&self, messages: &[ChatMessage], add_assistant: bool) -> Result<String, TemplateError> {
+    pub fn render(
+        &self,
+        messages: &[ChatMessage],
+        add_assistant: bool,
+    ) -> Result<String, TemplateError> {
         let source = match self {
             ChatTemplate::Model(source) => source.as_str(),
             ChatTemplate::Named(name) => name.as_str(),

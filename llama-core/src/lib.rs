@@ -9,9 +9,9 @@
 //! - [`sampling`], [`size`], [`process_memory`], [`cancel`]: parameters and measurements.
 #![deny(unsafe_code)]
 
-pub mod cancel;
 pub mod bench;
 pub mod cache_spec;
+pub mod cancel;
 pub mod chat;
 pub mod error;
 #[allow(unsafe_code)]
@@ -26,12 +26,20 @@ pub mod size;
 pub mod stop;
 pub mod utf8;
 
+pub use cache_spec::{KvCacheType, ModelCacheSpec};
 pub use cancel::CancelToken;
 pub use chat::{ChatMessage, ChatTemplate, Role, TemplateChoice};
-pub use error::{ContextError, Error, GenerateError, LoadError, ParamError, TemplateError, TokenizeError};
-pub use ffi::{Backend, Context, ContextParams, FlashAttention, KvCacheType, LoadMode, Model, ModelParams, SystemInfo, Token};
+pub use error::{
+    ContextError, Error, GenerateError, LoadError, ParamError, TemplateError, TokenizeError,
+};
+pub use ffi::{
+    Backend, Context, ContextParams, FlashAttention, LoadMode, Model, ModelParams, SystemInfo,
+    Token,
+};
 pub use model_file::{check_model_file, load_model};
 pub use process_memory::ProcessMemory;
 pub use sampling::SamplingParams;
-pub use session::{FinishReason, GenerateOptions, Generation, GenerationStats, PromptStats, Session};
+pub use session::{
+    FinishReason, GenerateOptions, Generation, GenerationStats, PromptStats, Session,
+};
 pub use size::ByteSize;

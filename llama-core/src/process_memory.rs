@@ -54,7 +54,9 @@ mod tests {
 
     #[test]
     fn parses_proc_status() {
-        let m = ProcessMemory::parse("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t1024 kB\nRssAnon:\t 512 kB\nRssFile:\t256 kB\n");
+        let m = ProcessMemory::parse(
+            "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t1024 kB\nRssAnon:\t 512 kB\nRssFile:\t256 kB\n",
+        );
         assert_eq!(m.peak_rss, 2048 * 1024);
         assert_eq!(m.rss, 1024 * 1024);
         assert_eq!(m.rss_anon, 512 * 1024);

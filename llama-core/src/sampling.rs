@@ -60,7 +60,12 @@ impl SamplingParams {
 
     /// Checks every value's range; the error names the flag / config key.
     pub fn validate(&self) -> Result<(), ParamError> {
-        fn check(ok: bool, name: &'static str, value: impl ToString, expected: &'static str) -> Result<(), ParamError> {
+        fn check(
+            ok: bool,
+            name: &'static str,
+            value: impl ToString,
+            expected: &'static str,
+        ) -> Result<(), ParamError> {
             if ok {
                 Ok(())
             } else {
@@ -72,20 +77,60 @@ impl SamplingParams {
             }
         }
         let finite = |v: f32| v.is_finite();
-        check(finite(self.temperature) && self.temperature >= 0.0, "temp", self.temperature, "a number >= 0")?;
-        check(self.top_k >= 0, "top-k", self.top_k, "an integer >= 0 (0 disables)")?;
-        check(finite(self.top_p) && (0.0..=1.0).contains(&self.top_p), "top-p", self.top_p, "a number between 0 and 1")?;
-        check(finite(self.min_p) && (0.0..=1.0).contains(&self.min_p), "min-p", self.min_p, "a number between 0 and 1")?;
+        check(
+            finite(self.temperature) && self.temperature >= 0.0,
+            "temp",
+            self.temperature,
+            "a number >= 0",
+        )?;
+        check(
+            self.top_k >= 0,
+            "top-k",
+            self.top_k,
+            "an integer >= 0 (0 disables)",
+        )?;
+        check(
+            finite(self.top_p) && (0.0..=1.0).contains(&self.top_p),
+            "top-p",
+            self.top_p,
+            "a number between 0 and 1",
+        )?;
+        check(
+            finite(self.min_p) && (0.0..=1.0).contains(&self.min_p),
+            "min-p",
+            self.min_p,
+            "a number between 0 and 1",
+        )?;
         check(
             finite(self.typical_p) && self.typical_p > 0.0 && self.typical_p <= 1.0,
             "typical",
             self.typical_p,
             "a number in (0, 1] (1 disables)",
         )?;
-        check(finite(self.repeat_penalty) && self.repeat_penalty > 0.0, "repeat-penalty", self.repeat_penalty, "a number > 0 (1 disables)")?;
-        check(self.repeat_last_n >= -1, "repeat-last-n", self.repeat_last_n, "an integer >= -1 (-1: the context size, 0 disables)")?;
-        check(finite(self.frequency_penalty), "frequency-penalty", self.frequency_penalty, "a finite number")?;
-        check(finite(self.presence_penalty), "presence-penalty", self.presence_penalty, "a finite number")?;
+        check(
+            finite(self.repeat_penalty) && self.repeat_penalty > 0.0,
+            "repeat-penalty",
+            self.repeat_penalty,
+            "a number > 0 (1 disables)",
+        )?;
+        check(
+            self.repeat_last_n >= -1,
+            "repeat-last-n",
+            self.repeat_last_n,
+            "an integer >= -1 (-1: the context size, 0 disables)",
+        )?;
+        check(
+            finite(self.frequency_penalty),
+            "frequency-penalty",
+            self.frequency_penalty,
+            "a finite number",
+        )?;
+        check(
+            finite(self.presence_penalty),
+            "presence-penalty",
+            self.presence_penalty,
+            "a finite number",
+        )?;
         Ok(())
     }
 }
@@ -102,15 +147,30 @@ mod tests {
 
     #[test]
     fn out_of_range_values_name_the_flag() {
-        let bad = SamplingParams { top_p: 1.5, ..Default::default() };
+        let bad = SamplingParams {
+            top_p: 1.5,
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().name, "top-p");
-        let bad = SamplingParams { temperature: -1.0, ..Default::default() };
+        let bad = SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().name, "temp");
-        let bad = SamplingParams { temperature: f32::NAN, ..Default::default() };
+        let bad = SamplingParams {
+            temperature: f32::NAN,
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().name, "temp");
-        let bad = SamplingParams { typical_p: 0.0, ..Default::default() };
+        let bad = SamplingParams {
+            typical_p: 0.0,
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().name, "typical");
-        let bad = SamplingParams { repeat_last_n: -2, ..Default::default() };
+        let bad = SamplingParams {
+            repeat_last_n: -2,
+            ..Default::default()
+        };
         assert_eq!(bad.validate().unwrap_err().name, "repeat-last-n");
     }
 }

@@ -301,7 +301,10 @@ impl Generation<'_> {
             self.end(FinishReason::Cancelled);
             return Ok(String::new());
         }
-        if self.max_tokens.is_some_and(|max| self.stats.n_generated >= max) {
+        if self
+            .max_tokens
+            .is_some_and(|max| self.stats.n_generated >= max)
+        {
             self.end(FinishReason::Length);
             return Ok(String::new());
         }
@@ -321,7 +324,10 @@ impl Generation<'_> {
             self.end(FinishReason::StopString);
             return Ok(check.emit);
         }
-        if self.max_tokens.is_some_and(|max| self.stats.n_generated >= max) {
+        if self
+            .max_tokens
+            .is_some_and(|max| self.stats.n_generated >= max)
+        {
             self.end(FinishReason::Length);
             return Ok(check.emit);
         }

@@ -21,7 +21,9 @@ impl FromStr for ByteSize {
     type Err = ParseSizeError;
 
     fn from_str(s: &str) -> Result<ByteSize, ParseSizeError> {
-        let err = || ParseSizeError { input: s.to_string() };
+        let err = || ParseSizeError {
+            input: s.to_string(),
+        };
         let t = s.trim();
         let upper = t.to_ascii_uppercase();
         let number_end = upper
@@ -85,7 +87,9 @@ impl<'de> serde::Deserialize<'de> for ByteSize {
         }
         match Raw::deserialize(d)? {
             Raw::Number(n) if n > 0 => Ok(ByteSize(n)),
-            Raw::Number(n) => Err(serde::de::Error::custom(ParseSizeError { input: n.to_string() })),
+            Raw::Number(n) => Err(serde::de::Error::custom(ParseSizeError {
+                input: n.to_string(),
+            })),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -107,7 +111,16 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "G", "12X", "-1G", "0", "1.2.3M", "99999999999999999999T", "1e3"] {
+        for bad in [
+            "",
+            "G",
+            "12X",
+            "-1G",
+            "0",
+            "1.2.3M",
+            "99999999999999999999T",
+            "1e3",
+        ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad} should be rejected");
         }
     }

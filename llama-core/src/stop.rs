@@ -35,10 +35,18 @@ impl StopMatcher {
                 stopped: false,
             };
         }
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let emit = self.held[..at].to_string();
             self.held.clear();
-            return StopCheck { emit, stopped: true };
+            return StopCheck {
+                emit,
+                stopped: true,
+            };
         }
         // Hold back the longest tail that is a prefix of some stop string.
         let keep = self
@@ -50,7 +58,10 @@ impl StopMatcher {
         let cut = self.held.len() - keep;
         let emit = self.held[..cut].to_string();
         self.held.drain(..cut);
-        StopCheck { emit, stopped: false }
+        StopCheck {
+            emit,
+            stopped: false,
+        }
     }
 
     /// Ends the stream: whatever was held back is shown.
@@ -92,7 +103,10 @@ mod tests {
 
     #[test]
     fn stop_split_across_pieces_is_never_shown() {
-        assert_eq!(run(&["\nUser:"], &["Hi", "\nUs", "er:", " more"]), ("Hi".into(), true));
+        assert_eq!(
+            run(&["\nUser:"], &["Hi", "\nUs", "er:", " more"]),
+            ("Hi".into(), true)
+        );
     }
 
     #[test]

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llama_core::{
-    load_model, ChatMessage, ChatTemplate, Context, ContextParams, FinishReason, GenerateOptions, Model, ModelParams, Role,
-    SamplingParams, Session, TemplateChoice,
+    load_model, ChatMessage, ChatTemplate, Context, ContextParams, FinishReason, GenerateOptions,
+    Model, ModelParams, Role, SamplingParams, Session, TemplateChoice,
 };
 
 fn model_path() -> PathBuf {
     if let Some(p) = std::env::var_os("LLAMA_RS_MODEL") {
         return PathBuf::from(p);
     }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(p.exists(), "test model missing: run scripts/fetch-model.sh");
     p
 }
@@ -22,7 +23,13 @@ fn model_path() -> PathBuf {
 fn model() -> Arc<Model> {
     static MODEL: std::sync::OnceLock<Arc<Model>> = std::sync::OnceLock::new();
     MODEL
-        .get_or_init(|| Arc::new(load_model(&model_path(), &ModelParams::default(), None).unwrap().0))
+        .get_or_init(|| {
+            Arc::new(
+                load_model(&model_path(), &ModelParams::default(), None)
+                    .unwrap()
+                    .0,
+            )
+        })
         .clone()
 }
 
@@ -45,7 +52,8 @@ fn chat_tokens(messages: &[ChatMessage]) -> Vec<i32> {
     let TemplateChoice::Template(t) = ChatTemplate::resolve(&m, None).unwrap() else {
         panic!("SmolLM2 has a chat template")
     };
-    m.tokenize(&t.render(messages, true).unwrap(), true, true).unwrap()
+    m.tokenize(&t.render(messages, true).unwrap(), true, true)
+        .unwrap()
 }
 
 fn greedy(n: usize) -> GenerateOptions {
@@ -75,10 +83,18 @@ fn chat_template_from_metadata_and_by_name() {
     let m = model();
     assert!(m.chat_template().unwrap().contains("im_start"));
     let msgs = [ChatMessage::new(Role::User, "Hi")];
-    let TemplateChoice::Template(own) = ChatTemplate::resolve(&m, None).unwrap() else { panic!() };
+    let TemplateChoice::Template(own) = ChatTemplate::resolve(&m, None).unwrap() else {
+        panic!()
+    };
     let text = own.render(&msgs, true).unwrap();
-    assert!(text.contains("<|im_start|>user\nHi<|im_end|>") && text.ends_with("<|im_start|>assistant\n"), "{text}");
-    let TemplateChoice::Template(named) = ChatTemplate::resolve(&m, Some("chatml")).unwrap() else { panic!() };
+    assert!(
+        text.contains("<|im_start|>user\nHi<|im_end|>")
+            && text.ends_with("<|im_start|>assistant\n"),
+        "{text}"
+    );
+    let TemplateChoice::Template(named) = ChatTemplate::resolve(&m, Some("chatml")).unwrap() else {
+        panic!()
+    };
     assert_eq!(named.render(&msgs, true).unwrap(), text);
     assert!(ChatTemplate::resolve(&m, Some("no-such-template")).is_err());
 }
@@ -86,20 +102,35 @@ fn chat_template_from_metadata_and_by_name() {
 #[test]
 fn greedy_generation_is_repeatable_and_reuses_the_prefix() {
     let mut s = session(1024);
-    let prompt = chat_tokens(&[ChatMessage::new(Role::User, "What is the capital of France?")]);
-    let (a, stats_a) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    let prompt = chat_tokens(&[ChatMessage::new(
+        Role::User,
+        "What is the capital of France?",
+    )]);
+    let (a, stats_a) = s
+        .generate(&prompt, &greedy(20))
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert!(a.contains("Paris"), "{a}");
     assert_eq!(stats_a.prompt.n_reused, 0);
     assert_eq!(stats_a.n_generated, 20);
     assert_eq!(stats_a.finish_reason, Some(FinishReason::Length));
     // Same prompt again: everything but the last token comes from the cache, same answer.
-    let (b, stats_b) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    let (b, stats_b) = s
+        .generate(&prompt, &greedy(20))
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert_eq!(a, b);
     assert_eq!(stats_b.prompt.n_reused, prompt.len() - 1);
     assert_eq!(stats_b.prompt.n_evaluated, 1);
     // After a reset, evaluated from scratch, still the same answer.
     s.reset();
-    let (c, stats_c) = s.generate(&prompt, &greedy(20)).unwrap().collect_text().unwrap();
+    let (c, stats_c) = s
+        .generate(&prompt, &greedy(20))
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert_eq!(a, c);
     assert_eq!(stats_c.prompt.n_reused, 0);
 }
@@ -109,11 +140,19 @@ fn full_context_ends_the_answer_cleanly() {
     let mut s = session(256);
     let prompt = model().tokenize("Once upon a time", true, false).unwrap();
     let options = GenerateOptions {
-        sampling: SamplingParams { seed: 3, temperature: 1.0, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            seed: 3,
+            temperature: 1.0,
+            ..SamplingParams::default()
+        },
         max_tokens: None,
         stop: vec![],
     };
-    let (text, stats) = s.generate(&prompt, &options).unwrap().collect_text().unwrap();
+    let (text, stats) = s
+        .generate(&prompt, &options)
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert!(!text.is_empty());
     if stats.finish_reason == Some(FinishReason::ContextFull) {
         assert_eq!(s.tokens().len(), 256);
@@ -140,12 +179,19 @@ fn cancel_stops_a_long_prompt_inside_decode() {
     drop(generation);
     let stopped = Instant::now();
     let cancelled_at = canceller.join().unwrap();
-    assert!(stats.prompt.cancelled, "prompt evaluation should have been aborted");
+    assert!(
+        stats.prompt.cancelled,
+        "prompt evaluation should have been aborted"
+    );
     assert!(stopped.duration_since(cancelled_at) < Duration::from_secs(2));
     // The session's token list matches what the cache kept, and it still works afterwards.
     assert!(s.tokens().len() < prompt.len());
     assert_eq!(&prompt[..s.tokens().len()], s.tokens());
     let short = chat_tokens(&[ChatMessage::new(Role::User, "Hi")]);
-    let (answer, _) = s.generate(&short, &greedy(5)).unwrap().collect_text().unwrap();
+    let (answer, _) = s
+        .generate(&short, &greedy(5))
+        .unwrap()
+        .collect_text()
+        .unwrap();
     assert!(!answer.is_empty());
 }

@@ -6,11 +6,14 @@ use std::sync::Arc;
 use llama_core::{bench, Context, ContextParams, FlashAttention, ModelParams};
 
 use crate::cli::BenchArgs;
+use std::io::Write;
+
 use crate::error::CliError;
 use crate::options::default_threads;
 
 /// Runs the command.
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
     let threads = args.threads.unwrap_or_else(default_threads);
     let (model, gguf) = llama_core::load_model(
         &args.model,
@@ -71,20 +74,28 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        )?;
         return Ok(());
     }
     let size = format!("{:.2} MiB", model.size_bytes() as f64 / (1u64 << 20) as f64);
     let params = format!("{:.2} M", model.n_params() as f64 / 1e6);
-    println!("| model | size | params | backend | threads | test | t/s |");
-    println!("| --- | ---: | ---: | --- | ---: | ---: | ---: |");
+    writeln!(
+        out,
+        "| model | size | params | backend | threads | test | t/s |"
+    )?;
+    writeln!(out, "| --- | ---: | ---: | --- | ---: | ---: | ---: |")?;
     for r in &results {
-        println!(
+        writeln!(
+            out,
             "| {description} | {size} | {params} | {backend} | {threads} | {} | {:.2} ± {:.2} |",
             r.name(),
             r.avg_ts,
             r.stddev_ts
-        );
+        )?;
     }
     Ok(())
 }

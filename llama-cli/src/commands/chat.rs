@@ -16,7 +16,8 @@ use crate::cli::ChatArgs;
 use crate::error::CliError;
 use crate::runtime;
 
-const HELP: &str = "commands: /reset (forget the conversation), /help, /exit (or Ctrl-D). Ctrl-C stops an answer.";
+const HELP: &str =
+    "commands: /reset (forget the conversation), /help, /exit (or Ctrl-D). Ctrl-C stops an answer.";
 
 /// Runs the command.
 pub fn run(args: ChatArgs) -> Result<(), CliError> {
@@ -70,10 +71,13 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
             let _ = std::io::stderr().flush();
         }
         let mut line = String::new();
-        let n = stdin.lock().read_line(&mut line).map_err(|source| CliError::Io {
-            what: "cannot read from stdin",
-            source,
-        })?;
+        let n = stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|source| CliError::Io {
+                what: "cannot read from stdin",
+                source,
+            })?;
         if n == 0 {
             if interactive {
                 eprintln!();

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod chat;
 pub mod prompt;
+pub mod show;
 pub mod version;
 
 use std::io::Write;

@@ -85,9 +85,11 @@ fn read_stdin() -> Result<String, CliError> {
         return Err(CliError::NoPrompt);
     }
     let mut text = String::new();
-    stdin.read_to_string(&mut text).map_err(|source| CliError::Io {
-        what: "cannot read the prompt from stdin",
-        source,
-    })?;
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|source| CliError::Io {
+            what: "cannot read the prompt from stdin",
+            source,
+        })?;
     Ok(text)
 }

@@ -12,26 +12,39 @@ fn fails_with(args: &[&str], expect: &str) {
 
 #[test]
 fn missing_model_path() {
-    fails_with(&["prompt", "-m", "/nonexistent/model.gguf", "hi"], "does not exist");
+    fails_with(
+        &["prompt", "-m", "/nonexistent/model.gguf", "hi"],
+        "does not exist",
+    );
 }
 
 #[test]
 fn directory_as_model() {
     let dir = tempfile::tempdir().unwrap();
-    fails_with(&["prompt", "-m", dir.path().to_str().unwrap(), "hi"], "is a directory");
+    fails_with(
+        &["prompt", "-m", dir.path().to_str().unwrap(), "hi"],
+        "is a directory",
+    );
 }
 
 #[test]
 fn non_gguf_file() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    f.write_all(b"this is not a model, just some text that is long enough to read").unwrap();
-    fails_with(&["prompt", "-m", f.path().to_str().unwrap(), "hi"], "not a valid GGUF model");
+    f.write_all(b"this is not a model, just some text that is long enough to read")
+        .unwrap();
+    fails_with(
+        &["prompt", "-m", f.path().to_str().unwrap(), "hi"],
+        "not a valid GGUF model",
+    );
 }
 
 #[test]
 fn empty_file() {
     let f = tempfile::NamedTempFile::new().unwrap();
-    fails_with(&["prompt", "-m", f.path().to_str().unwrap(), "hi"], "not a valid GGUF model");
+    fails_with(
+        &["prompt", "-m", f.path().to_str().unwrap(), "hi"],
+        "not a valid GGUF model",
+    );
 }
 
 #[test]
@@ -40,26 +53,45 @@ fn truncated_gguf() {
     for keep in [100usize, 4096, bytes.len() / 2, bytes.len() - 1] {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&bytes[..keep]).unwrap();
-        fails_with(&["prompt", "-m", f.path().to_str().unwrap(), "hi"], "not a valid GGUF model");
+        fails_with(
+            &["prompt", "-m", f.path().to_str().unwrap(), "hi"],
+            "not a valid GGUF model",
+        );
     }
 }
 
 #[test]
 fn bad_size_string() {
     let m = model();
-    fails_with(&["prompt", "-m", m.to_str().unwrap(), "--max-mem", "12X", "hi"], "invalid size");
+    fails_with(
+        &[
+            "prompt",
+            "-m",
+            m.to_str().unwrap(),
+            "--max-mem",
+            "12X",
+            "hi",
+        ],
+        "invalid size",
+    );
 }
 
 #[test]
 fn top_p_out_of_range() {
     let m = model();
-    fails_with(&["prompt", "-m", m.to_str().unwrap(), "--top-p", "1.5", "hi"], "top-p");
+    fails_with(
+        &["prompt", "-m", m.to_str().unwrap(), "--top-p", "1.5", "hi"],
+        "top-p",
+    );
 }
 
 #[test]
 fn negative_temperature() {
     let m = model();
-    fails_with(&["prompt", "-m", m.to_str().unwrap(), "--temp", "-1", "hi"], "temp");
+    fails_with(
+        &["prompt", "-m", m.to_str().unwrap(), "--temp", "-1", "hi"],
+        "temp",
+    );
 }
 
 #[test]
@@ -67,9 +99,15 @@ fn unknown_config_key() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "ctx-size = 512\ncontext-size = 9").unwrap();
     let path = f.path().to_str().unwrap().to_string();
-    let output = llama_cli().args(["prompt", "--config", &path, "hi"]).output().unwrap();
+    let output = llama_cli()
+        .args(["prompt", "--config", &path, "hi"])
+        .output()
+        .unwrap();
     let stderr = assert_clean_failure(&output);
-    assert!(stderr.contains("context-size") && stderr.contains(&path), "{stderr}");
+    assert!(
+        stderr.contains("context-size") && stderr.contains(&path),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -77,19 +115,31 @@ fn wrong_config_type() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
     writeln!(f, "top-k = \"forty\"").unwrap();
     let path = f.path().to_str().unwrap().to_string();
-    let output = llama_cli().args(["chat", "--config", &path]).output().unwrap();
+    let output = llama_cli()
+        .args(["chat", "--config", &path])
+        .output()
+        .unwrap();
     let stderr = assert_clean_failure(&output);
-    assert!(stderr.contains("top-k") && stderr.contains(&path), "{stderr}");
+    assert!(
+        stderr.contains("top-k") && stderr.contains(&path),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn missing_config_file() {
-    fails_with(&["prompt", "--config", "/nonexistent/cfg.toml", "hi"], "cannot read config file");
+    fails_with(
+        &["prompt", "--config", "/nonexistent/cfg.toml", "hi"],
+        "cannot read config file",
+    );
 }
 
 #[test]
 fn unknown_flag_and_missing_model() {
-    let output = llama_cli().args(["prompt", "--no-such-flag"]).output().unwrap();
+    let output = llama_cli()
+        .args(["prompt", "--no-such-flag"])
+        .output()
+        .unwrap();
     assert_clean_failure(&output);
     fails_with(&["prompt", "hi"], "no model given");
 }
@@ -98,7 +148,16 @@ fn unknown_flag_and_missing_model() {
 fn unknown_chat_template_name() {
     let m = model();
     fails_with(
-        &["prompt", "-m", m.to_str().unwrap(), "--chat-template", "nope", "-n", "1", "hi"],
+        &[
+            "prompt",
+            "-m",
+            m.to_str().unwrap(),
+            "--chat-template",
+            "nope",
+            "-n",
+            "1",
+            "hi",
+        ],
         "unknown chat template",
     );
 }

@@ -40,9 +40,15 @@ fn two_turns_over_a_pipe_reuse_the_kv_cache() {
     assert_eq!((reused1, eval1), (0, n1), "first turn evaluates everything");
     // The second turn keeps the whole first prompt (and the first answer) in the cache and
     // evaluates only the rest.
-    assert!(reused2 >= n1, "turn 2 reused {reused2} of turn 1's {n1} prompt tokens");
+    assert!(
+        reused2 >= n1,
+        "turn 2 reused {reused2} of turn 1's {n1} prompt tokens"
+    );
     assert_eq!(reused2 + eval2, n2);
-    assert!(eval2 < n2 - n1 + 2, "turn 2 evaluated {eval2} of {n2} tokens");
+    assert!(
+        eval2 < n2 - n1 + 2,
+        "turn 2 evaluated {eval2} of {n2} tokens"
+    );
 }
 
 #[test]

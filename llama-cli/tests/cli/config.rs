@@ -5,22 +5,40 @@ use std::io::Write;
 use super::support::llama_cli;
 
 fn print_config(args: &[&str]) -> toml::Table {
-    let output = llama_cli().args(args).arg("--print-config").output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = llama_cli()
+        .args(args)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().parse().unwrap()
 }
 
 #[test]
 fn flag_beats_config_beats_default() {
     let mut f = tempfile::NamedTempFile::new().unwrap();
-    writeln!(f, "ctx-size = 1024\ntemp = 0.3\ntop-k = 7\nmax-mem = \"2G\"\nstop = [\"END\"]").unwrap();
+    writeln!(
+        f,
+        "ctx-size = 1024\ntemp = 0.3\ntop-k = 7\nmax-mem = \"2G\"\nstop = [\"END\"]"
+    )
+    .unwrap();
     let path = f.path().to_str().unwrap();
     let t = print_config(&["prompt", "--config", path, "--temp", "0.9", "x"]);
     assert_eq!(t["ctx_size"].as_integer(), Some(1024), "from the file");
     let sampling = t["sampling"].as_table().unwrap();
-    assert!((sampling["temperature"].as_float().unwrap() - 0.9).abs() < 1e-6, "flag wins");
+    assert!(
+        (sampling["temperature"].as_float().unwrap() - 0.9).abs() < 1e-6,
+        "flag wins"
+    );
     assert_eq!(sampling["top_k"].as_integer(), Some(7), "from the file");
-    assert!((sampling["top_p"].as_float().unwrap() - 0.95).abs() < 1e-6, "default");
+    assert!(
+        (sampling["top_p"].as_float().unwrap() - 0.95).abs() < 1e-6,
+        "default"
+    );
     assert_eq!(t["batch_size"].as_integer(), Some(2048), "default");
     assert_eq!(t["max_mem"].as_integer(), Some(2 << 30));
     assert_eq!(t["stop"].as_array().unwrap()[0].as_str(), Some("END"));
@@ -42,7 +60,9 @@ fn example_configs_are_valid() {
 
 #[test]
 fn llama_cpp_short_flags() {
-    let t = print_config(&["chat", "-ub", "128", "-ngl", "0", "-c", "256", "-b", "256", "-t", "1"]);
+    let t = print_config(&[
+        "chat", "-ub", "128", "-ngl", "0", "-c", "256", "-b", "256", "-t", "1",
+    ]);
     assert_eq!(t["ubatch_size"].as_integer(), Some(128));
     assert_eq!(t["ctx_size"].as_integer(), Some(256));
     assert_eq!(t["threads"].as_integer(), Some(1));

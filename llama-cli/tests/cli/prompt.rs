@@ -31,14 +31,31 @@ fn greedy_prompt_is_deterministic_across_processes() {
 #[test]
 fn same_seed_same_sample() {
     let m = model();
-    let base = ["-m", m.to_str().unwrap(), "-n", "24", "--temp", "1.0", "-c", "512"];
+    let base = [
+        "-m",
+        m.to_str().unwrap(),
+        "-n",
+        "24",
+        "--temp",
+        "1.0",
+        "-c",
+        "512",
+    ];
     let a = run_prompt(&[&base[..], &["--seed", "42"]].concat(), "Tell me a story.");
     let b = run_prompt(&[&base[..], &["--seed", "42"]].concat(), "Tell me a story.");
     assert_eq!(a, b);
     let others: Vec<String> = (1..=3)
-        .map(|s| run_prompt(&[&base[..], &["--seed", &s.to_string()]].concat(), "Tell me a story."))
+        .map(|s| {
+            run_prompt(
+                &[&base[..], &["--seed", &s.to_string()]].concat(),
+                "Tell me a story.",
+            )
+        })
         .collect();
-    assert!(others.iter().any(|o| o != &a), "seeds 1..3 all gave the seed-42 text");
+    assert!(
+        others.iter().any(|o| o != &a),
+        "seeds 1..3 all gave the seed-42 text"
+    );
 }
 
 #[test]
@@ -63,7 +80,7 @@ fn stats_and_stdout_stay_separate() {
     let output = llama_cli()
         .arg("prompt")
         .args(&args)
-        .args(["--stats", "Hello"])
+        .args(["--stats", "Tell me about Paris."])
         .output()
         .unwrap();
     assert!(output.status.success());
@@ -78,12 +95,23 @@ fn stats_and_stdout_stay_separate() {
 #[test]
 fn stop_string_ends_the_answer_before_it() {
     let args = greedy_args(40);
-    let full = run_prompt(&args.iter().map(String::as_str).collect::<Vec<_>>(), "Count from 1 to 10.");
+    let full = run_prompt(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "Count from 1 to 10.",
+    );
     // Pick a word in the greedy answer and stop on it: the output must end right before it.
-    let word = full.split_whitespace().nth(3).expect("answer has a few words").to_string();
+    let word = full
+        .split_whitespace()
+        .nth(3)
+        .expect("answer has a few words")
+        .to_string();
     let cut = full.find(&word).unwrap();
     let stopped = run_prompt(
-        &[args.iter().map(String::as_str).collect::<Vec<_>>(), vec!["--stop", &word]].concat(),
+        &[
+            args.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["--stop", &word],
+        ]
+        .concat(),
         "Count from 1 to 10.",
     );
     assert_eq!(stopped.trim_end(), full[..cut].trim_end());
@@ -94,7 +122,16 @@ fn ctrl_c_stops_a_long_generation_promptly() {
     let bin = assert_cmd::cargo::cargo_bin("llama-cli");
     let m = model();
     let child = Command::new(bin)
-        .args(["prompt", "-m", m.to_str().unwrap(), "--raw", "-n", "100000", "-c", "8192"])
+        .args([
+            "prompt",
+            "-m",
+            m.to_str().unwrap(),
+            "--raw",
+            "-n",
+            "100000",
+            "-c",
+            "8192",
+        ])
         .args(["--temp", "1.0", "--seed", "1", "-t", "2"])
         .arg("Once upon a time")
         .stdout(Stdio::piped())
@@ -111,6 +148,14 @@ fn ctrl_c_stops_a_long_generation_promptly() {
     let output = child.wait_with_output().unwrap();
     let waited = sent.elapsed();
     assert!(waited < Duration::from_secs(5), "took {waited:?} to stop");
-    assert_eq!(output.status.code(), Some(130), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(!output.stdout.is_empty(), "some text was streamed before the interrupt");
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        !output.stdout.is_empty(),
+        "some text was streamed before the interrupt"
+    );
 }

@@ -41,7 +41,10 @@ pub fn assert_clean_failure(output: &Output) -> String {
     assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
     assert!(!stderr.contains("RUST_BACKTRACE"), "panic:\n{stderr}");
     assert!(stderr.contains("error"), "no error message:\n{stderr}");
-    assert!(output.stdout.is_empty(), "stdout should stay empty on error");
+    assert!(
+        output.stdout.is_empty(),
+        "stdout should stay empty on error"
+    );
     stderr
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use llama_sys as sys;
 
 use super::{Batch, Model, Token};
+use crate::cache_spec::KvCacheType;
 use crate::cancel::CancelToken;
 use crate::error::ContextError;
 
@@ -24,27 +25,9 @@ pub enum FlashAttention {
     Off,
 }
 
-/// Element type of the KV cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KvCacheType {
-    /// 16-bit floats (llama.cpp's default).
-    #[default]
-    F16,
-    /// 8-bit blocks, 34 bytes per 32 values.
-    Q8_0,
-    /// 4-bit blocks, 18 bytes per 32 values.
-    Q4_0,
-}
-
-impl KvCacheType {
-    fn ggml(self) -> sys::ggml_type {
-        match self {
-            KvCacheType::F16 => sys::GGML_TYPE_F16,
-            KvCacheType::Q8_0 => sys::GGML_TYPE_Q8_0,
-            KvCacheType::Q4_0 => sys::GGML_TYPE_Q4_0,
-        }
-    }
+/// The ggml type id of a KV cache element type.
+fn ggml_type_of(t: KvCacheType) -> sys::ggml_type {
+    t.ggml_type().id() as sys::ggml_type
 }
 
 /// Parameters for [`Context::new`].
@@ -147,8 +130,8 @@ impl Context {
             FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
             FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
-        raw.type_k = params.type_k.ggml();
-        raw.type_v = params.type_v.ggml();
+        raw.type_k = ggml_type_of(params.type_k);
+        raw.type_v = ggml_type_of(params.type_v);
         raw.kv_unified = params.kv_unified;
         let cancel = CancelToken::new();
         raw.abort_callback = Some(abort_trampoline);

@@ -14,7 +14,7 @@ mod system;
 
 pub use backend::Backend;
 pub use batch::Batch;
-pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention, KvCacheType};
+pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
 pub use sampler::SamplerChain;
 pub use system::{DeviceInfo, SystemInfo};

@@ -190,8 +190,12 @@ impl Model {
         // SAFETY: a null name asks for the default template; the result is null or a string
         // owned by the model.
         let ptr = unsafe { sys::llama_model_chat_template(self.ptr.as_ptr(), std::ptr::null()) };
+        if ptr.is_null() {
+            return None;
+        }
         // SAFETY: non-null pointers are valid C strings living as long as the model.
-        (!ptr.is_null()).then(|| unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+        let text = unsafe { CStr::from_ptr(ptr) };
+        Some(text.to_string_lossy().into_owned())
     }
 
     /// Whether the model's vocabulary adds a BOS token when tokenizing with specials.
@@ -224,7 +228,8 @@ impl Model {
         let text_len = i32::try_from(len).map_err(|_| TokenizeError::InvalidText { len })?;
         let mut tokens: Vec<Token> = vec![0; len + 2];
         for _ in 0..2 {
-            let capacity = i32::try_from(tokens.len()).map_err(|_| TokenizeError::InvalidText { len })?;
+            let capacity =
+                i32::try_from(tokens.len()).map_err(|_| TokenizeError::InvalidText { len })?;
             // SAFETY: `text` is valid for `text_len` bytes (no NUL needed); `tokens` has room
             // for `capacity` ids.
             let n = unsafe {

@@ -43,7 +43,9 @@ fn c_str(ptr: *const std::ffi::c_char) -> String {
         return String::new();
     }
     // SAFETY: llama.cpp returns static or device-owned NUL-terminated strings.
-    unsafe { CStr::from_ptr(ptr) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 impl SystemInfo {
