@@ -113,8 +113,13 @@ fn greedy_generation_is_repeatable_and_reuses_the_prefix() {
         .unwrap();
     assert!(a.contains("Paris"), "{a}");
     assert_eq!(stats_a.prompt.n_reused, 0);
-    assert_eq!(stats_a.n_generated, 20);
-    assert_eq!(stats_a.finish_reason, Some(FinishReason::Length));
+    // The model answers in one short sentence and ends its turn by itself.
+    assert_eq!(stats_a.finish_reason, Some(FinishReason::EndOfGeneration));
+    assert!(stats_a.n_generated > 0 && stats_a.n_generated < 20);
+    assert_eq!(
+        model().tokenize(&a, false, false).unwrap().len(),
+        stats_a.n_generated
+    );
     // Same prompt again: everything but the last token comes from the cache, same answer.
     let (b, stats_b) = s
         .generate(&prompt, &greedy(20))

@@ -161,3 +161,22 @@ fn unknown_chat_template_name() {
         "unknown chat template",
     );
 }
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    // `show | head -1`: the reader goes away; we must exit quietly, not panic.
+    let bin = assert_cmd::cargo::cargo_bin("llama-cli");
+    let m = model();
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' show --tensors -m '{}' | head -n 1",
+            bin.display(),
+            m.display()
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
+}

@@ -4,4 +4,5 @@ mod bad_input;
 mod chat;
 mod config;
 mod prompt;
+mod show;
 mod support;

@@ -12,7 +12,7 @@ mod model;
 mod sampler;
 mod system;
 
-pub use backend::Backend;
+pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
 pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};

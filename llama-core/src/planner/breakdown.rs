@@ -1,0 +1,98 @@
+//! What the planner measures: a [`Candidate`] configuration, the [`Breakdown`] of the host
+//! memory it needs, and the [`BufferSizer`] that measures one from the other.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::cache_spec::KvCacheType;
+use crate::size::ByteSize;
+
+/// One concrete configuration of a context: what the planner asks the sizer about and
+/// what a [`Plan`](super::Plan) tells the caller to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Candidate {
+    /// Context in tokens (llama.cpp pads it to a multiple of 256).
+    pub n_ctx: u32,
+    /// Logical batch size.
+    pub n_batch: u32,
+    /// Micro-batch size (at most `n_batch`).
+    pub n_ubatch: u32,
+    /// Parallel sequences.
+    pub n_seq: u32,
+    /// K cache type.
+    pub type_k: KvCacheType,
+    /// V cache type.
+    pub type_v: KvCacheType,
+    /// Whether flash attention is on.
+    pub flash_attn: bool,
+    /// Layers offloaded to the GPU.
+    pub gpu_layers: i32,
+}
+
+/// The host memory a [`Candidate`] needs, in bytes, by kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Breakdown {
+    /// Model weights held in host RAM.
+    pub weights: u64,
+    /// The KV cache.
+    pub kv: u64,
+    /// Compute (scheduler) buffers.
+    pub compute: u64,
+    /// The logits/embeddings output buffer.
+    pub output: u64,
+    /// Everything else the sizer accounts for (context structures, allocator slack).
+    pub overhead: u64,
+}
+
+impl Breakdown {
+    /// The sum of all parts (saturating).
+    pub fn total(&self) -> u64 {
+        [self.kv, self.compute, self.output, self.overhead]
+            .into_iter()
+            .fold(self.weights, u64::saturating_add)
+    }
+
+    /// Whether the total is within `budget`.
+    pub fn fits(&self, budget: u64) -> bool {
+        self.total() <= budget
+    }
+}
+
+/// `weights 98.00 MiB, KV 720.00 MiB, compute 300.00 MiB, output 0.19 MiB, overhead 1.00 MiB`.
+impl fmt::Display for Breakdown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "weights {}, KV {}, compute {}, output {}, overhead {}",
+            ByteSize(self.weights),
+            ByteSize(self.kv),
+            ByteSize(self.compute),
+            ByteSize(self.output),
+            ByteSize(self.overhead)
+        )
+    }
+}
+
+/// Sizes one candidate configuration without allocating (implemented with llama.cpp's
+/// `no_alloc` dry run by the caller; tests use arithmetic models).
+///
+/// The planner assumes the total is monotonic: it does not shrink when `n_ctx` or
+/// `n_ubatch` grows, nor when the cache types get wider. Each call is assumed to be
+/// expensive (tens of milliseconds), so the planner measures each candidate at most once
+/// per planning call and binary-searches.
+pub trait BufferSizer {
+    /// Why a dry run failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Measures `candidate`.
+    fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, Self::Error>;
+}
+
+impl<S: BufferSizer + ?Sized> BufferSizer for &mut S {
+    type Error = S::Error;
+
+    fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, Self::Error> {
+        (**self).measure(candidate)
+    }
+}
