@@ -31,6 +31,8 @@ pub enum Command {
     Prompt(PromptArgs),
     /// Interactive chat (one line per turn when stdin is a pipe).
     Chat(ChatArgs),
+    /// Plan memory for a model under --max-mem without loading it (our fit-params).
+    Plan(PlanArgs),
     /// Measure prompt-processing and generation speed, like llama.cpp's llama-bench.
     Bench(BenchArgs),
     /// Describe a GGUF model: architecture, size, quantisation, KV bytes per token, layers.
@@ -88,6 +90,20 @@ pub struct PromptArgs {
 /// `llama-cli chat`.
 #[derive(Debug, Args)]
 pub struct ChatArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub options: RunOptions,
+}
+
+/// `llama-cli plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Print as JSON.
+    #[arg(long = "json")]
+    pub json: bool,
+
     #[command(flatten)]
     pub config: ConfigArgs,
 
@@ -154,10 +170,12 @@ pub struct VersionArgs {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 3] = [
+    const ALIASES: [(&str, &str); 5] = [
         ("-ub", "--ubatch-size"),
         ("-ngl", "--gpu-layers"),
         ("-fa", "--flash-attn"),
+        ("-ctk", "--cache-type-k"),
+        ("-ctv", "--cache-type-v"),
     ];
     args.into_iter()
         .map(|arg| {

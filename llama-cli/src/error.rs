@@ -29,6 +29,22 @@ pub enum CliError {
         /// What is wrong.
         message: String,
     },
+    /// The request does not fit the memory budget (or planning failed).
+    #[error(transparent)]
+    Plan(#[from] llama_core::planner::PlanError<llama_core::memory_probe::ProbeError>),
+    /// `plan` needs a budget.
+    #[error("plan needs a budget: pass --max-mem SIZE (e.g. 1G)")]
+    NoBudget,
+    /// A turn refused by `--on-full reject`.
+    #[error("refused: the prompt ({n_prompt} tokens) plus --n-predict {n_predict} does not fit the context of {n_ctx} tokens (--on-full reject)")]
+    WouldOverflow {
+        /// Prompt tokens.
+        n_prompt: usize,
+        /// Requested answer length.
+        n_predict: usize,
+        /// Context size.
+        n_ctx: usize,
+    },
     /// No model was given.
     #[error("no model given: pass -m FILE (or set `model` in a --config file); scripts/fetch-model.sh downloads the default one")]
     NoModel,

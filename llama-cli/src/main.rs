@@ -35,6 +35,7 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Prompt(args) => commands::prompt::run(args),
         Command::Chat(args) => commands::chat::run(args),
+        Command::Plan(args) => commands::plan::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Version(args) => commands::version::run(args),

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use llama_core::{ByteSize, FlashAttention, SamplingParams};
+use llama_core::{ByteSize, FlashAttention, KvCacheType, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 /// Options for running a model. Every field is optional so that flags and config files can be
@@ -40,6 +40,28 @@ pub struct RunOptions {
     /// Memory budget, e.g. 512M or 2G (parsed now; enforced by the planner).
     #[arg(long = "max-mem", value_name = "SIZE")]
     pub max_mem: Option<ByteSize>,
+
+    /// Refuse instead of degrading when the request does not fit --max-mem.
+    #[arg(long = "strict", num_args = 0, default_missing_value = "true")]
+    pub strict: Option<bool>,
+
+    /// When a conversation fills the planned context: `stop` ends the answer early (finish
+    /// reason "length"), `reject` refuses a turn whose prompt plus --n-predict would not fit
+    /// [default: stop].
+    #[arg(long = "on-full", value_name = "POLICY", value_parser = ["stop", "reject"])]
+    pub on_full: Option<String>,
+
+    /// KV cache type for both K and V: f16, q8_0, q4_0, ... [default: f16].
+    #[arg(long = "cache-type", value_name = "TYPE")]
+    pub cache_type: Option<String>,
+
+    /// KV cache type for K (also -ctk) [default: f16].
+    #[arg(long = "cache-type-k", value_name = "TYPE")]
+    pub cache_type_k: Option<String>,
+
+    /// KV cache type for V (also -ctv; a quantised V needs flash attention) [default: f16].
+    #[arg(long = "cache-type-v", value_name = "TYPE")]
+    pub cache_type_v: Option<String>,
 
     /// Flash attention: auto, on or off [default: auto].
     #[arg(long = "flash-attn", value_name = "MODE", value_parser = parse_flash_attention)]
@@ -156,6 +178,11 @@ impl RunOptions {
             threads,
             gpu_layers,
             max_mem,
+            strict,
+            on_full,
+            cache_type,
+            cache_type_k,
+            cache_type_v,
             flash_attn,
             n_predict,
             temp,
@@ -235,7 +262,46 @@ impl RunOptions {
             }
             .into());
         }
+        let cache_type = |name: &'static str,
+                          value: Option<&String>|
+         -> Result<KvCacheType, crate::error::CliError> {
+            match value {
+                None => Ok(KvCacheType::F16),
+                Some(v) => KvCacheType::from_name(v).ok_or_else(|| {
+                    llama_core::ParamError {
+                        name,
+                        value: v.clone(),
+                        expected: "one of f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1",
+                    }
+                    .into()
+                }),
+            }
+        };
+        let type_k = cache_type(
+            "cache-type-k",
+            self.cache_type_k.as_ref().or(self.cache_type.as_ref()),
+        )?;
+        let type_v = cache_type(
+            "cache-type-v",
+            self.cache_type_v.as_ref().or(self.cache_type.as_ref()),
+        )?;
+        let on_full = match self.on_full.as_deref() {
+            None | Some("stop") => OnFull::Stop,
+            Some("reject") => OnFull::Reject,
+            Some(other) => {
+                return Err(llama_core::ParamError {
+                    name: "on-full",
+                    value: other.to_string(),
+                    expected: "stop or reject",
+                }
+                .into())
+            }
+        };
         Ok(Settings {
+            strict: self.strict.unwrap_or(false),
+            on_full,
+            type_k,
+            type_v,
             model: self.model,
             ctx_size: self.ctx_size.unwrap_or(4096),
             batch_size: positive("batch-size", self.batch_size.unwrap_or(2048))?,
@@ -255,9 +321,27 @@ impl RunOptions {
     }
 }
 
+/// What happens when a conversation reaches the planned context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFull {
+    /// End the answer early with finish reason "length".
+    Stop,
+    /// Refuse a turn whose prompt plus --n-predict would not fit.
+    Reject,
+}
+
 /// The effective settings of a run, after layering and defaults.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settings {
+    /// Refuse instead of degrading.
+    pub strict: bool,
+    /// Policy at the planned capacity.
+    pub on_full: OnFull,
+    /// K cache type.
+    pub type_k: KvCacheType,
+    /// V cache type.
+    pub type_v: KvCacheType,
     /// Model file.
     pub model: Option<PathBuf>,
     /// Context size (0: the model's).

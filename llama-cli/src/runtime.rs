@@ -5,7 +5,11 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use llama_core::{ContextParams, GenerationStats, Model, ModelParams, ProcessMemory, Session};
+use llama_core::budget;
+use llama_core::planner::{FlashAttnMode, Plan, PlanRequest};
+use llama_core::{
+    ContextParams, FlashAttention, GenerationStats, Model, ModelParams, ProcessMemory, Session,
+};
 
 use crate::cli::ConfigArgs;
 use crate::error::CliError;
@@ -31,11 +35,34 @@ pub fn settings(config: &ConfigArgs, flags: RunOptions) -> Result<Option<Setting
 pub struct Loaded {
     /// The session.
     pub session: Session,
-    /// Seconds spent loading the model and creating the context.
+    /// Time spent planning, loading the model and creating the context.
     pub load_time: Duration,
+    /// The memory plan, when a budget was given.
+    pub plan: Option<Plan>,
+}
+
+/// The planner's request for these settings.
+pub fn plan_request(settings: &Settings, budget: u64, n_ctx_train: u32) -> PlanRequest {
+    PlanRequest {
+        n_ctx: settings.ctx_size,
+        n_batch: settings.batch_size,
+        n_ubatch: settings.ubatch_size,
+        type_k: settings.type_k,
+        type_v: settings.type_v,
+        flash_attn: match settings.flash_attn {
+            FlashAttention::Auto => FlashAttnMode::Auto,
+            FlashAttention::On => FlashAttnMode::On,
+            FlashAttention::Off => FlashAttnMode::Off,
+        },
+        strict: settings.strict,
+        gpu_layers: settings.gpu_layers,
+        ..PlanRequest::new(budget, n_ctx_train)
+    }
 }
 
 /// Loads the model of `settings` (checked by the GGUF reader first) and creates its context.
+/// With `--max-mem`, the plan is made first, from a dry run that allocates nothing, and a
+/// request that cannot fit is refused before the model is loaded.
 pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
     let path = settings.model.clone().ok_or(CliError::NoModel)?;
     let started = Instant::now();
@@ -50,6 +77,46 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         n_gpu_layers: gpu_layers,
         ..ModelParams::default()
     };
+    let gguf = llama_core::check_model_file(&path)?;
+    let n_ctx_train = gguf
+        .context_length()
+        .unwrap_or(4096)
+        .min(u64::from(u32::MAX)) as u32;
+    let (ctx_params, plan) = match settings.max_mem {
+        None => (
+            ContextParams {
+                n_ctx: match settings.ctx_size {
+                    0 => n_ctx_train.max(256),
+                    n => n,
+                },
+                n_batch: settings.batch_size,
+                n_ubatch: settings.ubatch_size,
+                n_threads: settings.threads,
+                n_threads_batch: settings.threads,
+                flash_attention: settings.flash_attn,
+                type_k: settings.type_k,
+                type_v: settings.type_v,
+                ..ContextParams::default()
+            },
+            None,
+        ),
+        Some(budget) => {
+            let request = plan_request(settings, budget.0, n_ctx_train);
+            let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)?;
+            for note in plan.announcements() {
+                eprintln!("note: {note}");
+            }
+            tracing::info!(plan = ?plan.breakdown, "memory plan");
+            match budget::install_data_limit(&plan, gguf.file_size()) {
+                Ok(limit) => tracing::info!(limit, "data segment limit set"),
+                Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
+            }
+            (
+                budget::context_params(&plan.candidate, settings.threads),
+                Some(plan),
+            )
+        }
+    };
     let bar = progress_bar(&path);
     let mut on_progress = |p: f32| {
         if let Some(bar) = &bar {
@@ -57,25 +124,11 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         }
         true
     };
-    let result = llama_core::load_model(&path, &params, Some(&mut on_progress));
+    let result = Model::load_unchecked(&path, &params, Some(&mut on_progress));
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let (model, _gguf) = result?;
-    let model = Arc::new(model);
-    let n_ctx = match settings.ctx_size {
-        0 => model.n_ctx_train().max(256),
-        n => n,
-    };
-    let ctx_params = ContextParams {
-        n_ctx,
-        n_batch: settings.batch_size,
-        n_ubatch: settings.ubatch_size,
-        n_threads: settings.threads,
-        n_threads_batch: settings.threads,
-        flash_attention: settings.flash_attn,
-        ..ContextParams::default()
-    };
+    let model = Arc::new(result?);
     let ctx = llama_core::Context::new(model, &ctx_params)?;
     tracing::info!(
         n_ctx = ctx.n_ctx(),
@@ -85,6 +138,7 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
     Ok(Loaded {
         session: Session::new(ctx),
         load_time: started.elapsed(),
+        plan,
     })
 }
 
@@ -108,8 +162,9 @@ fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-/// Prints the figures of one generation to stderr (`--stats`).
-pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats) {
+/// Prints the figures of one generation to stderr (`--stats`), with the memory plan when
+/// there is one.
+pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, plan: Option<&Plan>) {
     let rate = |n: usize, d: Duration| {
         let s = d.as_secs_f64();
         if s > 0.0 {
@@ -148,6 +203,26 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats) {
         );
     }
     let mem = ProcessMemory::current();
+    if let Some(plan) = plan {
+        let b = &plan.breakdown;
+        eprintln!(
+            "stats: planned {} of budget {} (weights {}, KV {}, compute {}, output {}, overhead {})",
+            llama_core::ByteSize(b.total()),
+            llama_core::ByteSize(plan.budget),
+            llama_core::ByteSize(b.weights),
+            llama_core::ByteSize(b.kv),
+            llama_core::ByteSize(b.compute),
+            llama_core::ByteSize(b.output),
+            llama_core::ByteSize(b.overhead)
+        );
+        if mem.peak_rss > plan.budget {
+            eprintln!(
+                "stats: budget exceeded: peak RSS {} is over --max-mem {}",
+                llama_core::ByteSize(mem.peak_rss),
+                llama_core::ByteSize(plan.budget)
+            );
+        }
+    }
     eprintln!(
         "stats: peak RSS {} (now: anonymous {}, file-backed {})",
         llama_core::ByteSize(mem.peak_rss),

@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod budget;
 pub mod cache_spec;
 pub mod cancel;
 pub mod chat;

@@ -52,6 +52,7 @@ static PROBE_LOCK: Mutex<()> = Mutex::new(());
 pub struct MemoryProbe {
     model: Arc<Model>,
     model_bytes: u64,
+    repacked_bytes: u64,
 }
 
 fn parse_mib(line: &str, marker: &str) -> Option<u64> {
@@ -87,16 +88,31 @@ impl MemoryProbe {
             path: path.to_path_buf(),
         })?;
         drop(tap);
+        let lines = lines.lock().unwrap_or_else(|p| p.into_inner());
         let model_bytes = lines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter_map(|l| parse_mib(l, "model buffer size ="))
+            .sum();
+        let repacked_bytes = lines
+            .iter()
+            .filter(|l| l.contains("REPACK"))
             .filter_map(|l| parse_mib(l, "model buffer size ="))
             .sum();
         Ok(MemoryProbe {
             model: Arc::new(model),
             model_bytes,
+            repacked_bytes,
         })
+    }
+
+    /// Bytes of weights llama.cpp would repack into anonymous memory for faster CPU kernels.
+    pub fn repacked_bytes(&self) -> u64 {
+        self.repacked_bytes
+    }
+
+    /// The model loaded without weights (for its metadata: training context, vocabulary).
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
     }
 
     /// Sizes a context with `params` without allocating it.

@@ -107,6 +107,16 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         messages.push(ChatMessage::new(Role::User, line));
         let rendered = template.render(&messages, true)?;
         let tokens = runtime::tokenize_prompt(&model, &rendered, true)?;
+        if let Err(err) =
+            super::prompt::reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())
+        {
+            messages.pop();
+            eprintln!("error: {err}; /reset starts a new conversation");
+            if !interactive {
+                return Err(err);
+            }
+            continue;
+        }
         generating.store(true, Ordering::SeqCst);
         let mut generation = match loaded.session.generate(&tokens, &options) {
             Ok(g) => g,
@@ -134,7 +144,11 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         }
         messages.push(ChatMessage::new(Role::Assistant, answer));
         if settings.stats {
-            runtime::print_stats(first_turn.then_some(loaded.load_time), &stats);
+            runtime::print_stats(
+                first_turn.then_some(loaded.load_time),
+                &stats,
+                loaded.plan.as_ref(),
+            );
         }
         first_turn = false;
         match stats.finish_reason {

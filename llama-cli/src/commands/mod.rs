@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod plan;
 pub mod prompt;
 pub mod show;
 pub mod version;

@@ -47,6 +47,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         max_tokens: settings.n_predict,
         stop: settings.stop.clone(),
     };
+    reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;
     let cancel = loaded.session.cancel_token();
     let _ = ctrlc::set_handler(move || cancel.cancel());
     let mut out = std::io::stdout().lock();
@@ -64,7 +65,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
     }
     let stats = generation.stats();
     if settings.stats {
-        runtime::print_stats(Some(loaded.load_time), &stats);
+        runtime::print_stats(Some(loaded.load_time), &stats, loaded.plan.as_ref());
     }
     if stats.finish_reason == Some(llama_core::FinishReason::ContextFull) {
         eprintln!(
@@ -75,6 +76,26 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
     if stats.finish_reason == Some(llama_core::FinishReason::Cancelled) {
         eprintln!("interrupted");
         std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// `--on-full reject`: refuse a turn whose prompt plus its --n-predict would not fit.
+pub fn reject_if_overflowing(
+    settings: &crate::options::Settings,
+    n_prompt: usize,
+    n_ctx: usize,
+) -> Result<(), CliError> {
+    if settings.on_full == crate::options::OnFull::Reject {
+        if let Some(n_predict) = settings.n_predict {
+            if n_prompt + n_predict > n_ctx {
+                return Err(CliError::WouldOverflow {
+                    n_prompt,
+                    n_predict,
+                    n_ctx,
+                });
+            }
+        }
     }
     Ok(())
 }

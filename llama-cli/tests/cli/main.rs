@@ -1,6 +1,7 @@
 //! Integration tests of the `llama-cli` binary: one test binary, one module per concern.
 
 mod bad_input;
+mod budget;
 mod chat;
 mod config;
 mod prompt;

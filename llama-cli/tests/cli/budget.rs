@@ -1,0 +1,231 @@
+//! The memory budget as a user meets it: a grid of budgets and contexts on the real model where
+//! every cell is either refused before loading or runs within the budget, `plan`, `--strict`,
+//! and `--on-full reject`.
+
+use super::support::{assert_clean_failure, llama_cli, model};
+
+/// Parses a size printed by llama-cli (`138.41 MiB`, `1.00 GiB`, `512 B`) into bytes.
+fn parse_size(text: &str) -> u64 {
+    let mut parts = text.split_whitespace();
+    let value: f64 = parts.next().unwrap().parse().unwrap();
+    let scale = match parts.next().unwrap() {
+        "B" => 1.0,
+        "KiB" => 1024.0,
+        "MiB" => 1048576.0,
+        "GiB" => 1073741824.0,
+        other => panic!("unit {other}"),
+    };
+    (value * scale) as u64
+}
+
+fn stat_after<'a>(stderr: &'a str, prefix: &str) -> Option<&'a str> {
+    stderr.lines().find_map(|l| l.strip_prefix(prefix))
+}
+
+#[test]
+fn grid_of_budgets_and_contexts_never_exceeds_the_budget() {
+    let m = model();
+    let budgets: [(&str, u64); 6] = [
+        ("64M", 64 << 20),
+        ("120M", 120 << 20),
+        ("160M", 160 << 20),
+        ("256M", 256 << 20),
+        ("512M", 512 << 20),
+        ("1G", 1 << 30),
+    ];
+    let contexts = [256u32, 1024, 4096, 8192];
+    let mut refused = 0;
+    let mut ran = 0;
+    for (flag, budget) in budgets {
+        for ctx in contexts {
+            let output = llama_cli()
+                .args([
+                    "prompt",
+                    "-m",
+                    m.to_str().unwrap(),
+                    "-n",
+                    "16",
+                    "--temp",
+                    "0",
+                    "-t",
+                    "2",
+                ])
+                .args(["--stats", "--max-mem", flag, "-c", &ctx.to_string()])
+                .arg("Name three colours.")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(
+                output.status.code().is_some(),
+                "{flag} ctx {ctx}: killed by a signal\n{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{flag} ctx {ctx}: {stderr}");
+            if output.status.success() {
+                ran += 1;
+                let peak = stat_after(&stderr, "stats: peak RSS ").expect("peak RSS reported");
+                let peak = parse_size(peak.split(" (").next().unwrap());
+                assert!(
+                    peak <= budget,
+                    "{flag} ctx {ctx}: peak RSS {peak} over budget {budget}\n{stderr}"
+                );
+                assert!(!stderr.contains("budget exceeded"), "{stderr}");
+                assert!(!output.stdout.is_empty());
+            } else {
+                refused += 1;
+                let stderr = assert_clean_failure(&output);
+                assert!(
+                    stderr.contains("does not fit"),
+                    "{flag} ctx {ctx}: {stderr}"
+                );
+                assert!(stderr.contains("--max-mem"), "tells what to do: {stderr}");
+            }
+        }
+    }
+    assert!(
+        refused >= contexts.len(),
+        "the smallest budget is refused at every context"
+    );
+    assert!(ran >= 3 * contexts.len(), "larger budgets run");
+}
+
+#[test]
+fn strict_refuses_with_a_suggestion_that_works() {
+    let m = model();
+    let base = [
+        "prompt",
+        "-m",
+        m.to_str().unwrap(),
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "--max-mem",
+        "256M",
+    ];
+    let output = llama_cli()
+        .args(base)
+        .args(["-c", "8192", "--strict", "Hi"])
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&output);
+    let suggested = stderr
+        .split("fits with --ctx-size ")
+        .nth(1)
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .unwrap_or_else(|| panic!("no --ctx-size suggestion: {stderr}"))
+        .to_string();
+    let output = llama_cli()
+        .args(base)
+        .args(["-c", &suggested, "--strict", "Hi"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn degrading_is_announced() {
+    let m = model();
+    let output = llama_cli()
+        .args([
+            "prompt",
+            "-m",
+            m.to_str().unwrap(),
+            "-n",
+            "4",
+            "--max-mem",
+            "256M",
+            "-c",
+            "8192",
+            "Hi",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("note: reduced --ctx-size from 8192"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_reports_the_breakdown_and_largest_context() {
+    let m = model();
+    let output = llama_cli()
+        .args([
+            "plan",
+            "--json",
+            "-m",
+            m.to_str().unwrap(),
+            "--max-mem",
+            "1G",
+            "-c",
+            "4096",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let plan = &v["plan"];
+    assert_eq!(plan["candidate"]["n_ctx"], 4096);
+    // 4096 cells x 23040 bytes (30 layers x 3 KV heads x 64 x 2 x f16).
+    assert_eq!(plan["breakdown"]["kv"], 4096 * 23040);
+    assert!(plan["breakdown"]["compute"].as_u64().unwrap() > 0);
+    assert!(v["total"].as_u64().unwrap() <= 1 << 30);
+    assert!(plan["max_ctx_that_fits"].as_u64().unwrap() >= 8192);
+    let output = llama_cli()
+        .args(["plan", "-m", m.to_str().unwrap(), "--max-mem", "64M"])
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&output);
+    assert!(stderr.contains("raise --max-mem to at least"), "{stderr}");
+    let output = llama_cli()
+        .args(["plan", "-m", m.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(assert_clean_failure(&output).contains("--max-mem"));
+}
+
+#[test]
+fn on_full_reject_refuses_a_turn_that_cannot_fit() {
+    let m = model();
+    let base = [
+        "prompt",
+        "-m",
+        m.to_str().unwrap(),
+        "-c",
+        "256",
+        "-n",
+        "300",
+    ];
+    let output = llama_cli()
+        .args(base)
+        .args(["--on-full", "reject", "Hi"])
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&output);
+    assert!(stderr.contains("--on-full reject"), "{stderr}");
+    // The default policy stops the answer early instead.
+    let output = llama_cli()
+        .args(base)
+        .args([
+            "--stats",
+            "--raw",
+            "--temp",
+            "1",
+            "--seed",
+            "7",
+            "Once upon a time",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+}

@@ -1,0 +1,131 @@
+//! The memory budget end to end: a [`planner::BufferSizer`] backed by llama.cpp's no-alloc dry
+//! run ([`MemoryProbe`]), the weights and process baseline counted on top, and the plan turned
+//! into model and context parameters. Nothing large is allocated before the plan fits.
+
+use std::path::Path;
+
+use crate::ffi::{ContextParams, FlashAttention, ModelParams};
+use crate::gguf::GgufModel;
+use crate::memory_probe::{MemoryProbe, ProbeError};
+use crate::planner::{self, Breakdown, BufferSizer, Candidate, Plan, PlanError, PlanRequest};
+use crate::process_memory::ProcessMemory;
+
+/// Memory the process uses beyond the planned buffers while it runs: the vocabulary and
+/// tokenizer tables, sampler state, thread stacks touched, allocator slack. Measured on
+/// SmolLM2 (see docs/MEMORY.md) and rounded up.
+pub const RUNTIME_MARGIN: u64 = 24 << 20;
+
+/// Sizes candidates with llama.cpp's dry run and adds what the dry run does not see.
+#[derive(Debug)]
+pub struct LlamaSizer {
+    probe: MemoryProbe,
+    /// Resident bytes of the weights: the mapped file (llama.cpp faults all of it in at load)
+    /// plus any weights repacked into anonymous memory.
+    weights: u64,
+    /// Process baseline (binary, libraries, allocator) measured before loading, plus
+    /// [`RUNTIME_MARGIN`].
+    overhead: u64,
+    threads: i32,
+}
+
+impl LlamaSizer {
+    /// Prepares a sizer for `path`, already read by the GGUF reader as `gguf`.
+    pub fn new(
+        path: &Path,
+        gguf: &GgufModel,
+        model_params: &ModelParams,
+        threads: i32,
+    ) -> Result<LlamaSizer, ProbeError> {
+        let baseline = ProcessMemory::current().rss;
+        let probe = MemoryProbe::new(path, model_params)?;
+        let mapped = gguf.file_size();
+        let weights = mapped.saturating_add(probe.repacked_bytes());
+        Ok(LlamaSizer {
+            probe,
+            weights,
+            overhead: baseline.saturating_add(RUNTIME_MARGIN),
+            threads,
+        })
+    }
+}
+
+/// The context parameters a candidate stands for.
+pub fn context_params(candidate: &Candidate, threads: i32) -> ContextParams {
+    ContextParams {
+        n_ctx: candidate.n_ctx,
+        n_batch: candidate.n_batch,
+        n_ubatch: candidate.n_ubatch,
+        n_seq_max: candidate.n_seq.max(1),
+        n_threads: threads,
+        n_threads_batch: threads,
+        flash_attention: if candidate.flash_attn {
+            FlashAttention::On
+        } else {
+            FlashAttention::Off
+        },
+        type_k: candidate.type_k,
+        type_v: candidate.type_v,
+        kv_unified: false,
+    }
+}
+
+impl BufferSizer for LlamaSizer {
+    type Error = ProbeError;
+
+    fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, ProbeError> {
+        let sizes = self
+            .probe
+            .measure(&context_params(candidate, self.threads))?;
+        Ok(Breakdown {
+            weights: self.weights,
+            kv: sizes.kv,
+            compute: sizes.compute,
+            output: sizes.output,
+            overhead: self.overhead,
+        })
+    }
+}
+
+/// Plans `request` for the model at `path`.
+pub fn plan_model(
+    path: &Path,
+    gguf: &GgufModel,
+    model_params: &ModelParams,
+    threads: i32,
+    request: &PlanRequest,
+) -> Result<Plan, PlanError<ProbeError>> {
+    let mut sizer = LlamaSizer::new(path, gguf, model_params, threads).map_err(PlanError::Sizer)?;
+    planner::plan(request, &mut sizer)
+}
+
+/// Slack the data-segment backstop leaves above the planned anonymous memory: virtual
+/// reservations (thread stacks, allocator arenas) count against `RLIMIT_DATA` before they are
+/// resident.
+pub const BACKSTOP_SLACK: u64 = 128 << 20;
+
+/// Caps the process's data segment (`RLIMIT_DATA`: heap and private writable mappings, which
+/// is where llama.cpp's KV cache and compute buffers live; the read-only mapping of the model
+/// file is not counted) at the planned anonymous memory plus [`BACKSTOP_SLACK`]. An unplanned
+/// large allocation then fails (llama.cpp reports it as an error) instead of growing until the
+/// kernel's OOM killer ends the process. Returns the limit set.
+pub fn install_data_limit(plan: &Plan, mapped_weights: u64) -> std::io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let anonymous = plan.breakdown.total().saturating_sub(mapped_weights);
+    let mut limit = anonymous.saturating_add(BACKSTOP_SLACK);
+    let current = getrlimit(Resource::Data);
+    if let Some(max) = current.maximum {
+        limit = limit.min(max);
+    }
+    if current.current.is_some_and(|c| c < limit) {
+        return Ok(current.current.unwrap_or(limit));
+    }
+    setrlimit(
+        Resource::Data,
+        Rlimit {
+            current: Some(limit),
+            maximum: current.maximum,
+        },
+    )
+    .map_err(std::io::Error::from)?;
+    Ok(limit)
+}
