@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llama_core::budget;
+use llama_core::metrics::BudgetCounters;
 use llama_core::planner::{FlashAttnMode, Plan, PlanRequest};
 use llama_core::{
     ContextParams, FlashAttention, GenerationStats, Model, ModelParams, ProcessMemory, Session,
@@ -39,6 +40,8 @@ pub struct Loaded {
     pub load_time: Duration,
     /// The memory plan, when a budget was given.
     pub plan: Option<Plan>,
+    /// Planned vs actual memory.
+    pub counters: BudgetCounters,
 }
 
 /// The planner's request for these settings.
@@ -96,6 +99,8 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
                 flash_attention: settings.flash_attn,
                 type_k: settings.type_k,
                 type_v: settings.type_v,
+                // Sessions sample only after the last token: one logits row per decode.
+                n_outputs_max: 1,
                 ..ContextParams::default()
             },
             None,
@@ -138,6 +143,10 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
     Ok(Loaded {
         session: Session::new(ctx),
         load_time: started.elapsed(),
+        counters: BudgetCounters::new(
+            settings.max_mem.map(|b| b.0),
+            plan.as_ref().map(|p| p.breakdown),
+        ),
         plan,
     })
 }
@@ -164,7 +173,10 @@ fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
 
 /// Prints the figures of one generation to stderr (`--stats`), with the memory plan when
 /// there is one.
-pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, plan: Option<&Plan>) {
+pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, loaded: &Loaded) {
+    let plan = loaded.plan.as_ref();
+    loaded.counters.observe();
+    let counters = loaded.counters.snapshot();
     let rate = |n: usize, d: Duration| {
         let s = d.as_secs_f64();
         if s > 0.0 {
@@ -215,9 +227,10 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, plan: O
             llama_core::ByteSize(b.output),
             llama_core::ByteSize(b.overhead)
         );
-        if mem.peak_rss > plan.budget {
+        if counters.exceeded_events > 0 {
             eprintln!(
-                "stats: budget exceeded: peak RSS {} is over --max-mem {}",
+                "stats: budget exceeded ({} events): peak RSS {} is over --max-mem {}",
+                counters.exceeded_events,
                 llama_core::ByteSize(mem.peak_rss),
                 llama_core::ByteSize(plan.budget)
             );

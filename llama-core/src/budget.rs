@@ -56,6 +56,7 @@ pub fn context_params(candidate: &Candidate, threads: i32) -> ContextParams {
         n_batch: candidate.n_batch,
         n_ubatch: candidate.n_ubatch,
         n_seq_max: candidate.n_seq.max(1),
+        n_outputs_max: candidate.n_seq.max(1),
         n_threads: threads,
         n_threads_batch: threads,
         flash_attention: if candidate.flash_attn {

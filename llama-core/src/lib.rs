@@ -20,6 +20,7 @@ pub mod ffi;
 pub mod gguf;
 pub mod kv_pool;
 pub mod memory_probe;
+pub mod metrics;
 pub mod model_file;
 pub mod planner;
 pub mod process_memory;

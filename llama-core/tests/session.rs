@@ -200,3 +200,43 @@ fn cancel_stops_a_long_prompt_inside_decode() {
         .unwrap();
     assert!(!answer.is_empty());
 }
+
+#[test]
+fn cache_spec_matches_the_kv_buffer_llama_cpp_allocates() {
+    use llama_core::cache_spec::{KvCacheParams, KvCacheType};
+    use llama_core::gguf::GgufModel;
+    use llama_core::memory_probe::MemoryProbe;
+
+    let path = model_path();
+    let spec = llama_core::ModelCacheSpec::from_gguf(&GgufModel::open(&path).unwrap()).unwrap();
+    let probe = MemoryProbe::new(&path, &ModelParams::default()).unwrap();
+    for (n_ctx, t) in [
+        (512u32, KvCacheType::F16),
+        (4096, KvCacheType::F16),
+        (8192, KvCacheType::Q8_0),
+    ] {
+        let params = ContextParams {
+            n_ctx,
+            type_k: t,
+            type_v: t,
+            flash_attention: llama_core::FlashAttention::On,
+            ..ContextParams::default()
+        };
+        let reported = probe.measure(&params).unwrap();
+        let ours = spec
+            .kv_bytes(&KvCacheParams {
+                type_k: t,
+                type_v: t,
+                ..KvCacheParams::new(u64::from(n_ctx))
+            })
+            .unwrap()
+            .total_bytes();
+        let diff = (ours as f64 - reported.kv as f64).abs() / reported.kv as f64;
+        assert!(
+            diff < 0.01,
+            "ctx {n_ctx} {t:?}: ours {ours}, llama.cpp {}",
+            reported.kv
+        );
+        assert!(reported.compute > 0);
+    }
+}

@@ -144,11 +144,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         }
         messages.push(ChatMessage::new(Role::Assistant, answer));
         if settings.stats {
-            runtime::print_stats(
-                first_turn.then_some(loaded.load_time),
-                &stats,
-                loaded.plan.as_ref(),
-            );
+            runtime::print_stats(first_turn.then_some(loaded.load_time), &stats, &loaded);
         }
         first_turn = false;
         match stats.finish_reason {

@@ -35,6 +35,7 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             "total": plan.breakdown.total(),
             "announcements": plan.announcements(),
             "load_mode": "mmap",
+            "planner_peak_rss": llama_core::ProcessMemory::current().peak_rss,
         });
         writeln!(
             out,

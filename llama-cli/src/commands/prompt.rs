@@ -65,7 +65,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
     }
     let stats = generation.stats();
     if settings.stats {
-        runtime::print_stats(Some(loaded.load_time), &stats, loaded.plan.as_ref());
+        runtime::print_stats(Some(loaded.load_time), &stats, &loaded);
     }
     if stats.finish_reason == Some(llama_core::FinishReason::ContextFull) {
         eprintln!(

@@ -181,6 +181,14 @@ fn plan_reports_the_breakdown_and_largest_context() {
     assert!(plan["breakdown"]["compute"].as_u64().unwrap() > 0);
     assert!(v["total"].as_u64().unwrap() <= 1 << 30);
     assert!(plan["max_ctx_that_fits"].as_u64().unwrap() >= 8192);
+    // Planning sizes the buffers without allocating them: the planner's own peak RSS stays far
+    // below the KV cache (90 MiB) plus compute buffers it sized.
+    let planned_buffers =
+        plan["breakdown"]["kv"].as_u64().unwrap() + plan["breakdown"]["compute"].as_u64().unwrap();
+    assert!(
+        v["planner_peak_rss"].as_u64().unwrap() < planned_buffers,
+        "{v}"
+    );
     let output = llama_cli()
         .args(["plan", "-m", m.to_str().unwrap(), "--max-mem", "64M"])
         .output()

@@ -41,6 +41,10 @@ pub struct ContextParams {
     pub n_ubatch: u32,
     /// Number of sequences sharing the context.
     pub n_seq_max: u32,
+    /// Most logits rows one decode call produces (0: `n_batch`). Sessions that only sample
+    /// after the last token of each sequence need one per sequence, which shrinks the compute
+    /// and output buffers llama.cpp reserves.
+    pub n_outputs_max: u32,
     /// Threads for single-token generation.
     pub n_threads: i32,
     /// Threads for prompt processing.
@@ -62,6 +66,7 @@ impl Default for ContextParams {
             n_batch: 2048,
             n_ubatch: 512,
             n_seq_max: 1,
+            n_outputs_max: 0,
             n_threads: 4,
             n_threads_batch: 4,
             flash_attention: FlashAttention::Auto,
@@ -123,6 +128,7 @@ impl Context {
         raw.n_batch = params.n_batch;
         raw.n_ubatch = params.n_ubatch.min(params.n_batch);
         raw.n_seq_max = params.n_seq_max;
+        raw.n_outputs_max = params.n_outputs_max;
         raw.n_threads = params.n_threads;
         raw.n_threads_batch = params.n_threads_batch;
         raw.flash_attn_type = match params.flash_attention {
