@@ -14,6 +14,7 @@ pub mod budget;
 pub mod cache_spec;
 pub mod cancel;
 pub mod chat;
+pub mod engine;
 pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;

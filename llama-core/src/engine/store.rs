@@ -1,0 +1,1 @@
+//! Saved sessions on disk.
