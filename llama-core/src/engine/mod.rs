@@ -175,6 +175,14 @@ pub enum EngineError {
         /// What happened.
         message: String,
     },
+    /// The KV budget cannot hold this request even after evicting every idle session.
+    #[error(
+        "the KV cache is full: {needed} more tokens do not fit and no idle session can be evicted"
+    )]
+    KvFull {
+        /// Tokens that did not fit.
+        needed: usize,
+    },
     /// The KV budget is too small for even one block per sequence.
     #[error("the KV budget of {budget} bytes holds {blocks} blocks; at least {needed} are needed")]
     BudgetTooSmall {
@@ -261,6 +269,7 @@ struct Shared {
     wake: std::sync::Condvar,
     stats: Mutex<EngineStats>,
     stopping: AtomicBool,
+    exit: AtomicBool,
     config: EngineConfig,
     max_tokens_per_request: usize,
 }

@@ -1,35 +1,659 @@
-//! The scheduler thread (continuous batching). Being written.
+//! The scheduler thread: admission, continuous batching, sampling, eviction and restore.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
+use super::slot::{Phase, Running, Slot, Step};
+use super::store::{read_state, write_state, SavedSession};
 use super::{
-    Engine, EngineConfig, EngineError, EngineRequest, ResponseStream, Shared, SubmitError,
+    Engine, EngineConfig, EngineError, EngineEvent, EngineRequest, EngineStats, ResponseStream,
+    Shared, SubmitError,
 };
 use crate::cache_spec::ModelCacheSpec;
-use crate::ffi::Model;
+use crate::ffi::{Batch, Context, ContextParams, DecodeOutcome, Model, SamplerChain, Token};
+use crate::kv_pool::{BlockPool, PoolSpec, SessionId};
+use crate::session::FinishReason;
+use crate::stop::StopMatcher;
+use crate::utf8::Utf8Decoder;
+
+/// Saved sessions kept on disk at most; the oldest file goes first.
+const MAX_SAVED: usize = 256;
+
+/// A cached session whose tokens match a new prompt except for at most this many trailing
+/// tokens is the same conversation continuing (the answer's last token is never decoded, and
+/// re-tokenizing the answer can differ at its end). A larger difference means another
+/// conversation, which is saved before its slot is reused.
+const TAIL_SLACK: usize = 16;
 
 /// A queued request with its consumer's channel.
 pub(super) struct Job {
     pub(super) request: EngineRequest,
-    pub(super) events: tokio::sync::mpsc::Sender<super::EngineEvent>,
-    pub(super) submitted: std::time::Instant,
+    pub(super) events: tokio::sync::mpsc::Sender<EngineEvent>,
+    pub(super) submitted: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 pub(super) fn start(
-    _model: Arc<Model>,
-    _cache: &ModelCacheSpec,
-    _config: EngineConfig,
+    model: Arc<Model>,
+    cache: &ModelCacheSpec,
+    config: EngineConfig,
 ) -> Result<Engine, EngineError> {
-    Err(EngineError::Start {
-        message: "not implemented yet".into(),
+    let start_err = |message: String| EngineError::Start { message };
+    let per_token = cache
+        .kv_bytes_per_token(config.type_k, config.type_v)
+        .map_err(|e| start_err(e.to_string()))?;
+    let spec =
+        PoolSpec::new(per_token, config.kv_budget_bytes).with_block_tokens(config.block_tokens);
+    let mut pool = BlockPool::new(spec).map_err(|e| start_err(e.to_string()))?;
+    let n_parallel = config.n_parallel.clamp(1, 256);
+    let needed = pool
+        .spec()
+        .blocks_for_tokens(config.n_ctx_per_seq.min(config.block_tokens).max(1));
+    if pool.total_blocks() < needed.max(1) {
+        return Err(EngineError::BudgetTooSmall {
+            budget: config.kv_budget_bytes,
+            blocks: pool.total_blocks(),
+            needed: needed.max(1),
+        });
+    }
+    let total_tokens = u64::from(pool.total_blocks()) * u64::from(config.block_tokens);
+    let n_ctx = u32::try_from(total_tokens).unwrap_or(u32::MAX).max(256);
+    for seq in 0..n_parallel {
+        pool.create_session(SessionId(u64::from(seq)))
+            .map_err(|e| start_err(e.to_string()))?;
+    }
+    let params = ContextParams {
+        n_ctx,
+        n_batch: config.n_batch,
+        n_ubatch: config.n_ubatch,
+        n_seq_max: n_parallel,
+        n_outputs_max: n_parallel,
+        n_threads: config.threads,
+        n_threads_batch: config.threads,
+        flash_attention: config.flash_attention,
+        type_k: config.type_k,
+        type_v: config.type_v,
+        kv_unified: true,
+    };
+    let ctx = Context::new(model.clone(), &params).map_err(|e| start_err(e.to_string()))?;
+    std::fs::create_dir_all(&config.state_dir)
+        .map_err(|e| start_err(format!("{}: {e}", config.state_dir.display())))?;
+    let identity = format!(
+        "{} size={} params={} k={} v={}",
+        model.description(),
+        model.size_bytes(),
+        model.n_params(),
+        config.type_k.name(),
+        config.type_v.name()
+    );
+    let max_tokens_per_request = (config.n_ctx_per_seq as usize).min(total_tokens as usize);
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(VecDeque::new()),
+        wake: Condvar::new(),
+        stats: Mutex::new(EngineStats {
+            blocks_free: pool.available_blocks(),
+            block_tokens: config.block_tokens,
+            kv_bytes_total: pool.total_bytes(),
+            ..EngineStats::default()
+        }),
+        stopping: AtomicBool::new(false),
+        exit: AtomicBool::new(false),
+        config: config.clone(),
+        max_tokens_per_request,
+    });
+    let batch = Batch::new(config.n_batch.max(n_parallel) as usize);
+    let mut scheduler = Scheduler {
+        shared: shared.clone(),
+        n_ctx_seq: max_tokens_per_request,
+        slots: (0..n_parallel as i32).map(Slot::new).collect(),
+        ctx,
+        pool,
+        batch,
+        saved: VecDeque::new(),
+        identity,
+        next_file: 0,
+        model: model.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("llama-rs-engine".into())
+        .spawn(move || scheduler.run())
+        .map_err(|e| start_err(e.to_string()))?;
+    Ok(Engine {
+        shared,
+        thread: Some(thread),
+        model,
     })
 }
 
 pub(super) fn submit(
-    _shared: &Arc<Shared>,
-    _request: EngineRequest,
+    shared: &Arc<Shared>,
+    request: EngineRequest,
 ) -> Result<ResponseStream, SubmitError> {
-    Err(SubmitError::ShuttingDown)
+    if shared.stopping.load(Ordering::SeqCst) {
+        return Err(SubmitError::ShuttingDown);
+    }
+    if request.prompt.is_empty() {
+        return Err(SubmitError::EmptyPrompt);
+    }
+    if request.prompt.len() + 1 > shared.max_tokens_per_request {
+        return Err(SubmitError::TooLarge {
+            needed: request.prompt.len() + 1,
+            max: shared.max_tokens_per_request,
+        });
+    }
+    let mut queue = lock(&shared.queue);
+    if queue.len() >= shared.config.queue_capacity {
+        return Err(SubmitError::QueueFull {
+            capacity: shared.config.queue_capacity,
+        });
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(shared.config.stream_buffer.max(3));
+    queue.push_back(Job {
+        request,
+        events: tx,
+        submitted: Instant::now(),
+    });
+    lock(&shared.stats).queued = queue.len();
+    shared.wake.notify_one();
+    Ok(ResponseStream { rx })
 }
 
-pub(super) fn request_exit(_shared: &Arc<Shared>) {}
+pub(super) fn request_exit(shared: &Arc<Shared>) {
+    shared.exit.store(true, Ordering::SeqCst);
+    let _guard = lock(&shared.queue);
+    shared.wake.notify_all();
+}
+
+/// The thread that owns the context.
+struct Scheduler {
+    shared: Arc<Shared>,
+    ctx: Context,
+    pool: BlockPool,
+    slots: Vec<Slot>,
+    batch: Batch,
+    saved: VecDeque<SavedSession>,
+    identity: String,
+    next_file: u64,
+    n_ctx_seq: usize,
+    model: Arc<Model>,
+}
+
+impl Scheduler {
+    fn run(&mut self) {
+        loop {
+            if self.shared.exit.load(Ordering::SeqCst) {
+                self.cancel_everything();
+                self.publish();
+                return;
+            }
+            self.reap_abandoned();
+            self.admit();
+            let progressed = self.step();
+            self.publish();
+            if !progressed {
+                let running = self.slots.iter().any(|s| !s.is_idle());
+                let queue = lock(&self.shared.queue);
+                if !self.shared.exit.load(Ordering::SeqCst) {
+                    let wait = if running || !queue.is_empty() {
+                        Duration::from_millis(2)
+                    } else {
+                        Duration::from_millis(50)
+                    };
+                    let _ = self.shared.wake.wait_timeout(queue, wait);
+                }
+            }
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, EngineStats> {
+        lock(&self.shared.stats)
+    }
+
+    fn session(seq: i32) -> SessionId {
+        SessionId(seq as u64)
+    }
+
+    /// Frees a slot's KV at once (cells and blocks).
+    fn clear_slot(&mut self, i: usize) {
+        let seq = self.slots[i].seq;
+        self.ctx.kv_remove(seq, 0, -1);
+        let _ = self.pool.release_session(Self::session(seq));
+        let _ = self.pool.create_session(Self::session(seq));
+        self.slots[i].tokens.clear();
+    }
+
+    fn reap_abandoned(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].abandoned() {
+                self.slots[i].finish(FinishReason::Cancelled);
+                self.clear_slot(i);
+                self.stats().cancelled += 1;
+            }
+        }
+    }
+
+    fn cancel_everything(&mut self) {
+        for i in 0..self.slots.len() {
+            if !self.slots[i].is_idle() {
+                self.slots[i].finish(FinishReason::Cancelled);
+                self.stats().cancelled += 1;
+            }
+        }
+        for job in lock(&self.shared.queue).drain(..) {
+            let _ = job.events.try_send(EngineEvent::Failed(EngineError::Start {
+                message: "the engine stopped".into(),
+            }));
+        }
+        for s in self.saved.drain(..) {
+            let _ = std::fs::remove_file(&s.path);
+        }
+    }
+
+    /// Saves an idle slot's session to disk and frees its KV.
+    fn evict(&mut self, i: usize) {
+        if self.save(i) {
+            self.stats().evictions += 1;
+        }
+        self.clear_slot(i);
+    }
+
+    /// Saves a slot's session to disk (its KV stays). False if there was nothing to save or
+    /// writing failed.
+    fn save(&mut self, i: usize) -> bool {
+        let seq = self.slots[i].seq;
+        let tokens = self.slots[i].tokens.clone();
+        if !tokens.is_empty() {
+            let state = self.ctx.seq_state(seq);
+            self.next_file += 1;
+            let path = self.shared.config.state_dir.join(format!(
+                "session-{}-{}.state",
+                std::process::id(),
+                self.next_file
+            ));
+            match write_state(&path, &self.identity, &tokens, &state) {
+                Ok(()) => {
+                    self.saved.push_back(SavedSession { path, tokens });
+                    if self.saved.len() > MAX_SAVED {
+                        if let Some(old) = self.saved.pop_front() {
+                            let _ = std::fs::remove_file(old.path);
+                        }
+                    }
+                    return true;
+                }
+                Err(err) => tracing::warn!("could not save an evicted session: {err}"),
+            }
+        }
+        false
+    }
+
+    /// Grows a slot's blocks to `n_tokens`, evicting idle sessions (least recently used first)
+    /// while the pool is full. False when nothing more can be freed.
+    fn ensure_pool(&mut self, i: usize, n_tokens: usize) -> bool {
+        let session = Self::session(self.slots[i].seq);
+        let n = u32::try_from(n_tokens).unwrap_or(u32::MAX);
+        loop {
+            if self.pool.grow_to(session, n).is_ok() {
+                return true;
+            }
+            let victim = (0..self.slots.len())
+                .filter(|&j| j != i && self.slots[j].is_idle() && !self.slots[j].tokens.is_empty())
+                .min_by_key(|&j| self.slots[j].last_used);
+            match victim {
+                Some(j) => self.evict(j),
+                None => return false,
+            }
+        }
+    }
+
+    /// Moves queued requests into idle slots.
+    fn admit(&mut self) {
+        loop {
+            if !self.slots.iter().any(Slot::is_idle) {
+                return;
+            }
+            let Some(job) = lock(&self.shared.queue).pop_front() else {
+                return;
+            };
+            if job.events.is_closed() || job.request.cancel.is_cancelled() {
+                self.stats().cancelled += 1;
+                continue;
+            }
+            self.start_job(job);
+        }
+    }
+
+    fn start_job(&mut self, job: Job) {
+        let prompt = &job.request.prompt;
+        // The idle slot sharing the longest prefix, else an empty one, else the least recently
+        // used (which is evicted).
+        let idle: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].is_idle())
+            .collect();
+        let best = idle
+            .iter()
+            .copied()
+            .max_by_key(|&i| {
+                (
+                    common_prefix(&self.slots[i].tokens, prompt),
+                    self.slots[i].tokens.is_empty(),
+                )
+            })
+            .unwrap_or(0);
+        let mut common = common_prefix(&self.slots[best].tokens, prompt);
+        let chosen = if common > 0 {
+            best
+        } else {
+            idle.iter()
+                .copied()
+                .find(|&i| self.slots[i].tokens.is_empty())
+                .unwrap_or_else(|| {
+                    idle.iter()
+                        .copied()
+                        .min_by_key(|&i| self.slots[i].last_used)
+                        .unwrap_or(best)
+                })
+        };
+        // A saved session that covers more of the prompt comes back from disk.
+        let saved_best = self
+            .saved
+            .iter()
+            .enumerate()
+            .map(|(k, s)| (k, common_prefix(&s.tokens, prompt)))
+            .filter(|&(k, c)| c + TAIL_SLACK >= self.saved[k].tokens.len() && c > common)
+            .max_by_key(|&(_, c)| c);
+        if let Some((k, c)) = saved_best {
+            if !self.slots[chosen].tokens.is_empty() {
+                self.evict(chosen);
+            }
+            if let Some(saved) = self.saved.remove(k) {
+                if self.restore(chosen, &saved) {
+                    common = c;
+                } else {
+                    common = 0;
+                }
+                let _ = std::fs::remove_file(&saved.path);
+            }
+        } else if chosen != best || common == 0 {
+            if !self.slots[chosen].tokens.is_empty() {
+                self.evict(chosen);
+            }
+            self.share_prefix(chosen, prompt);
+            common = self.slots[chosen].tokens.len();
+        }
+        let reuse = common.min(prompt.len() - 1);
+        if self.slots[chosen].tokens.len() > reuse + TAIL_SLACK {
+            // Another conversation shares only a prefix: keep it on disk before truncating.
+            if self.save(chosen) {
+                self.stats().evictions += 1;
+            }
+        }
+        let slot = &mut self.slots[chosen];
+        if reuse < slot.tokens.len() {
+            self.ctx.kv_remove(slot.seq, reuse as i32, -1);
+            slot.tokens.truncate(reuse);
+            // Re-account the kept tokens (the pool tracks how many blocks a session holds).
+            let session = Self::session(slot.seq);
+            let kept = slot.tokens.len() as u32;
+            let _ = self.pool.release_session(session);
+            let _ = self.pool.create_session(session);
+            let _ = self.pool.grow_to(session, kept);
+        }
+        let mut sampler = SamplerChain::new(&job.request.options.sampling, self.model.n_vocab());
+        let last_n = match job.request.options.sampling.repeat_last_n {
+            n if n < 0 => prompt.len(),
+            n => n as usize,
+        };
+        for &t in &prompt[prompt.len().saturating_sub(last_n)..] {
+            sampler.accept(t);
+        }
+        {
+            let mut stats = self.stats();
+            stats.tokens_in += prompt.len() as u64;
+            stats.tokens_cached += reuse as u64;
+        }
+        let slot = &mut self.slots[chosen];
+        slot.phase = Phase::Prompt;
+        slot.last_used = Instant::now();
+        slot.running = Some(Running {
+            prompt: job.request.prompt,
+            sampler,
+            utf8: Utf8Decoder::new(),
+            stop: StopMatcher::new(&job.request.options.stop),
+            max_tokens: job.request.options.max_tokens,
+            events: job.events,
+            cancel: job.request.cancel,
+            submitted: job.submitted,
+            first_token: None,
+            cached_tokens: reuse,
+            generated: 0,
+        });
+    }
+
+    /// Shares whole blocks of a common prefix (e.g. a system prompt) held by another slot:
+    /// the cells are shared by sequence copy and the blocks counted once.
+    fn share_prefix(&mut self, dst: usize, prompt: &[Token]) {
+        let block = self.pool.spec().block_tokens as usize;
+        let source = (0..self.slots.len())
+            .filter(|&j| j != dst && !self.slots[j].tokens.is_empty())
+            .map(|j| (j, common_prefix(&self.slots[j].tokens, prompt)))
+            .max_by_key(|&(_, c)| c);
+        let Some((src, common)) = source else { return };
+        let n_blocks = (common.min(prompt.len() - 1)) / block;
+        if n_blocks == 0 {
+            return;
+        }
+        let src_session = Self::session(self.slots[src].seq);
+        let dst_session = Self::session(self.slots[dst].seq);
+        let _ = self.pool.release_session(dst_session);
+        let _ = self.pool.create_session(dst_session);
+        if self
+            .pool
+            .share(src_session, dst_session, n_blocks as u32)
+            .is_err()
+        {
+            return;
+        }
+        let n = n_blocks * block;
+        let (src_seq, dst_seq) = (self.slots[src].seq, self.slots[dst].seq);
+        self.ctx.kv_copy(src_seq, dst_seq, 0, n as i32);
+        self.slots[dst].tokens = prompt[..n].to_vec();
+    }
+
+    /// Loads a saved session into slot `i`. False (slot left empty) if it cannot be restored.
+    fn restore(&mut self, i: usize, saved: &SavedSession) -> bool {
+        if !self.ensure_pool(i, saved.tokens.len()) {
+            return false;
+        }
+        let seq = self.slots[i].seq;
+        let ok = match read_state(&saved.path, &self.identity) {
+            Ok((tokens, state)) if tokens == saved.tokens => self.ctx.set_seq_state(seq, &state),
+            Ok(_) => false,
+            Err(err) => {
+                tracing::warn!("could not restore a saved session: {err}");
+                false
+            }
+        };
+        if ok {
+            self.slots[i].tokens = saved.tokens.clone();
+            self.stats().restores += 1;
+        } else {
+            self.clear_slot(i);
+        }
+        ok
+    }
+
+    /// One decode step over every runnable slot. False when there was nothing to do.
+    fn step(&mut self) -> bool {
+        self.batch.clear();
+        let mut budget = self.batch.capacity();
+        // (slot, number of tokens added, batch index of its output if any)
+        let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        let mut blocked = Vec::new();
+        for i in 0..self.slots.len() {
+            if budget == 0 {
+                break;
+            }
+            let Phase::Generate { pending } = self.slots[i].phase else {
+                continue;
+            };
+            if !self.slots[i].consumer_ready() {
+                continue;
+            }
+            let pos = self.slots[i].tokens.len();
+            if !self.ensure_pool(i, pos + 1) {
+                self.finish_slot(i, FinishReason::ContextFull);
+                continue;
+            }
+            self.batch
+                .push(pending, pos as i32, self.slots[i].seq, true);
+            plan.push((i, 1, Some(self.batch.len() - 1)));
+            budget -= 1;
+        }
+        for i in 0..self.slots.len() {
+            if budget == 0 {
+                break;
+            }
+            if !matches!(self.slots[i].phase, Phase::Prompt) || !self.slots[i].consumer_ready() {
+                continue;
+            }
+            let done = self.slots[i].tokens.len();
+            let Some(run) = self.slots[i].running.as_ref() else {
+                continue;
+            };
+            let remaining = run.prompt.len() - done;
+            let n = remaining.min(budget);
+            if !self.ensure_pool(i, done + n) {
+                blocked.push(i);
+                continue;
+            }
+            let Some(run) = self.slots[i].running.as_ref() else {
+                continue;
+            };
+            let seq = self.slots[i].seq;
+            for (k, &t) in run.prompt[done..done + n].iter().enumerate() {
+                self.batch.push(t, (done + k) as i32, seq, false);
+            }
+            let output = (n == remaining).then(|| {
+                self.batch.set_last_logits(true);
+                self.batch.len() - 1
+            });
+            plan.push((i, n, output));
+            budget -= n;
+        }
+        if self.batch.is_empty() {
+            // Prompts that can never get room while nothing else runs are refused.
+            let others_running = self
+                .slots
+                .iter()
+                .any(|s| matches!(s.phase, Phase::Generate { .. }));
+            if !others_running {
+                for i in blocked {
+                    let needed = self.slots[i].running.as_ref().map_or(0, |r| r.prompt.len());
+                    self.fail_slot(i, EngineError::KvFull { needed });
+                }
+            }
+            return false;
+        }
+        match self.ctx.decode(&self.batch) {
+            DecodeOutcome::Done => {}
+            outcome => {
+                let code = match outcome {
+                    DecodeOutcome::NoKvSlot => 1,
+                    DecodeOutcome::Aborted => 2,
+                    DecodeOutcome::Failed(c) => c,
+                    DecodeOutcome::Done => 0,
+                };
+                for (i, _, _) in plan {
+                    self.fail_slot(i, EngineError::Decode { code });
+                }
+                return true;
+            }
+        }
+        let n_ctx_seq = self.n_ctx_seq;
+        for (i, n, output) in plan {
+            let slot = &mut self.slots[i];
+            slot.last_used = Instant::now();
+            match slot.phase {
+                Phase::Generate { pending } => slot.tokens.push(pending),
+                Phase::Prompt => {
+                    let done = slot.tokens.len();
+                    if let Some(run) = slot.running.as_ref() {
+                        slot.tokens.extend_from_slice(&run.prompt[done..done + n]);
+                    }
+                }
+                Phase::Idle => {}
+            }
+            let Some(index) = output else { continue };
+            let Some(run) = slot.running.as_mut() else {
+                continue;
+            };
+            let token = run.sampler.sample(&self.ctx, index as i32);
+            let eog = self.model.is_end_of_generation(token);
+            let piece = if eog {
+                Vec::new()
+            } else {
+                self.model.token_to_piece(token, false)
+            };
+            match slot.accept_sample(token, eog, &piece, n_ctx_seq) {
+                Step::Continue(t) => {
+                    slot.phase = Phase::Generate { pending: t };
+                    self.stats().tokens_out += 1;
+                }
+                Step::Finished(reason) => {
+                    if !eog {
+                        self.stats().tokens_out += 1;
+                    }
+                    self.finish_slot(i, reason);
+                }
+            }
+        }
+        true
+    }
+
+    fn finish_slot(&mut self, i: usize, reason: FinishReason) {
+        if self.slots[i].finish(reason).is_some() {
+            let mut stats = self.stats();
+            stats.finished += 1;
+            if reason == FinishReason::Cancelled {
+                stats.cancelled += 1;
+            }
+        }
+    }
+
+    fn fail_slot(&mut self, i: usize, error: EngineError) {
+        if let Some(run) = self.slots[i].running.take() {
+            let _ = run.events.try_send(EngineEvent::Failed(error));
+        }
+        self.slots[i].phase = Phase::Idle;
+        self.clear_slot(i);
+        self.stats().finished += 1;
+    }
+
+    fn publish(&mut self) {
+        let queued = lock(&self.shared.queue).len();
+        let active = self.slots.iter().filter(|s| !s.is_idle()).count();
+        let idle_cached = self
+            .slots
+            .iter()
+            .filter(|s| s.is_idle() && !s.tokens.is_empty())
+            .count();
+        let mut stats = self.stats();
+        stats.queued = queued;
+        stats.active = active;
+        stats.idle_cached = idle_cached;
+        stats.saved = self.saved.len();
+        stats.blocks_used = self.pool.used_blocks();
+        stats.blocks_free = self.pool.available_blocks();
+        stats.kv_bytes_used = self.pool.used_bytes();
+        stats.kv_bytes_total = self.pool.total_bytes();
+    }
+}

@@ -1,1 +1,160 @@
-//! Sequence slots.
+//! A sequence slot of the engine's context: the tokens its KV holds, and the request it is
+//! answering (if any) with that request's sampler, text decoding and consumer channel.
+
+use std::time::Instant;
+
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
+
+use super::{Completion, EngineEvent};
+use crate::cancel::CancelToken;
+use crate::ffi::{SamplerChain, Token};
+use crate::session::FinishReason;
+use crate::stop::StopMatcher;
+use crate::utf8::Utf8Decoder;
+
+/// What a slot is doing.
+pub(super) enum Phase {
+    /// No request: the KV (if any) is kept for reuse.
+    Idle,
+    /// Evaluating the prompt: `prompt[done..]` is still to be decoded.
+    Prompt,
+    /// Generating: `pending` was sampled and must be decoded next.
+    Generate { pending: Token },
+}
+
+/// The request a slot is answering.
+pub(super) struct Running {
+    pub(super) prompt: Vec<Token>,
+    pub(super) sampler: SamplerChain,
+    pub(super) utf8: Utf8Decoder,
+    pub(super) stop: StopMatcher,
+    pub(super) max_tokens: Option<usize>,
+    pub(super) events: Sender<EngineEvent>,
+    pub(super) cancel: CancelToken,
+    pub(super) submitted: Instant,
+    pub(super) first_token: Option<Instant>,
+    pub(super) cached_tokens: usize,
+    pub(super) generated: usize,
+}
+
+/// One sequence of the context.
+pub(super) struct Slot {
+    /// llama.cpp sequence id (also the pool's session id).
+    pub(super) seq: i32,
+    /// Tokens whose KV is in the cache for this sequence, in order.
+    pub(super) tokens: Vec<Token>,
+    pub(super) phase: Phase,
+    pub(super) running: Option<Running>,
+    /// When the slot last did work (for least-recently-used eviction).
+    pub(super) last_used: Instant,
+}
+
+/// What happened to a sampled token.
+pub(super) enum Step {
+    /// Keep going: decode this token next.
+    Continue(Token),
+    /// The answer ended.
+    Finished(FinishReason),
+}
+
+impl Slot {
+    pub(super) fn new(seq: i32) -> Slot {
+        Slot {
+            seq,
+            tokens: Vec::new(),
+            phase: Phase::Idle,
+            running: None,
+            last_used: Instant::now(),
+        }
+    }
+
+    pub(super) fn is_idle(&self) -> bool {
+        self.running.is_none()
+    }
+
+    /// Whether the consumer can take this step's events (one text piece, the held-back tail and the end),
+    /// so sending never blocks and never buffers without bound.
+    pub(super) fn consumer_ready(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.events.capacity() >= 3)
+    }
+
+    /// Whether the request was cancelled or its consumer went away.
+    pub(super) fn abandoned(&self) -> bool {
+        self.running
+            .as_ref()
+            .is_some_and(|r| r.cancel.is_cancelled() || r.events.is_closed())
+    }
+
+    /// Handles a sampled token: text out, stop strings, limits. `n_ctx_seq` bounds the tokens
+    /// the sequence may hold.
+    pub(super) fn accept_sample(
+        &mut self,
+        token: Token,
+        is_eog: bool,
+        piece: &[u8],
+        n_ctx_seq: usize,
+    ) -> Step {
+        let Some(run) = self.running.as_mut() else {
+            return Step::Finished(FinishReason::Cancelled);
+        };
+        if is_eog {
+            return Step::Finished(FinishReason::EndOfGeneration);
+        }
+        run.generated += 1;
+        run.first_token.get_or_insert_with(Instant::now);
+        let text = run.utf8.push(piece);
+        let check = run.stop.push(&text);
+        if !check.emit.is_empty() && !send(&run.events, EngineEvent::Text(check.emit)) {
+            return Step::Finished(FinishReason::Cancelled);
+        }
+        if check.stopped {
+            return Step::Finished(FinishReason::StopString);
+        }
+        if run.max_tokens.is_some_and(|m| run.generated >= m) {
+            return Step::Finished(FinishReason::Length);
+        }
+        if self.tokens.len() + 1 > n_ctx_seq {
+            return Step::Finished(FinishReason::ContextFull);
+        }
+        Step::Continue(token)
+    }
+
+    /// Ends the request: flushes held text, sends the completion, leaves the KV for reuse.
+    /// Returns the completion (for the engine's counters).
+    pub(super) fn finish(&mut self, reason: FinishReason) -> Option<Completion> {
+        let mut run = self.running.take()?;
+        self.phase = Phase::Idle;
+        self.last_used = Instant::now();
+        if reason != FinishReason::StopString && reason != FinishReason::Cancelled {
+            let rest = run.utf8.finish();
+            let check = run.stop.push(&rest);
+            let tail = check.emit + &run.stop.finish();
+            if !tail.is_empty() {
+                send(&run.events, EngineEvent::Text(tail));
+            }
+        }
+        let completion = Completion {
+            finish_reason: reason,
+            prompt_tokens: run.prompt.len(),
+            cached_tokens: run.cached_tokens,
+            completion_tokens: run.generated,
+            time_to_first_token: run.first_token.map(|t| t - run.submitted),
+            total_time: run.submitted.elapsed(),
+        };
+        send(&run.events, EngineEvent::Done(completion.clone()));
+        Some(completion)
+    }
+}
+
+/// Sends without waiting; false when the consumer is gone. A full channel cannot happen: slots
+/// are only stepped when their consumer has room ([`Slot::consumer_ready`]).
+fn send(events: &Sender<EngineEvent>, event: EngineEvent) -> bool {
+    match events.try_send(event) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => true,
+        Err(TrySendError::Closed(_)) => false,
+    }
+}

@@ -229,6 +229,36 @@ impl Context {
         unsafe { sys::llama_memory_seq_pos_max(self.memory(), seq) }
     }
 
+    /// Makes sequence `dst` share the cells of `src` for positions `[p0, p1)` (`p1 < 0`: to
+    /// the end). In a unified cache the cells are shared, not copied.
+    pub fn kv_copy(&mut self, src: i32, dst: i32, p0: i32, p1: i32) {
+        // SAFETY: valid memory handle; llama.cpp checks the sequence ids and ranges.
+        unsafe { sys::llama_memory_seq_cp(self.memory(), src, dst, p0, p1) };
+    }
+
+    /// The serialised KV state of sequence `seq` (to save a session to disk).
+    pub fn seq_state(&mut self, seq: i32) -> Vec<u8> {
+        // SAFETY: valid context; the size query has no other preconditions.
+        let size = unsafe { sys::llama_state_seq_get_size(self.ptr.as_ptr(), seq) };
+        let mut buf = vec![0u8; size];
+        // SAFETY: `buf` has room for `size` bytes, the size llama.cpp just reported.
+        let written = unsafe {
+            sys::llama_state_seq_get_data(self.ptr.as_ptr(), buf.as_mut_ptr(), size, seq)
+        };
+        buf.truncate(written);
+        buf
+    }
+
+    /// Restores a state from [`seq_state`](Self::seq_state) into sequence `seq`. Returns false
+    /// when llama.cpp rejects it (another model or cache layout, or no room).
+    pub fn set_seq_state(&mut self, seq: i32, state: &[u8]) -> bool {
+        // SAFETY: `state` is valid for `state.len()` bytes; llama.cpp validates its contents.
+        let read = unsafe {
+            sys::llama_state_seq_set_data(self.ptr.as_ptr(), state.as_ptr(), state.len(), seq)
+        };
+        read != 0
+    }
+
     /// The logits row of output `index` (`-1`: the last output), one value per vocabulary entry.
     pub fn logits(&self, index: i32) -> Option<&[f32]> {
         // SAFETY: valid context; null when there is no such output.
