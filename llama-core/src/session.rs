@@ -23,6 +23,9 @@ pub struct GenerateOptions {
     pub max_tokens: Option<usize>,
     /// Generation ends before any of these strings would be shown.
     pub stop: Vec<String>,
+    /// Keep generating past end-of-generation tokens (for benchmarks, like llama.cpp's
+    /// `--ignore-eos`).
+    pub ignore_eos: bool,
 }
 
 /// Why generation ended.
@@ -230,6 +233,7 @@ impl Session {
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(&options.stop),
             max_tokens: options.max_tokens,
+            ignore_eos: options.ignore_eos,
             started,
             generation_started: Instant::now(),
             stats: GenerationStats {
@@ -259,6 +263,7 @@ pub struct Generation<'s> {
     utf8: Utf8Decoder,
     stop: StopMatcher,
     max_tokens: Option<usize>,
+    ignore_eos: bool,
     started: Instant,
     generation_started: Instant,
     stats: GenerationStats,
@@ -310,7 +315,7 @@ impl Generation<'_> {
         }
         let token = self.sampler.sample(&session.ctx, -1);
         let model = session.ctx.model().clone();
-        if model.is_end_of_generation(token) {
+        if !self.ignore_eos && model.is_end_of_generation(token) {
             self.end(FinishReason::EndOfGeneration);
             return Ok(String::new());
         }

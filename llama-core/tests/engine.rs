@@ -42,6 +42,8 @@ fn engine(
     let mut config = EngineConfig::new(parallel, 2048, blocks * BLOCK_BYTES, dir.to_path_buf());
     config.threads = 2;
     config.n_batch = 512;
+    // One pool of cells: a tight budget is shared by every sequence.
+    config.kv_unified = true;
     Engine::start(model.clone(), spec, config).unwrap()
 }
 
@@ -50,6 +52,7 @@ fn greedy(n: usize) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(n),
         stop: vec![],
+        ..Default::default()
     }
 }
 
@@ -203,6 +206,7 @@ fn cancelling_one_session_frees_its_blocks_and_spares_the_others() {
                 },
                 max_tokens: Some(100_000),
                 stop: vec![],
+                ..Default::default()
             },
             cancel: cancel.clone(),
         })

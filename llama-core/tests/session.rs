@@ -61,6 +61,7 @@ fn greedy(n: usize) -> GenerateOptions {
         sampling: SamplingParams::greedy(),
         max_tokens: Some(n),
         stop: vec![],
+        ..Default::default()
     }
 }
 
@@ -152,6 +153,7 @@ fn full_context_ends_the_answer_cleanly() {
         },
         max_tokens: None,
         stop: vec![],
+        ..Default::default()
     };
     let (text, stats) = s
         .generate(&prompt, &options)

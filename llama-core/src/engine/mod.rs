@@ -10,6 +10,10 @@
 //! when a later request continues it. A request whose prompt starts with what a cached session
 //! holds reuses that session's KV (only the new tokens are decoded).
 //!
+//! The KV cache is either one pool of cells for all sequences ([`EngineConfig::kv_unified`])
+//! or one stream per sequence (the default, faster when sessions are independent: measured in
+//! docs/PERFORMANCE.md). Either way its size is the block pool's budget.
+//!
 //! Consumers: [`Engine::submit`] returns a [`ResponseStream`]; dropping it (a client that went
 //! away) or firing the request's [`CancelToken`] cancels the request within one step and frees
 //! its blocks at once. A slow consumer is never waited for: its session just skips steps while
@@ -59,6 +63,11 @@ pub struct EngineConfig {
     pub stream_buffer: usize,
     /// Where sessions evicted from the KV cache are saved.
     pub state_dir: PathBuf,
+    /// One pool of KV cells shared by all sequences (`true`: a long conversation may use the
+    /// whole budget, shared prefixes are stored once) or one fixed stream per sequence
+    /// (`false`, the default: attention only scans a sequence's own cells, which is faster with
+    /// several sessions; each holds at most the budget divided by `n_parallel`).
+    pub kv_unified: bool,
 }
 
 impl EngineConfig {
@@ -84,6 +93,7 @@ impl EngineConfig {
             queue_capacity: 64,
             stream_buffer: 64,
             state_dir,
+            kv_unified: false,
         }
     }
 }
@@ -247,6 +257,16 @@ impl ResponseStream {
     /// The next event, blocking the thread; `None` after the last. Not for async contexts.
     pub fn blocking_next(&mut self) -> Option<EngineEvent> {
         self.rx.blocking_recv()
+    }
+
+    /// The next event if one is ready, without waiting. `Err(())` once the stream has ended.
+    #[allow(clippy::result_unit_err)]
+    pub fn try_next(&mut self) -> Result<Option<EngineEvent>, ()> {
+        match self.rx.try_recv() {
+            Ok(event) => Ok(Some(event)),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => Ok(None),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => Err(()),
+        }
     }
 
     /// Runs to the end, returning the text and the completion (blocking).

@@ -18,6 +18,14 @@ use crate::session::FinishReason;
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
+/// Whether sampling reduces to taking the most likely token.
+fn greedy_without_penalties(p: &crate::sampling::SamplingParams) -> bool {
+    p.is_greedy()
+        && p.repeat_penalty == 1.0
+        && p.frequency_penalty == 0.0
+        && p.presence_penalty == 0.0
+}
+
 /// Saved sessions kept on disk at most; the oldest file goes first.
 const MAX_SAVED: usize = 256;
 
@@ -36,6 +44,17 @@ pub(super) struct Job {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
+fn argmax(logits: &[f32]) -> Token {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    best as Token
 }
 
 fn common_prefix(a: &[Token], b: &[Token]) -> usize {
@@ -65,7 +84,30 @@ pub(super) fn start(
             needed: needed.max(1),
         });
     }
-    let total_tokens = u64::from(pool.total_blocks()) * u64::from(config.block_tokens);
+    let mut total_tokens = u64::from(pool.total_blocks()) * u64::from(config.block_tokens);
+    let mut max_tokens_per_request = (config.n_ctx_per_seq as usize).min(total_tokens as usize);
+    if !config.kv_unified {
+        // One stream per sequence; llama.cpp pads each stream to 256 cells.
+        let per_seq_budget = total_tokens / u64::from(n_parallel) / 256 * 256;
+        let wanted = u64::from(config.n_ctx_per_seq).div_ceil(256) * 256;
+        let per_seq = per_seq_budget.min(wanted);
+        if per_seq < 256 {
+            return Err(EngineError::BudgetTooSmall {
+                budget: config.kv_budget_bytes,
+                blocks: pool.total_blocks(),
+                needed: (u64::from(n_parallel) * 256)
+                    .div_ceil(u64::from(config.block_tokens.max(1))) as u32,
+            });
+        }
+        total_tokens = per_seq * u64::from(n_parallel);
+        max_tokens_per_request = (config.n_ctx_per_seq as usize).min(per_seq as usize);
+        // The pool hands out exactly the cells llama.cpp allocates.
+        pool = BlockPool::new(
+            PoolSpec::new(per_token, total_tokens * per_token)
+                .with_block_tokens(config.block_tokens),
+        )
+        .map_err(|e| start_err(e.to_string()))?;
+    }
     let n_ctx = u32::try_from(total_tokens).unwrap_or(u32::MAX).max(256);
     for seq in 0..n_parallel {
         pool.create_session(SessionId(u64::from(seq)))
@@ -82,7 +124,7 @@ pub(super) fn start(
         flash_attention: config.flash_attention,
         type_k: config.type_k,
         type_v: config.type_v,
-        kv_unified: true,
+        kv_unified: config.kv_unified,
     };
     let ctx = Context::new(model.clone(), &params).map_err(|e| start_err(e.to_string()))?;
     std::fs::create_dir_all(&config.state_dir)
@@ -95,7 +137,6 @@ pub(super) fn start(
         config.type_k.name(),
         config.type_v.name()
     );
-    let max_tokens_per_request = (config.n_ctx_per_seq as usize).min(total_tokens as usize);
     let shared = Arc::new(Shared {
         queue: Mutex::new(VecDeque::new()),
         wake: Condvar::new(),
@@ -429,6 +470,8 @@ impl Scheduler {
             utf8: Utf8Decoder::new(),
             stop: StopMatcher::new(&job.request.options.stop),
             max_tokens: job.request.options.max_tokens,
+            argmax: greedy_without_penalties(&job.request.options.sampling),
+            ignore_eos: job.request.options.ignore_eos,
             events: job.events,
             cancel: job.request.cancel,
             submitted: job.submitted,
@@ -441,6 +484,10 @@ impl Scheduler {
     /// Shares whole blocks of a common prefix (e.g. a system prompt) held by another slot:
     /// the cells are shared by sequence copy and the blocks counted once.
     fn share_prefix(&mut self, dst: usize, prompt: &[Token]) {
+        if !self.shared.config.kv_unified {
+            // Separate streams hold separate copies; nothing would be shared.
+            return;
+        }
         let block = self.pool.spec().block_tokens as usize;
         let source = (0..self.slots.len())
             .filter(|&j| j != dst && !self.slots[j].tokens.is_empty())
@@ -596,7 +643,12 @@ impl Scheduler {
             let Some(run) = slot.running.as_mut() else {
                 continue;
             };
-            let token = run.sampler.sample(&self.ctx, index as i32);
+            let token = match (run.argmax, self.ctx.logits(index as i32)) {
+                // Greedy without penalties: the most likely token, without building llama.cpp's
+                // candidate array over the whole vocabulary.
+                (true, Some(logits)) => argmax(logits),
+                _ => run.sampler.sample(&self.ctx, index as i32),
+            };
             let eog = self.model.is_end_of_generation(token);
             let piece = if eog {
                 Vec::new()
@@ -609,7 +661,7 @@ impl Scheduler {
                     self.stats().tokens_out += 1;
                 }
                 Step::Finished(reason) => {
-                    if !eog {
+                    if reason != FinishReason::EndOfGeneration {
                         self.stats().tokens_out += 1;
                     }
                     self.finish_slot(i, reason);

@@ -30,6 +30,9 @@ pub(super) struct Running {
     pub(super) utf8: Utf8Decoder,
     pub(super) stop: StopMatcher,
     pub(super) max_tokens: Option<usize>,
+    pub(super) ignore_eos: bool,
+    /// Greedy without penalties: pick the largest logit directly.
+    pub(super) argmax: bool,
     pub(super) events: Sender<EngineEvent>,
     pub(super) cancel: CancelToken,
     pub(super) submitted: Instant,
@@ -100,7 +103,7 @@ impl Slot {
         let Some(run) = self.running.as_mut() else {
             return Step::Finished(FinishReason::Cancelled);
         };
-        if is_eog {
+        if is_eog && !run.ignore_eos {
             return Step::Finished(FinishReason::EndOfGeneration);
         }
         run.generated += 1;
