@@ -46,6 +46,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         sampling: settings.sampling.clone(),
         max_tokens: settings.n_predict,
         stop: settings.stop.clone(),
+        ..Default::default()
     };
     reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;
     let cancel = loaded.session.cancel_token();
