@@ -37,8 +37,23 @@ pub enum Command {
     Bench(BenchArgs),
     /// Describe a GGUF model: architecture, size, quantisation, KV bytes per token, layers.
     Show(ShowArgs),
+    /// Serve an OpenAI-compatible HTTP API (chat and text completions, streaming, metrics).
+    Serve(ServeArgs),
     /// Print our version, llama.cpp's build, the compiled backends and the devices found.
     Version(VersionArgs),
+}
+
+/// `llama-cli serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub serve: crate::commands::serve::ServeOptions,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub options: RunOptions,
 }
 
 /// `llama-cli show`.
@@ -79,6 +94,11 @@ pub struct PromptArgs {
     /// Send the text as-is (plain completion), without the chat template.
     #[arg(long = "raw")]
     pub raw: bool,
+
+    /// Reuse the evaluated prompt saved in FILE (and save this prompt's there), like
+    /// llama.cpp's --prompt-cache. A file saved for another model is refused.
+    #[arg(long = "prompt-cache", value_name = "FILE")]
+    pub prompt_cache: Option<std::path::PathBuf>,
 
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -170,7 +190,8 @@ pub struct VersionArgs {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 5] = [
+    const ALIASES: [(&str, &str); 6] = [
+        ("-np", "--parallel"),
         ("-ub", "--ubatch-size"),
         ("-ngl", "--gpu-layers"),
         ("-fa", "--flash-attn"),

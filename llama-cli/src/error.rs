@@ -45,6 +45,9 @@ pub enum CliError {
         /// Context size.
         n_ctx: usize,
     },
+    /// A session file could not be used.
+    #[error(transparent)]
+    StateFile(#[from] llama_core::state_file::StateFileError),
     /// No model was given.
     #[error("no model given: pass -m FILE (or set `model` in a --config file); scripts/fetch-model.sh downloads the default one")]
     NoModel,
@@ -59,6 +62,9 @@ pub enum CliError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// `serve` could not start or failed.
+    #[error(transparent)]
+    Serve(#[from] crate::server::ServeError),
     /// The chat REPL needs a template.
     #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
     ChatNeedsTemplate,

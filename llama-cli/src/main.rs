@@ -7,6 +7,7 @@ mod config;
 mod error;
 mod options;
 mod runtime;
+mod server;
 
 use std::process::ExitCode;
 
@@ -22,7 +23,8 @@ fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
-    init_logging(cli.verbose);
+    let serving = matches!(cli.command, Some(Command::Serve(_)));
+    init_logging(cli.verbose, serving);
     let command = match (cli.version, cli.command) {
         (true, _) => Command::Version(VersionArgs { json: false }),
         (false, Some(command)) => command,
@@ -38,6 +40,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Show(args) => commands::show::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Version(args) => commands::version::run(args),
     };
     match result {
@@ -51,11 +54,13 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr. Quiet by default (our warnings, llama.cpp's errors); `-v` adds info
-/// and llama.cpp's log, `-vv` debug. `RUST_LOG` overrides.
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn,llama_cpp=error",
-        1 => "info",
+/// and llama.cpp's log, `-vv` debug. `RUST_LOG` overrides. `serve` also shows its one line
+/// per request (target `llama_rs::server`, info) by default.
+fn init_logging(verbose: u8, serving: bool) {
+    let default = match (verbose, serving) {
+        (0, false) => "warn,llama_cpp=error",
+        (0, true) => "warn,llama_cpp=error,llama_rs::server=info",
+        (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

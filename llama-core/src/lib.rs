@@ -28,6 +28,7 @@ pub mod process_memory;
 pub mod sampling;
 pub mod session;
 pub mod size;
+pub mod state_file;
 pub mod stop;
 pub mod utf8;
 

@@ -127,6 +127,45 @@ impl Session {
         self.ctx.cancel_token().clone()
     }
 
+    /// Saves the KV cache and tokens to `path` (atomically), with `extra` bytes of the caller's.
+    pub fn save_state(
+        &mut self,
+        path: &std::path::Path,
+        extra: &[u8],
+    ) -> Result<usize, crate::state_file::StateFileError> {
+        let (k, v) = self.ctx.cache_types();
+        let identity = crate::state_file::model_identity(self.ctx.model(), k, v);
+        let state = self.ctx.seq_state(SEQ);
+        crate::state_file::write_state(path, &identity, &self.tokens, extra, &state)?;
+        Ok(self.tokens.len())
+    }
+
+    /// Replaces the conversation with the one saved at `path`; returns the caller's extra
+    /// bytes. A file saved for another model or cache type is refused, and the session is
+    /// left empty if llama.cpp rejects the state.
+    pub fn load_state(
+        &mut self,
+        path: &std::path::Path,
+    ) -> Result<Vec<u8>, crate::state_file::StateFileError> {
+        let (k, v) = self.ctx.cache_types();
+        let identity = crate::state_file::model_identity(self.ctx.model(), k, v);
+        let file = crate::state_file::read_state(path, &identity)?;
+        if file.tokens.len() >= self.n_ctx() {
+            return Err(crate::state_file::StateFileError::Malformed {
+                path: path.to_path_buf(),
+            });
+        }
+        self.reset();
+        if !self.ctx.set_seq_state(SEQ, &file.state) {
+            self.reset();
+            return Err(crate::state_file::StateFileError::Malformed {
+                path: path.to_path_buf(),
+            });
+        }
+        self.tokens = file.tokens;
+        Ok(file.extra)
+    }
+
     /// Forgets the conversation and empties the KV cache.
     pub fn reset(&mut self) {
         self.ctx.kv_clear();

@@ -99,6 +99,38 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
                 eprintln!("conversation reset");
                 continue;
             }
+            cmd if cmd.starts_with("/save ") => {
+                let path = std::path::Path::new(cmd["/save ".len()..].trim());
+                let extra = serde_json::to_vec(&messages).unwrap_or_default();
+                match loaded.session.save_state(path, &extra) {
+                    Ok(n) => eprintln!("saved {n} tokens to {}", path.display()),
+                    Err(err) => eprintln!("error: {err}"),
+                }
+                continue;
+            }
+            cmd if cmd.starts_with("/load ") => {
+                let path = std::path::Path::new(cmd["/load ".len()..].trim());
+                match loaded.session.load_state(path) {
+                    Ok(extra) => match serde_json::from_slice::<Vec<ChatMessage>>(&extra) {
+                        Ok(saved) => {
+                            messages = saved;
+                            eprintln!(
+                                "loaded {} messages ({} tokens) from {}",
+                                messages.len(),
+                                loaded.session.tokens().len(),
+                                path.display()
+                            );
+                        }
+                        Err(_) => {
+                            loaded.session.reset();
+                            messages = system.clone();
+                            eprintln!("error: {} is not a chat session file", path.display());
+                        }
+                    },
+                    Err(err) => eprintln!("error: {err}"),
+                }
+                continue;
+            }
             cmd if cmd.starts_with('/') && !cmd.contains(' ') => {
                 eprintln!("unknown command {cmd}; {HELP}");
                 continue;

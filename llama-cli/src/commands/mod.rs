@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod plan;
 pub mod prompt;
+pub mod serve;
 pub mod show;
 pub mod version;
 

@@ -49,6 +49,9 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         ..Default::default()
     };
     reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;
+    if let Some(cache) = &args.prompt_cache {
+        use_prompt_cache(&mut loaded.session, cache, &tokens, settings.stats)?;
+    }
     let cancel = loaded.session.cancel_token();
     let _ = ctrlc::set_handler(move || cancel.cancel());
     let mut out = std::io::stdout().lock();
@@ -78,6 +81,30 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         eprintln!("interrupted");
         std::process::exit(130);
     }
+    Ok(())
+}
+
+/// `--prompt-cache FILE`: load the saved prompt state when the file exists, evaluate the prompt
+/// (only what differs from the saved one), and save the result.
+fn use_prompt_cache(
+    session: &mut llama_core::Session,
+    path: &std::path::Path,
+    tokens: &[llama_core::Token],
+    stats: bool,
+) -> Result<(), CliError> {
+    if path.exists() {
+        session.load_state(path)?;
+    }
+    let prompt = session.feed_prompt(tokens)?;
+    if stats {
+        eprintln!(
+            "stats: prompt cache {}: {} of {} prompt tokens reused",
+            path.display(),
+            prompt.n_reused,
+            prompt.n_prompt
+        );
+    }
+    session.save_state(path, &[])?;
     Ok(())
 }
 

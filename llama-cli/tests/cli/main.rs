@@ -5,5 +5,6 @@ mod budget;
 mod chat;
 mod config;
 mod prompt;
+mod session_files;
 mod show;
 mod support;

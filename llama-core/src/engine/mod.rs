@@ -21,7 +21,6 @@
 
 mod scheduler;
 mod slot;
-mod store;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,7 +6,6 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::slot::{Phase, Running, Slot, Step};
-use super::store::{read_state, write_state, SavedSession};
 use super::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineRequest, EngineStats, ResponseStream,
     Shared, SubmitError,
@@ -15,6 +14,7 @@ use crate::cache_spec::ModelCacheSpec;
 use crate::ffi::{Batch, Context, ContextParams, DecodeOutcome, Model, SamplerChain, Token};
 use crate::kv_pool::{BlockPool, PoolSpec, SessionId};
 use crate::session::FinishReason;
+use crate::state_file::{model_identity, read_state, write_state, SavedSession};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
@@ -129,14 +129,7 @@ pub(super) fn start(
     let ctx = Context::new(model.clone(), &params).map_err(|e| start_err(e.to_string()))?;
     std::fs::create_dir_all(&config.state_dir)
         .map_err(|e| start_err(format!("{}: {e}", config.state_dir.display())))?;
-    let identity = format!(
-        "{} size={} params={} k={} v={}",
-        model.description(),
-        model.size_bytes(),
-        model.n_params(),
-        config.type_k.name(),
-        config.type_v.name()
-    );
+    let identity = model_identity(&model, config.type_k, config.type_v);
     let shared = Arc::new(Shared {
         queue: Mutex::new(VecDeque::new()),
         wake: Condvar::new(),
@@ -320,7 +313,7 @@ impl Scheduler {
                 std::process::id(),
                 self.next_file
             ));
-            match write_state(&path, &self.identity, &tokens, &state) {
+            match write_state(&path, &self.identity, &tokens, &[], &state) {
                 Ok(()) => {
                     self.saved.push_back(SavedSession { path, tokens });
                     if self.saved.len() > MAX_SAVED {
@@ -522,7 +515,7 @@ impl Scheduler {
         }
         let seq = self.slots[i].seq;
         let ok = match read_state(&saved.path, &self.identity) {
-            Ok((tokens, state)) if tokens == saved.tokens => self.ctx.set_seq_state(seq, &state),
+            Ok(file) if file.tokens == saved.tokens => self.ctx.set_seq_state(seq, &file.state),
             Ok(_) => false,
             Err(err) => {
                 tracing::warn!("could not restore a saved session: {err}");

@@ -98,6 +98,7 @@ pub struct Context {
     model: Arc<Model>,
     n_batch: u32,
     n_ubatch: u32,
+    cache_types: (KvCacheType, KvCacheType),
 }
 
 // SAFETY: a context is used by one thread at a time (all methods take `&mut self` or only read
@@ -156,6 +157,7 @@ impl Context {
             model,
             n_batch: raw.n_batch,
             n_ubatch: raw.n_ubatch,
+            cache_types: (params.type_k, params.type_v),
         })
     }
 
@@ -183,6 +185,11 @@ impl Context {
     /// Physical batch size.
     pub fn n_ubatch(&self) -> u32 {
         self.n_ubatch
+    }
+
+    /// Element types of the K and V caches.
+    pub fn cache_types(&self) -> (KvCacheType, KvCacheType) {
+        self.cache_types
     }
 
     /// Decodes a prepared batch.

@@ -1,19 +1,23 @@
-//! Sessions saved to disk when the KV cache needs room: each file holds the model identity,
-//! the cache types, the tokens and llama.cpp's serialised sequence state. Written atomically
-//! (temporary file, then rename), so a crash never leaves a half-written session behind.
+//! Session files: a conversation's KV state on disk, for sessions the engine evicts, `chat`'s
+//! `/save` and `/load`, and `prompt --prompt-cache`. Each file holds the model identity and
+//! cache types (a file is refused for another model), the tokens, an opaque extra blob (chat
+//! keeps its messages there) and llama.cpp's serialised sequence state. Written atomically
+//! (temporary file, then rename), so a crash never leaves a half-written file behind.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::ffi::Token;
 
-const MAGIC: &[u8; 8] = b"LRSSEQ01";
+const MAGIC: &[u8; 8] = b"LRSSEQ02";
 
-/// A saved session: where it is and which tokens it holds.
+/// A session the engine saved: where it is and which tokens it holds.
 #[derive(Debug, Clone)]
-pub(crate) struct SavedSession {
-    pub(crate) path: PathBuf,
-    pub(crate) tokens: Vec<Token>,
+pub struct SavedSession {
+    /// The file.
+    pub path: PathBuf,
+    /// Its tokens.
+    pub tokens: Vec<Token>,
 }
 
 /// Why a saved session could not be read back.
@@ -45,18 +49,49 @@ pub enum StateFileError {
     },
 }
 
+/// The identity a session file is stamped with: the model (description, size, parameter count)
+/// and the cache element types.
+pub fn model_identity(
+    model: &crate::ffi::Model,
+    type_k: crate::KvCacheType,
+    type_v: crate::KvCacheType,
+) -> String {
+    format!(
+        "{} size={} params={} k={} v={}",
+        model.description(),
+        model.size_bytes(),
+        model.n_params(),
+        type_k.name(),
+        type_v.name()
+    )
+}
+
+/// What a session file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateFile {
+    /// Tokens whose KV the state holds.
+    pub tokens: Vec<Token>,
+    /// The caller's extra data.
+    pub extra: Vec<u8>,
+    /// llama.cpp's serialised sequence state.
+    pub state: Vec<u8>,
+}
+
 /// Writes a session file atomically.
 pub fn write_state(
     path: &Path,
     identity: &str,
     tokens: &[Token],
+    extra: &[u8],
     state: &[u8],
 ) -> Result<(), StateFileError> {
     let io = |source| StateFileError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let tmp = path.with_extension("tmp");
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     let mut header = Vec::with_capacity(32 + identity.len() + tokens.len() * 4);
     header.extend_from_slice(MAGIC);
@@ -66,6 +101,8 @@ pub fn write_state(
     for t in tokens {
         header.extend_from_slice(&t.to_le_bytes());
     }
+    header.extend_from_slice(&(extra.len() as u64).to_le_bytes());
+    header.extend_from_slice(extra);
     header.extend_from_slice(&(state.len() as u64).to_le_bytes());
     f.write_all(&header).map_err(io)?;
     f.write_all(state).map_err(io)?;
@@ -75,7 +112,7 @@ pub fn write_state(
 }
 
 /// Reads a session file, checking it belongs to the model and cache layout `identity`.
-pub fn read_state(path: &Path, identity: &str) -> Result<(Vec<Token>, Vec<u8>), StateFileError> {
+pub fn read_state(path: &Path, identity: &str) -> Result<StateFile, StateFileError> {
     let bytes = std::fs::read(path).map_err(|source| StateFileError::Io {
         path: path.to_path_buf(),
         source,
@@ -110,9 +147,18 @@ pub fn read_state(path: &Path, identity: &str) -> Result<(Vec<Token>, Vec<u8>), 
         .chunks_exact(4)
         .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let state_len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| malformed())?) as usize;
-    let state = take(state_len)?.to_vec();
-    Ok((tokens, state))
+    let extra_len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| malformed())?);
+    let extra = take(usize::try_from(extra_len).map_err(|_| malformed())?)?.to_vec();
+    let state_len = u64::from_le_bytes(take(8)?.try_into().map_err(|_| malformed())?);
+    let state = take(usize::try_from(state_len).map_err(|_| malformed())?)?.to_vec();
+    if !cursor.is_empty() {
+        return Err(malformed());
+    }
+    Ok(StateFile {
+        tokens,
+        extra,
+        state,
+    })
 }
 
 #[cfg(test)]
@@ -123,10 +169,11 @@ mod tests {
     fn round_trip_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.state");
-        write_state(&path, "model-a f16", &[1, 2, 3], b"kv bytes").unwrap();
-        let (tokens, state) = read_state(&path, "model-a f16").unwrap();
-        assert_eq!(tokens, vec![1, 2, 3]);
-        assert_eq!(state, b"kv bytes");
+        write_state(&path, "model-a f16", &[1, 2, 3], b"extra", b"kv bytes").unwrap();
+        let file = read_state(&path, "model-a f16").unwrap();
+        assert_eq!(file.tokens, vec![1, 2, 3]);
+        assert_eq!(file.extra, b"extra");
+        assert_eq!(file.state, b"kv bytes");
         assert!(matches!(
             read_state(&path, "model-b f16"),
             Err(StateFileError::OtherModel { .. })

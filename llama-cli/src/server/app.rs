@@ -1,0 +1,257 @@
+//! The router and the handlers.
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use llama_core::engine::{EngineEvent, EngineRequest};
+use llama_core::{CancelToken, ChatMessage, Role, Token};
+use serde_json::{json, Value};
+
+use super::auth;
+use super::error::ApiError;
+use super::limits::JsonBody;
+use super::log::{self, RequestRecord};
+use super::metrics::Gauges;
+use super::openai::{self, ChatRequest, Common, CompletionRequest, Envelope, Kind};
+use super::sse;
+use super::state::AppState;
+
+/// The application: `/health` open to all; everything else behind the API key (when one is
+/// set); every request tracked and logged.
+pub fn router(state: Arc<AppState>) -> Router {
+    let protected = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route_layer(from_fn_with_state(Arc::clone(&state), auth::require_key));
+    Router::new()
+        .route("/health", get(health))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(Arc::clone(&state), log::track))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(uri.path())
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!("method not allowed on {}", uri.path()),
+    )
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    let Some(stats) = state.stats() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "stopped"})),
+        )
+            .into_response();
+    };
+    let figures = json!({
+        "active": stats.active,
+        "queued": stats.queued,
+        "queue_capacity": state.limits.queue_capacity,
+        "kv_blocks_free": stats.blocks_free,
+    });
+    let (status, word) = if state.is_stopping() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting_down")
+    } else if stats.queued >= state.limits.queue_capacity {
+        (StatusCode::SERVICE_UNAVAILABLE, "busy")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    let mut body = figures;
+    body["status"] = json!(word);
+    (status, Json(body)).into_response()
+}
+
+fn model_object(state: &AppState) -> Value {
+    json!({
+        "id": state.model_id,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "llama-rs",
+    })
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [model_object(&state)]}))
+}
+
+async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    if id == state.model_id {
+        Json(model_object(&state)).into_response()
+    } else {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("no model {id:?}: this server runs {:?}", state.model_id),
+        )
+        .with_code("model_not_found")
+        .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.budget.observe();
+    let gauges = Gauges {
+        engine: state.stats(),
+        inflight: state.inflight(),
+        budget: state.budget.snapshot(),
+    };
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&gauges),
+    )
+        .into_response()
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    Extension(record): Extension<Arc<RequestRecord>>,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    answer(state, record, Kind::Chat, body).await
+}
+
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    Extension(record): Extension<Arc<RequestRecord>>,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    answer(state, record, Kind::Completion, body).await
+}
+
+async fn answer(
+    state: Arc<AppState>,
+    record: Arc<RequestRecord>,
+    kind: Kind,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    let result = match body {
+        Ok(JsonBody(body)) => generate(state, Arc::clone(&record), kind, body).await,
+        Err(err) => Err(err),
+    };
+    match result {
+        Ok(response) => response,
+        Err(err) => {
+            record.failed(&err.message);
+            err.into_response()
+        }
+    }
+}
+
+async fn generate(
+    state: Arc<AppState>,
+    record: Arc<RequestRecord>,
+    kind: Kind,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let common: Common = openai::parse(&body)?;
+    let prepared = common.prepare(&state.defaults)?;
+    let prompt = match kind {
+        Kind::Chat => {
+            let mut messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
+            if let Some(system) = &state.defaults.system {
+                if messages.first().is_none_or(|m| m.role != Role::System) {
+                    messages.insert(0, ChatMessage::new(Role::System, system.clone()));
+                }
+            }
+            Prompt::Chat(messages)
+        }
+        Kind::Completion => Prompt::Text(openai::parse::<CompletionRequest>(&body)?.prompt_text()?),
+    };
+    let tokens = {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || tokenize(&state, prompt))
+            .await
+            .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??
+    };
+    let (mut stream, inflight) = state.submit(EngineRequest {
+        prompt: tokens,
+        options: prepared.options,
+        cancel: CancelToken::new(),
+    })?;
+    let envelope = Envelope::new(kind, &record.id, &state.model_id);
+    if prepared.stream {
+        return Ok(sse::respond(
+            envelope,
+            stream,
+            prepared.include_usage,
+            record,
+            inflight,
+        ));
+    }
+    let mut text = String::new();
+    loop {
+        match stream.next().await {
+            Some(EngineEvent::Text(t)) => text.push_str(&t),
+            Some(EngineEvent::Done(c)) => {
+                record.completed(&c);
+                drop(inflight);
+                return Ok(Json(envelope.response(text, &c)).into_response());
+            }
+            Some(EngineEvent::Failed(err)) => return Err(err.into()),
+            None => {
+                return Err(ApiError::internal(
+                    "the engine ended the request without an answer",
+                ))
+            }
+        }
+    }
+}
+
+/// What a request asks the model to continue.
+enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Text(String),
+}
+
+/// Renders the chat template (or takes the raw text) and tokenizes it.
+fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
+    let (text, special) = match (prompt, &state.template) {
+        (Prompt::Chat(messages), Some(template)) => {
+            let text = template.render(&messages, true).map_err(|e| {
+                ApiError::invalid(
+                    format!("cannot apply the chat template: {e}"),
+                    Some("messages"),
+                )
+            })?;
+            (text, true)
+        }
+        (Prompt::Chat(messages), None) => {
+            let text = messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            (text, false)
+        }
+        (Prompt::Text(text), _) => (text, false),
+    };
+    state
+        .model
+        .tokenize(&text, true, special)
+        .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))
+}

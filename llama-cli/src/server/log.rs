@@ -1,0 +1,127 @@
+//! One structured log line per request (target `llama_rs::server`, level info): id, method,
+//! path, status, tokens, latency. The line is written when the request's [`RequestRecord`]
+//! is dropped, which for a streamed answer is when the stream ends or the client goes away,
+//! so the figures are the final ones. The same moment counts the request in the metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use llama_core::engine::Completion;
+
+use super::state::AppState;
+
+/// The tracing target of the request lines.
+pub const TARGET: &str = "llama_rs::server";
+
+/// What is known about one request; logged and counted when dropped.
+#[derive(Debug)]
+pub struct RequestRecord {
+    /// The request id (also in responses and the `x-request-id` header).
+    pub id: String,
+    method: String,
+    path: String,
+    endpoint: &'static str,
+    started: Instant,
+    state: Arc<AppState>,
+    outcome: Mutex<Outcome>,
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    status: u16,
+    completion: Option<Completion>,
+    error: Option<String>,
+}
+
+impl RequestRecord {
+    /// Notes the generation's figures.
+    pub fn completed(&self, c: &Completion) {
+        self.state.metrics.count_completion(c);
+        self.lock().completion = Some(c.clone());
+    }
+
+    /// Notes an error (answered, or ending a stream).
+    pub fn failed(&self, message: &str) {
+        self.lock().error = Some(message.to_string());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcome> {
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let outcome = std::mem::take(&mut *self.lock());
+        self.state
+            .metrics
+            .count_request(self.endpoint, outcome.status, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        match &outcome.completion {
+            Some(c) => tracing::info!(
+                target: TARGET,
+                id = %self.id,
+                method = %self.method,
+                path = %self.path,
+                status = outcome.status,
+                prompt_tokens = c.prompt_tokens,
+                cached_tokens = c.cached_tokens,
+                completion_tokens = c.completion_tokens,
+                finish_reason = c.finish_reason.api_name(),
+                ttft_ms = c.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
+                latency_ms,
+                "request"
+            ),
+            None => tracing::info!(
+                target: TARGET,
+                id = %self.id,
+                method = %self.method,
+                path = %self.path,
+                status = outcome.status,
+                error = outcome.error.as_deref(),
+                latency_ms,
+                "request"
+            ),
+        }
+    }
+}
+
+/// The metrics label of a path (known endpoints only, so label values stay few).
+fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/v1/chat/completions" => "chat_completions",
+        "/v1/completions" => "completions",
+        "/v1/models" => "models",
+        "/health" => "health",
+        "/ready" => "ready",
+        "/metrics" => "metrics",
+        p if p.starts_with("/v1/models/") => "models",
+        _ => "other",
+    }
+}
+
+/// Middleware: creates the request's record, hands it to the handler through the request's
+/// extensions, and notes the status.
+pub async fn track(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let record = Arc::new(RequestRecord {
+        id: state.request_id(),
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+        endpoint: endpoint(req.uri().path()),
+        started: Instant::now(),
+        state: Arc::clone(&state),
+        outcome: Mutex::new(Outcome::default()),
+    });
+    req.extensions_mut().insert(Arc::clone(&record));
+    let mut response = next.run(req).await;
+    record.lock().status = response.status().as_u16();
+    if let Ok(value) = HeaderValue::from_str(&record.id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

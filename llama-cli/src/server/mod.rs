@@ -1,0 +1,128 @@
+//! `llama-cli serve`: an OpenAI-compatible HTTP server (axum on tokio) over the engine.
+//!
+//! - [`app`]: the router and handlers (`/v1/chat/completions`, `/v1/completions`,
+//!   `/v1/models`, `/health`, `/ready`, `/metrics`).
+//! - [`openai`]: request and response shapes, request checks.
+//! - [`sse`]: streamed answers; the event stream owns the engine's response stream, so a
+//!   client that disconnects cancels its request.
+//! - [`auth`], [`limits`]: the API key and the body limits.
+//! - [`metrics`], [`log`]: Prometheus text and one log line per request.
+//! - [`error`]: OpenAI-style error bodies; [`shutdown`]: SIGINT/SIGTERM.
+//!
+//! The rest of the CLI is synchronous: [`serve`] builds its own multi-thread runtime.
+
+mod app;
+pub mod auth;
+pub mod error;
+mod limits;
+mod log;
+mod metrics;
+pub mod openai;
+mod shutdown;
+mod sse;
+pub mod state;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::ServeError;
+use state::{AppState, StateParts};
+
+/// How the HTTP side runs.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen (port 0: any free port).
+    pub addr: SocketAddr,
+    /// How long in-flight requests may run on after SIGINT/SIGTERM before they are cancelled.
+    pub shutdown_timeout: Duration,
+}
+
+/// Serves until SIGINT or SIGTERM, then shuts down gracefully: stops accepting, lets
+/// in-flight requests finish until the deadline, cancels the rest, stops the engine.
+/// Prints `listening on http://ADDR` to stderr once it accepts connections.
+pub fn serve(parts: StateParts, config: ServerConfig) -> Result<(), ServeError> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 4);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("llama-http")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
+    let state = Arc::new(AppState::new(parts));
+    let result = runtime.block_on(run(Arc::clone(&state), &config));
+    if let Some(engine) = state.take_engine() {
+        engine.shutdown(Duration::from_secs(1));
+    }
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeError> {
+    let bind_error = |source| ServeError::Bind {
+        addr: config.addr.to_string(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    let observer = tokio::spawn({
+        let state = Arc::clone(&state);
+        async move {
+            loop {
+                state.budget.observe();
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let app = app::router(Arc::clone(&state));
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            })
+            .into_future(),
+    );
+    eprintln!("listening on http://{local}");
+    let early = tokio::select! {
+        result = &mut server => Some(result),
+        _ = shutdown::signal() => None,
+    };
+    if let Some(result) = early {
+        observer.abort();
+        return match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(ServeError::Serve(e)),
+            Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
+        };
+    }
+    let inflight = state.inflight();
+    eprintln!(
+        "shutting down: {inflight} request(s) in flight, waiting up to {:.1} s",
+        config.shutdown_timeout.as_secs_f64()
+    );
+    state.begin_stopping();
+    let _ = stop_tx.send(true);
+    let finished = tokio::select! {
+        result = tokio::time::timeout(config.shutdown_timeout, &mut server) => result.is_ok(),
+        _ = shutdown::signal() => false,
+    };
+    if !finished {
+        let n = state.cancel_all();
+        eprintln!("shutdown: cancelled {n} request(s) still running");
+        if tokio::time::timeout(Duration::from_secs(2), &mut server)
+            .await
+            .is_err()
+        {
+            server.abort();
+        }
+    }
+    observer.abort();
+    Ok(())
+}
