@@ -333,3 +333,43 @@ fn a_full_queue_and_an_oversized_prompt_are_refused() {
     engine.shutdown(Duration::from_secs(5));
     let _ = GgufModel::open(&model_path()).unwrap();
 }
+
+#[test]
+fn sessions_sharing_a_system_prompt_share_its_blocks() {
+    let (model, spec) = model();
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&model, &spec, 2, 8, dir.path());
+    let system = "You are a careful assistant. ".repeat(60);
+    let prompt = |question: &str| {
+        render(
+            &model,
+            &[
+                ChatMessage::new(Role::System, system.clone()),
+                ChatMessage::new(Role::User, question),
+            ],
+        )
+    };
+    let a = prompt("Name a colour.");
+    assert!(a.len() > 300, "the system prompt spans more than one block");
+    let first = engine
+        .submit(EngineRequest {
+            prompt: a,
+            options: GenerateOptions {
+                max_tokens: Some(64),
+                ignore_eos: true,
+                ..greedy(64)
+            },
+            cancel: CancelToken::new(),
+        })
+        .unwrap();
+    // Wait until the first session is generating, then start the second beside it.
+    let mut first = first;
+    assert!(matches!(first.blocking_next(), Some(EngineEvent::Text(_))));
+    let (_, second) = ask(&engine, prompt("Name a fruit."), 8);
+    assert!(
+        second.cached_tokens >= 256,
+        "the shared system prompt's first block was not evaluated again: {second:?}"
+    );
+    let (_, first_done) = first.collect_blocking().unwrap();
+    assert_eq!(first_done.completion_tokens, 64);
+}
