@@ -2,7 +2,9 @@
 //! (eviction to disk and restore), prefix reuse across turns, cancellation, slow consumers,
 //! queue limits.
 
-use std::path::PathBuf;
+mod common;
+use common::model_path;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +14,6 @@ use llama_core::{
     load_model, CancelToken, ChatMessage, ChatTemplate, GenerateOptions, Model, ModelCacheSpec,
     ModelParams, Role, SamplingParams, TemplateChoice,
 };
-
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("LLAMA_RS_MODEL") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "test model missing: run scripts/fetch-model.sh");
-    p
-}
 
 fn model() -> (Arc<Model>, ModelCacheSpec) {
     let (m, gguf) = load_model(&model_path(), &ModelParams::default(), None).unwrap();

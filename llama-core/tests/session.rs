@@ -1,7 +1,9 @@
 //! The safe API on the real SmolLM2 model: loading, tokenizer, templates, generation,
 //! prefix reuse, context-full handling and cancellation inside a decode.
 
-use std::path::PathBuf;
+mod common;
+use common::model_path;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,16 +11,6 @@ use llama_core::{
     load_model, ChatMessage, ChatTemplate, Context, ContextParams, FinishReason, GenerateOptions,
     Model, ModelParams, Role, SamplingParams, Session, TemplateChoice,
 };
-
-fn model_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("LLAMA_RS_MODEL") {
-        return PathBuf::from(p);
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "test model missing: run scripts/fetch-model.sh");
-    p
-}
 
 fn model() -> Arc<Model> {
     static MODEL: std::sync::OnceLock<Arc<Model>> = std::sync::OnceLock::new();

@@ -74,11 +74,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                 })
             })
             .collect();
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        )?;
+        super::write_json(&mut out, &rows)?;
         return Ok(());
     }
     let size = format!("{:.2} MiB", model.size_bytes() as f64 / (1u64 << 20) as f64);

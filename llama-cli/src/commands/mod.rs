@@ -21,3 +21,10 @@ pub fn write_out(out: &mut impl Write, text: &str) -> Result<(), CliError> {
             source,
         })
 }
+
+/// Prints `value` as pretty JSON on its own line.
+pub fn write_json(out: &mut impl Write, value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    writeln!(out, "{text}")?;
+    Ok(())
+}

@@ -37,11 +37,7 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             "load_mode": "mmap",
             "planner_peak_rss": llama_core::ProcessMemory::current().peak_rss,
         });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        )?;
+        super::write_json(&mut out, &value)?;
         return Ok(());
     }
     let c = &plan.candidate;

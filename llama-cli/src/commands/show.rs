@@ -91,11 +91,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
             "sliding_window_layers": spec.as_ref().map(|s| s.n_sliding_layers()),
             "tensors": if args.tensors { Some(&tensors) } else { None },
         });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        )?;
+        super::write_json(&mut out, &value)?;
         return Ok(());
     }
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());

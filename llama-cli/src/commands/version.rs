@@ -16,11 +16,7 @@ pub fn run(args: VersionArgs) -> Result<(), CliError> {
             "version": env!("CARGO_PKG_VERSION"),
             "llama_cpp": info,
         });
-        writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_default()
-        )?;
+        super::write_json(&mut out, &value)?;
         return Ok(());
     }
     writeln!(out, "llama-cli {}", env!("CARGO_PKG_VERSION"))?;
