@@ -67,6 +67,11 @@ pub struct RunOptions {
     #[arg(long = "flash-attn", value_name = "MODE", value_parser = parse_flash_attention)]
     pub flash_attn: Option<FlashAttention>,
 
+    /// Layer streaming from the mapped file: auto (only when the weights do not fit), on or
+    /// off [default: auto].
+    #[arg(long = "stream", value_name = "MODE", value_parser = parse_stream_mode)]
+    pub stream: Option<llama_core::arena::StreamMode>,
+
     /// Tokens to generate; -1 runs until the model stops or the context fills [default: -1].
     #[arg(
         short = 'n',
@@ -149,6 +154,10 @@ pub struct RunOptions {
     pub stats: Option<bool>,
 }
 
+fn parse_stream_mode(text: &str) -> Result<llama_core::arena::StreamMode, String> {
+    text.parse()
+}
+
 fn parse_flash_attention(text: &str) -> Result<FlashAttention, String> {
     match text {
         "auto" => Ok(FlashAttention::Auto),
@@ -184,6 +193,7 @@ impl RunOptions {
             cache_type_k,
             cache_type_v,
             flash_attn,
+            stream,
             n_predict,
             temp,
             top_k,
@@ -310,6 +320,7 @@ impl RunOptions {
             gpu_layers: self.gpu_layers.unwrap_or(0),
             max_mem: self.max_mem,
             flash_attn: self.flash_attn.unwrap_or_default(),
+            stream: self.stream.unwrap_or_default(),
             n_predict,
             seed_was_random: seed.is_none(),
             sampling,
@@ -358,6 +369,8 @@ pub struct Settings {
     pub max_mem: Option<ByteSize>,
     /// Flash attention.
     pub flash_attn: FlashAttention,
+    /// Layer streaming.
+    pub stream: llama_core::arena::StreamMode,
     /// Token limit.
     pub n_predict: Option<usize>,
     /// Sampling.

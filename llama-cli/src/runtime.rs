@@ -122,6 +122,33 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
             )
         }
     };
+    // Layer streaming (issue #6): decided before loading, so a refusal comes first.
+    let weight_budget = plan.as_ref().map(|p| {
+        p.budget
+            .saturating_sub(p.breakdown.total() - p.breakdown.weights)
+    });
+    let stream = match settings.stream {
+        llama_core::arena::StreamMode::Off => None,
+        mode => {
+            let ledger = llama_core::arena::Ledger::from_gguf(&gguf);
+            let placement = ledger
+                .and_then(|l| Ok(mode.placement(&l, weight_budget)?.map(|p| (l, p))))
+                .map_err(|err| llama_core::ParamError {
+                    name: "stream",
+                    value: err.to_string(),
+                    expected: "a budget that holds the global tensors plus one layer",
+                })?;
+            placement.filter(|_| llama_core::ffi::streaming_load_supported())
+        }
+    };
+    let params = match stream {
+        // Repacked weights are copied into anonymous memory and cannot be streamed.
+        Some(_) => ModelParams {
+            repack: false,
+            ..params
+        },
+        None => params,
+    };
     let bar = progress_bar(&path);
     let mut on_progress = |p: f32| {
         if let Some(bar) = &bar {
@@ -129,12 +156,30 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         }
         true
     };
+    llama_core::ffi::set_streaming_load(stream.is_some());
     let result = Model::load_unchecked(&path, &params, Some(&mut on_progress));
+    llama_core::ffi::set_streaming_load(false);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let model = Arc::new(result?);
-    let ctx = llama_core::Context::new(model, &ctx_params)?;
+    let mapping = stream
+        .as_ref()
+        .and_then(|_| llama_core::ffi::ModelMapping::of_model(&model));
+    let ctx = match (stream, mapping) {
+        (Some((ledger, placement)), Some(mapping)) => {
+            tracing::info!(
+                window = placement.window,
+                pinned = placement.pinned_bytes,
+                peak = placement.peak_bytes,
+                "streaming layers"
+            );
+            let streamer =
+                llama_core::arena::LayerStreamer::new(Arc::new(mapping), ledger, placement);
+            llama_core::Context::with_eval_observer(model, &ctx_params, Box::new(streamer))?
+        }
+        _ => llama_core::Context::new(model, &ctx_params)?,
+    };
     tracing::info!(
         n_ctx = ctx.n_ctx(),
         threads = settings.threads,

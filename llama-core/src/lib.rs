@@ -9,6 +9,7 @@
 //! - [`sampling`], [`size`], [`process_memory`], [`cancel`]: parameters and measurements.
 #![deny(unsafe_code)]
 
+pub mod arena;
 pub mod bench;
 pub mod budget;
 pub mod cache_spec;

@@ -18,6 +18,71 @@ pub const BACKEND_VULKAN: bool = cfg!(feature = "vulkan");
 /// Whether llama.cpp's CPU backend uses OpenMP for its thread pool.
 pub const OPENMP: bool = cfg!(feature = "openmp");
 
+/// Whether this build carries the `mmap` interposer that lets a streaming load map the model
+/// without `MAP_POPULATE` (64-bit Linux only; see `src/mmap_shim.c`).
+pub const STREAMING_LOAD_SUPPORTED: bool = cfg!(llama_rs_mmap_shim);
+
+#[cfg(llama_rs_mmap_shim)]
+unsafe extern "C" {
+    fn llama_rs_set_streaming_load(on: std::ffi::c_int);
+    // `unsigned long`: 64 bits on the 64-bit Linux targets the shim is built for.
+    fn llama_rs_populate_cleared_count() -> u64;
+    fn llama_rs_last_streaming_map(addr: *mut usize, len: *mut usize);
+}
+
+// libc's mincore(2), for residency checks of mapped model files (not in llama.cpp's bindings).
+unsafe extern "C" {
+    /// mincore(2): one byte per page of `[addr, addr + length)`, bit 0 set when it is resident.
+    pub fn mincore(addr: *mut std::ffi::c_void, length: usize, vec: *mut u8) -> std::ffi::c_int;
+}
+
+/// Address and length of the last file mapping made while the streaming-load flag was on
+/// (`None` when there was none, or where the interposer is not built).
+pub fn last_streaming_map() -> Option<(usize, usize)> {
+    #[cfg(llama_rs_mmap_shim)]
+    {
+        let (mut addr, mut len) = (0usize, 0usize);
+        // SAFETY: writes two integers through valid pointers to locals.
+        unsafe { llama_rs_last_streaming_map(&mut addr, &mut len) };
+        (addr != 0).then_some((addr, len))
+    }
+    #[cfg(not(llama_rs_mmap_shim))]
+    {
+        None
+    }
+}
+
+/// Turns the streaming-load flag on or off: while it is on, `mmap` calls of this process (llama.cpp's
+/// mapping of the model among them) have `MAP_POPULATE` cleared, so loading a model maps it without
+/// faulting the file in. Returns false (and does nothing) where the interposer is not built.
+pub fn set_streaming_load(on: bool) -> bool {
+    #[cfg(llama_rs_mmap_shim)]
+    {
+        // SAFETY: stores an atomic flag; no preconditions.
+        unsafe { llama_rs_set_streaming_load(std::ffi::c_int::from(on)) };
+        true
+    }
+    #[cfg(not(llama_rs_mmap_shim))]
+    {
+        let _ = on;
+        false
+    }
+}
+
+/// How many `mmap` calls had `MAP_POPULATE` cleared by the interposer so far (0 where it is not
+/// built).
+pub fn populate_cleared_count() -> u64 {
+    #[cfg(llama_rs_mmap_shim)]
+    {
+        // SAFETY: reads an atomic counter; no preconditions.
+        unsafe { llama_rs_populate_cleared_count() }
+    }
+    #[cfg(not(llama_rs_mmap_shim))]
+    {
+        0
+    }
+}
+
 /// Names of the GPU backends compiled into this build, empty for a CPU-only build.
 pub fn compiled_gpu_backends() -> Vec<&'static str> {
     let mut names = Vec::new();

@@ -188,11 +188,18 @@ async fn generate(
             .await
             .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??
     };
-    let (mut stream, inflight) = state.submit(EngineRequest {
-        prompt: tokens,
-        options: prepared.options,
-        cancel: CancelToken::new(),
-    })?;
+    let (mut stream, inflight) = state
+        .submit(EngineRequest {
+            prompt: tokens,
+            options: prepared.options,
+            cancel: CancelToken::new(),
+        })
+        .map_err(|mut err| {
+            if kind == Kind::Completion && err.param.as_deref() == Some("messages") {
+                err.param = Some("prompt".into());
+            }
+            err
+        })?;
     let envelope = Envelope::new(kind, &record.id, &state.model_id);
     if prepared.stream {
         return Ok(sse::respond(

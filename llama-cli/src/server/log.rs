@@ -61,7 +61,8 @@ impl Drop for RequestRecord {
         self.state
             .metrics
             .count_request(self.endpoint, outcome.status, elapsed);
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+        let latency_ms = ms(elapsed);
         match &outcome.completion {
             Some(c) => tracing::info!(
                 target: TARGET,
@@ -73,8 +74,8 @@ impl Drop for RequestRecord {
                 cached_tokens = c.cached_tokens,
                 completion_tokens = c.completion_tokens,
                 finish_reason = c.finish_reason.api_name(),
-                ttft_ms = c.time_to_first_token.map(|d| d.as_secs_f64() * 1000.0),
-                latency_ms,
+                ttft_ms = %c.time_to_first_token.map(ms).unwrap_or_default(),
+                latency_ms = %latency_ms,
                 "request"
             ),
             None => tracing::info!(
@@ -84,7 +85,7 @@ impl Drop for RequestRecord {
                 path = %self.path,
                 status = outcome.status,
                 error = outcome.error.as_deref(),
-                latency_ms,
+                latency_ms = %latency_ms,
                 "request"
             ),
         }

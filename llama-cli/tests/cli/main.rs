@@ -5,6 +5,7 @@ mod budget;
 mod chat;
 mod config;
 mod prompt;
+mod serve;
 mod session_files;
 mod show;
 mod support;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use llama_sys as sys;
 
+use super::residency::{eval_trampoline, EvalObserver, ObserverBox};
 use super::{Batch, Model, Token};
 use crate::cache_spec::KvCacheType;
 use crate::cancel::CancelToken;
@@ -99,6 +100,8 @@ pub struct Context {
     n_batch: u32,
     n_ubatch: u32,
     cache_types: (KvCacheType, KvCacheType),
+    /// The eval observer llama.cpp's `cb_eval` calls, if any; freed after the context.
+    _observer: Option<ObserverBox>,
 }
 
 // SAFETY: a context is used by one thread at a time (all methods take `&mut self` or only read
@@ -123,6 +126,24 @@ unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
 impl Context {
     /// Creates a context. It sizes and allocates the KV cache and compute buffers now.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, ContextError> {
+        Self::create(model, params, None)
+    }
+
+    /// Like [`new`](Self::new), with `observer` told about the graph nodes it asks for as each
+    /// decode call computes them (llama.cpp's `cb_eval`).
+    pub fn with_eval_observer(
+        model: Arc<Model>,
+        params: &ContextParams,
+        observer: Box<dyn EvalObserver>,
+    ) -> Result<Context, ContextError> {
+        Self::create(model, params, Some(Box::new(observer)))
+    }
+
+    fn create(
+        model: Arc<Model>,
+        params: &ContextParams,
+        mut observer: Option<ObserverBox>,
+    ) -> Result<Context, ContextError> {
         // SAFETY: returns a plain struct of defaults.
         let mut raw = unsafe { sys::llama_context_default_params() };
         raw.n_ctx = params.n_ctx;
@@ -143,8 +164,13 @@ impl Context {
         let cancel = CancelToken::new();
         raw.abort_callback = Some(abort_trampoline);
         raw.abort_callback_data = cancel.flag_ptr() as *mut c_void;
+        if let Some(obs) = observer.as_mut() {
+            raw.cb_eval = Some(eval_trampoline);
+            raw.cb_eval_user_data = (&mut **obs as *mut Box<dyn EvalObserver>).cast();
+        }
         // SAFETY: the model pointer is valid and kept alive by the Arc stored in the context;
-        // the abort data outlives the context. Null means failure.
+        // the abort data and the observer (heap-allocated, stored in the context) outlive the
+        // context. Null means failure.
         let ptr = unsafe { sys::llama_init_from_model(model.as_ptr(), raw) };
         let ptr = NonNull::new(ptr).ok_or(ContextError::LlamaCpp {
             n_ctx: params.n_ctx,
@@ -158,6 +184,7 @@ impl Context {
             n_batch: raw.n_batch,
             n_ubatch: raw.n_ubatch,
             cache_types: (params.type_k, params.type_v),
+            _observer: observer,
         })
     }
 

@@ -9,6 +9,7 @@ mod backend;
 mod batch;
 mod context;
 mod model;
+mod residency;
 mod sampler;
 mod system;
 
@@ -16,6 +17,10 @@ pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
 pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
+pub use residency::{
+    last_streaming_map, populate_cleared_count, set_streaming_load, streaming_load_supported,
+    EvalObserver, ModelMapping,
+};
 pub use sampler::SamplerChain;
 pub use system::{DeviceInfo, SystemInfo};
 

@@ -1,0 +1,269 @@
+//! Residency control over llama.cpp's mapping of a model file, and the per-node eval callback.
+//!
+//! - [`set_streaming_load`]: while on, llama.cpp maps the model without `MAP_POPULATE` and without
+//!   its whole-file read-ahead (llama-sys interposes on `mmap` and `posix_madvise`).
+//! - [`ModelMapping`]: the mapping of a loaded model's file, found from the interposer's record
+//!   and checked against `/proc/self/maps`. It releases (`MADV_DONTNEED` +
+//!   `POSIX_FADV_DONTNEED`) and prefetches (`MADV_WILLNEED`) file ranges, and reports which pages
+//!   are resident. It keeps the model alive, so the mapping it advises cannot be unmapped under it.
+//! - [`EvalObserver`]: a safe view of llama.cpp's `cb_eval` (see [`super::Context::with_eval_observer`]).
+
+use std::ffi::{c_void, CStr};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use llama_sys as sys;
+
+use super::Model;
+
+/// Turns the streaming-load flag on or off (see the module docs). Returns false where the
+/// interposer is not built (not 64-bit Linux): loads then fault the whole file in.
+pub fn set_streaming_load(on: bool) -> bool {
+    sys::set_streaming_load(on)
+}
+
+/// Whether this build can load a model without faulting the whole file in.
+pub fn streaming_load_supported() -> bool {
+    sys::STREAMING_LOAD_SUPPORTED
+}
+
+/// How many `mmap` calls had `MAP_POPULATE` cleared so far in this process.
+pub fn populate_cleared_count() -> u64 {
+    sys::populate_cleared_count()
+}
+
+/// Address and length of the last file mapping made while the streaming flag was on.
+pub fn last_streaming_map() -> Option<(usize, usize)> {
+    sys::last_streaming_map()
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
+}
+
+/// The address ranges `/proc/self/maps` lists as mapped from `path` within `within`.
+fn mapped_ranges_of(path: &Path, within: Range<usize>) -> Vec<Range<usize>> {
+    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(span) = fields.next() else { continue };
+        // perms, offset, dev, inode, then the path (which may hold spaces).
+        let rest: Vec<&str> = fields.collect();
+        if rest.len() < 5 || Path::new(&rest[4..].join(" ")) != canonical {
+            continue;
+        }
+        let Some((a, b)) = span.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let (a, b) = (a.max(within.start), b.min(within.end));
+        if a < b {
+            out.push(a..b);
+        }
+    }
+    out
+}
+
+/// The mapping of a loaded model's file (single-file models only).
+pub struct ModelMapping {
+    model: Arc<Model>,
+    /// Address of file offset 0.
+    base: usize,
+    /// File length mapped.
+    len: usize,
+    /// A descriptor of the same file, for `posix_fadvise`.
+    file: File,
+}
+
+impl std::fmt::Debug for ModelMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelMapping")
+            .field("path", &self.model.path())
+            .field("base", &format_args!("{:#x}", self.base))
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl ModelMapping {
+    /// The mapping the last streaming load of `model` made. `None` when the load was not a
+    /// streaming mmap load, or when `/proc/self/maps` does not show that range mapped from the
+    /// model's file (the check that makes advising it sound).
+    pub fn of_model(model: &Arc<Model>) -> Option<ModelMapping> {
+        let (base, len) = last_streaming_map()?;
+        let file = File::open(model.path()).ok()?;
+        if file.metadata().ok()?.len() != len as u64 {
+            return None;
+        }
+        let mapped = mapped_ranges_of(model.path(), base..base + len);
+        if mapped.is_empty() {
+            return None;
+        }
+        Some(ModelMapping {
+            model: Arc::clone(model),
+            base,
+            len,
+            file,
+        })
+    }
+
+    /// The model whose file this is.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Address of file offset 0 in the mapping.
+    pub fn base_address(&self) -> usize {
+        self.base
+    }
+
+    /// Length of the mapping (the file size).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Page-aligned address range of file range `offsets`: rounded outward, or inward when
+    /// `inward` (so a release never touches a page that also holds bytes outside the range).
+    fn pages(&self, offsets: &Range<u64>, inward: bool) -> Option<Range<usize>> {
+        let ps = page_size();
+        let start = usize::try_from(offsets.start).ok()?;
+        let end = usize::try_from(offsets.end).ok()?.min(self.len);
+        let (start, end) = if inward {
+            (start.div_ceil(ps) * ps, end / ps * ps)
+        } else {
+            (start / ps * ps, end.div_ceil(ps) * ps)
+        };
+        (start < end).then_some(self.base + start..self.base + end)
+    }
+
+    /// Drops the pages of file range `offsets` from this process (`MADV_DONTNEED`) and, where no
+    /// other process maps them, from the page cache (`POSIX_FADV_DONTNEED`). `offsets` must lie
+    /// within tensor data, which llama.cpp keeps mapped for the model's lifetime.
+    pub fn release(&self, offsets: Range<u64>) {
+        if let Some(pages) = self.pages(&offsets, true) {
+            // SAFETY: the range lies inside a read-only MAP_SHARED mapping of the model file that
+            // the held `Arc<Model>` keeps mapped (llama.cpp only unmaps the header and tail, not
+            // tensor data, before the model is freed). Dropping clean file-backed pages loses no
+            // data: the next access faults them back in from the file.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    pages.start as *mut c_void,
+                    pages.len(),
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+        }
+        let len = std::num::NonZeroU64::new(offsets.end.saturating_sub(offsets.start));
+        let _ = rustix::fs::fadvise(&self.file, offsets.start, len, rustix::fs::Advice::DontNeed);
+    }
+
+    /// Starts reading the pages of file range `offsets` in the background (`MADV_WILLNEED`).
+    pub fn prefetch(&self, offsets: Range<u64>) {
+        if let Some(pages) = self.pages(&offsets, false) {
+            // SAFETY: WILLNEED only schedules read-ahead; it changes no page's contents, so it is
+            // sound on any address range (an error for an unmapped page is ignored).
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    pages.start as *mut c_void,
+                    pages.len(),
+                    rustix::mm::Advice::WillNeed,
+                )
+            };
+        }
+    }
+
+    /// Pages of file range `offsets` (rounded outward) present in this process's page tables,
+    /// from `/proc/self/pagemap` (bit 63), and the number of pages examined.
+    pub fn resident_pages(&self, offsets: Range<u64>) -> (usize, usize) {
+        let Some(pages) = self.pages(&offsets, false) else {
+            return (0, 0);
+        };
+        let ps = page_size();
+        let n = pages.len() / ps;
+        let mut buf = vec![0u8; n * 8];
+        let read = File::open("/proc/self/pagemap").and_then(|mut f| {
+            f.seek(SeekFrom::Start((pages.start / ps * 8) as u64))?;
+            f.read_exact(&mut buf)
+        });
+        if read.is_err() {
+            return (0, n);
+        }
+        let present = buf
+            .chunks_exact(8)
+            .filter(|e| u64::from_le_bytes((*e).try_into().unwrap_or([0; 8])) >> 63 == 1)
+            .count();
+        (present, n)
+    }
+
+    /// Pages of file range `offsets` (rounded outward) that `mincore` reports in core (for a
+    /// file mapping: in the page cache, whoever mapped them), and the number examined.
+    pub fn cached_pages(&self, offsets: Range<u64>) -> (usize, usize) {
+        let Some(pages) = self.pages(&offsets, false) else {
+            return (0, 0);
+        };
+        let n = pages.len() / page_size();
+        let mut vec = vec![0u8; n];
+        // SAFETY: the range is page-aligned and inside the model's mapping, which the held
+        // `Arc<Model>` keeps alive; `vec` has one byte per page. mincore only reads page tables.
+        let rc = unsafe { sys::mincore(pages.start as *mut c_void, pages.len(), vec.as_mut_ptr()) };
+        if rc != 0 {
+            return (0, n);
+        }
+        (vec.iter().filter(|b| *b & 1 == 1).count(), n)
+    }
+}
+
+/// Observes the nodes of llama.cpp's compute graph as they run (`cb_eval`).
+pub trait EvalObserver: Send {
+    /// Whether to be told when node `name` has been computed. Asking splits the graph there,
+    /// so answer true for few nodes.
+    fn wants(&mut self, name: &str) -> bool;
+    /// Node `name` has been computed.
+    fn computed(&mut self, name: &str);
+}
+
+/// The user data of [`eval_trampoline`]: a thin pointer to the boxed observer.
+pub(super) type ObserverBox = Box<Box<dyn EvalObserver>>;
+
+pub(super) unsafe extern "C" fn eval_trampoline(
+    t: *mut sys::ggml_tensor,
+    ask: bool,
+    user_data: *mut c_void,
+) -> bool {
+    if t.is_null() || user_data.is_null() {
+        return false;
+    }
+    // SAFETY: `user_data` is the `Box<dyn EvalObserver>` inside the context's `ObserverBox`,
+    // alive for as long as the context, and llama.cpp calls this from the thread running
+    // llama_decode, which holds `&mut Context`, so no other reference to it is live.
+    let observer = unsafe { &mut *(user_data as *mut Box<dyn EvalObserver>) };
+    // SAFETY: `t` is a valid tensor for the duration of the call; its name is a NUL-terminated
+    // array inside the struct.
+    let name = unsafe { CStr::from_ptr((*t).name.as_ptr()) };
+    let Ok(name) = name.to_str() else {
+        return false;
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if ask {
+            observer.wants(name)
+        } else {
+            observer.computed(name);
+            true
+        }
+    }))
+    .unwrap_or(!ask)
+}

@@ -1,0 +1,169 @@
+//! CPU layer streaming on the real SmolLM2 model: a streaming load does not fault the file in,
+//! greedy output with streaming equals the fully resident run token for token, and after a
+//! decode only a window of streamed layers is resident.
+
+mod common;
+use common::model_path;
+
+use std::sync::{Arc, Mutex};
+
+use llama_core::arena::{LayerStreamer, Ledger, Placement, Tier};
+use llama_core::ffi::{self, Batch, ModelMapping};
+use llama_core::gguf::GgufModel;
+use llama_core::{load_model, Context, ContextParams, Model, ModelParams, ProcessMemory};
+
+/// The streaming flag is process-wide: tests that load models take turns.
+static LOADS: Mutex<()> = Mutex::new(());
+
+const N_TOKENS: usize = 32;
+const PROMPT: &str = "The three primary colours are";
+
+fn params() -> ModelParams {
+    ModelParams {
+        repack: false,
+        ..ModelParams::default()
+    }
+}
+
+fn ctx_params() -> ContextParams {
+    ContextParams {
+        n_ctx: 256,
+        n_batch: 64,
+        n_ubatch: 64,
+        n_threads: 2,
+        n_threads_batch: 2,
+        ..ContextParams::default()
+    }
+}
+
+fn greedy(ctx: &mut Context) -> Vec<i32> {
+    let model = Arc::clone(ctx.model());
+    let mut tokens = model.tokenize(PROMPT, true, false).unwrap();
+    let mut batch = Batch::new(64);
+    let (_, outcome) = ctx.decode_tokens(&mut batch, &tokens, 0, 0);
+    assert_eq!(outcome, ffi::DecodeOutcome::Done);
+    let mut out = Vec::new();
+    for _ in 0..N_TOKENS {
+        let logits = ctx.logits(-1).unwrap();
+        let next = (0..logits.len())
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap() as i32;
+        out.push(next);
+        let pos = tokens.len() as i32;
+        tokens.push(next);
+        let (_, outcome) = ctx.decode_tokens(&mut batch, &[next], pos, 0);
+        assert_eq!(outcome, ffi::DecodeOutcome::Done);
+    }
+    out
+}
+
+fn streaming_load() -> Arc<Model> {
+    assert!(ffi::streaming_load_supported());
+    let before = ffi::populate_cleared_count();
+    ffi::set_streaming_load(true);
+    let loaded = load_model(&model_path(), &params(), None);
+    ffi::set_streaming_load(false);
+    let model = Arc::new(loaded.unwrap().0);
+    assert_eq!(
+        ffi::populate_cleared_count(),
+        before + 1,
+        "the interposer saw llama.cpp's MAP_POPULATE mapping"
+    );
+    model
+}
+
+fn fraction(pages: (usize, usize)) -> f64 {
+    pages.0 as f64 / pages.1.max(1) as f64
+}
+
+#[test]
+fn streaming_load_does_not_fault_the_file_in() {
+    let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    let model = streaming_load();
+    let mapping = ModelMapping::of_model(&model).expect("the model's mapping is found");
+    let file_len = std::fs::metadata(model_path()).unwrap().len();
+    assert_eq!(mapping.len() as u64, file_len);
+    let resident = mapping.resident_pages(0..file_len);
+    eprintln!(
+        "after a streaming load: {} of {} pages of the mapping resident, RssFile {} KiB",
+        resident.0,
+        resident.1,
+        ProcessMemory::current().rss_file / 1024
+    );
+    assert!(fraction(resident) < 0.10, "{resident:?}");
+}
+
+#[test]
+fn streaming_output_equals_resident_and_keeps_a_window() {
+    let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    let resident_tokens = {
+        let model = Arc::new(load_model(&model_path(), &params(), None).unwrap().0);
+        greedy(&mut Context::new(model, &ctx_params()).unwrap())
+    };
+
+    let model = streaming_load();
+    let ledger = Ledger::from_gguf(&GgufModel::open(&model_path()).unwrap()).unwrap();
+    let layer_bytes = ledger.total_bytes() - ledger.global_bytes;
+    let budget = ledger.global_bytes + layer_bytes / 2;
+    let placement = Placement::plan(&ledger, budget).unwrap();
+    assert!(placement.streams() && placement.window >= 1);
+    assert!(placement.peak_bytes <= budget);
+    let mapping = Arc::new(ModelMapping::of_model(&model).unwrap());
+    let streamer = LayerStreamer::new(Arc::clone(&mapping), ledger.clone(), placement.clone());
+    let counters = streamer.counters();
+    let mut ctx = Context::with_eval_observer(model, &ctx_params(), Box::new(streamer)).unwrap();
+    let streamed_tokens = greedy(&mut ctx);
+    assert_eq!(
+        streamed_tokens, resident_tokens,
+        "greedy output is unchanged"
+    );
+
+    let c = counters.snapshot();
+    let n_streamed = placement
+        .tiers
+        .iter()
+        .filter(|t| **t == Tier::Streamed)
+        .count() as u64;
+    // One prompt decode plus N_TOKENS single-token decodes, each releasing every streamed layer.
+    assert_eq!(
+        c.layer_evictions,
+        n_streamed * (N_TOKENS as u64 + 1),
+        "{c:?}"
+    );
+    assert!(c.peak_resident_bytes <= placement.peak_bytes, "{c:?}");
+
+    // After the decode, process residency: streamed layers were released, pinned ones stay.
+    let mut streamed_resident = 0;
+    for (layer, tier) in ledger.layers.iter().zip(&placement.tiers) {
+        let pages = layer
+            .ranges
+            .iter()
+            .map(|r| mapping.resident_pages(r.clone()))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        let cached = layer
+            .ranges
+            .iter()
+            .map(|r| mapping.cached_pages(r.clone()))
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        eprintln!(
+            "layer {:2} {:?}: mapped {:.2}, in page cache {:.2}",
+            layer.index,
+            tier,
+            fraction(pages),
+            fraction(cached)
+        );
+        match tier {
+            Tier::Resident => assert!(fraction(pages) > 0.9, "layer {}", layer.index),
+            Tier::Streamed => streamed_resident += usize::from(fraction(pages) > 0.5),
+        }
+    }
+    assert!(
+        streamed_resident <= placement.window,
+        "{streamed_resident} streamed layers resident, window {}",
+        placement.window
+    );
+    eprintln!(
+        "counters {c:?}, RssFile {} KiB",
+        ProcessMemory::current().rss_file / 1024
+    );
+}
