@@ -2,16 +2,18 @@
 """Server benchmark: `llama-cli serve` next to llama.cpp's `llama-server`, same model, threads and
 parallel slots, measured in the same run (Python standard library only, loopback only).
 
-For each server and each concurrency level, C workers send streaming chat requests (greedy,
-fixed max_tokens, distinct prompts, the same list for both servers) until REQUESTS requests have
-been answered. Reported per level: requests/s, aggregate generated tokens/s, and time to first
-token (first content chunk) p50 / p99 (nearest rank; with few requests p99 is about the maximum).
+Both servers run side by side. For each concurrency level C and each repetition, C workers send
+streaming chat requests (greedy, fixed max_tokens, distinct prompts, the same list for both
+servers) until REQUESTS have been answered, first to one server, then to the other (the order
+alternates between repetitions). Reported per level: requests/s and aggregate generated
+tokens/s (median of the repetitions), and time to first token (first content chunk) p50 / p99
+over all the level's requests (nearest rank).
 
     usage: scripts/bench-serve.py --binary target/release/llama-cli \
                --llama-server "$(bash ../shared/tools/build-llama-cpp-reference.sh | tail -1)/llama-server" \
                --model .cache/models/SmolLM2-135M-Instruct.Q4_1.gguf \
                [--threads 2] [--parallel 8] [--ctx-per-slot 512] [--concurrency 1,4,8] \
-               [--requests 24] [--max-tokens 64] [--json out.json]
+               [--requests 24] [--max-tokens 64] [--repetitions 3] [--json out.json]
 """
 
 import argparse
@@ -114,6 +116,7 @@ def percentile(values, p):
 
 
 def level(port, concurrency, n_requests, max_tokens, offset):
+    """Runs one level; returns (wall seconds, [(ttft, tokens)], errors)."""
     work = queue.Queue()
     for i in range(n_requests):
         topic = TOPICS[(offset + i) % len(TOPICS)]
@@ -140,13 +143,21 @@ def level(port, concurrency, n_requests, max_tokens, offset):
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
-    ttfts = [r[0] for r in results]
-    tokens = sum(r[1] for r in results)
+    return time.perf_counter() - t0, results, errors
+
+
+def summarise(name, concurrency, runs, cmd):
+    """Median of the repetitions' rates; TTFT percentiles over all their requests."""
+    rates = sorted((len(r) / wall, sum(x[1] for x in r) / wall) for wall, r, _ in runs)
+    mid = rates[len(rates) // 2] if len(rates) % 2 else tuple(
+        (a + b) / 2 for a, b in zip(rates[len(rates) // 2 - 1], rates[len(rates) // 2]))
+    ttfts = [x[0] for _, r, _ in runs for x in r]
     return {
-        "concurrency": concurrency, "requests": len(results), "errors": len(errors),
-        "wall_s": round(wall, 3), "req_per_s": round(len(results) / wall, 3),
-        "tokens": tokens, "tok_per_s": round(tokens / wall, 2),
+        "server": name, "command": cmd, "concurrency": concurrency,
+        "repetitions": len(runs), "requests": sum(len(r) for _, r, _ in runs),
+        "errors": sum(len(e) for _, _, e in runs),
+        "req_per_s": round(mid[0], 3), "tok_per_s": round(mid[1], 2),
+        "tok_per_s_each": [round(sum(x[1] for x in r) / wall, 1) for wall, r, _ in runs],
         "ttft_p50_ms": round(percentile(ttfts, 50) * 1000, 1) if ttfts else None,
         "ttft_p99_ms": round(percentile(ttfts, 99) * 1000, 1) if ttfts else None,
     }
@@ -163,6 +174,7 @@ def main():
     p.add_argument("--concurrency", default="1,4,8")
     p.add_argument("--requests", type=int, default=24, help="requests per level")
     p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--repetitions", type=int, default=3, help="runs of each level per server")
     p.add_argument("--json")
     args = p.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -170,20 +182,32 @@ def main():
     version = subprocess.run([args.llama_server, "--version"], capture_output=True, text=True)
     ref_version = (version.stdout + version.stderr).strip().splitlines()
     report = {"llama_server_version": [l for l in ref_version if "version" in l][:1], "runs": []}
-    for name in ["llama-cli serve", "llama-server"]:
-        port = free_port()
-        proc, cmd = start(name, args, port)
-        try:
-            level(port, 2, 2, 8, 1000)  # warm-up, not reported
-            for c in levels:
-                r = level(port, c, args.requests, args.max_tokens, offset=100 * c)
-                r["server"] = name
-                r["command"] = cmd
+    names = ["llama-cli serve", "llama-server"]
+    servers = {}
+    try:
+        # Both run for the whole benchmark (an idle server uses no CPU); the levels interleave
+        # them, alternating which goes first, so drifts of the machine hit both alike.
+        for name in names:
+            port = free_port()
+            servers[name] = (port,) + start(name, args, port)
+        for name in names:
+            level(servers[name][0], 2, 2, 8, 1000)  # warm-up, not reported
+        for c in levels:
+            runs = {name: [] for name in names}
+            for rep in range(args.repetitions):
+                order = names if rep % 2 == 0 else names[::-1]
+                for name in order:
+                    # Distinct prompts per level and repetition, the same for both servers.
+                    runs[name].append(level(servers[name][0], c, args.requests, args.max_tokens,
+                                            offset=100 * c + 1000 * rep))
+            for name in names:
+                r = summarise(name, c, runs[name], servers[name][2])
                 report["runs"].append(r)
                 print(f"{name:16} c={c:<2} {r['requests']:3} req ({r['errors']} errors) "
-                      f"{r['req_per_s']:6.2f} req/s {r['tok_per_s']:7.1f} tok/s "
+                      f"{r['req_per_s']:6.2f} req/s {r['tok_per_s']:7.1f} tok/s {r['tok_per_s_each']} "
                       f"TTFT p50 {r['ttft_p50_ms']} ms p99 {r['ttft_p99_ms']} ms", flush=True)
-        finally:
+    finally:
+        for port, proc, _ in servers.values():
             proc.terminate()
             try:
                 proc.wait(30)

@@ -6,6 +6,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 "$root/scripts/setup.sh" >/dev/null
+# The official `openai` Python client (from PyPI) for the server tests, in a git-ignored venv.
+"$root/scripts/python-env.sh" >/dev/null
 # Reuse one target directory outside the clone, so repeated runs are incremental.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/llama-rs-target}
 cargo test --workspace --locked "$@"

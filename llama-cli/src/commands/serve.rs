@@ -10,7 +10,9 @@ use clap::Args;
 use llama_core::budget;
 use llama_core::cache_spec::KvCacheParams;
 use llama_core::engine::{Engine, EngineConfig};
+use llama_core::memory_probe::ProbeError;
 use llama_core::metrics::BudgetCounters;
+use llama_core::planner::{max_mem_arg, Degradation, PlanError, Suggestion};
 use llama_core::{ByteSize, ChatTemplate, Model, ModelCacheSpec, ModelParams, TemplateChoice};
 use serde::{Deserialize, Serialize};
 
@@ -157,6 +159,7 @@ fn load_config(path: &Path) -> Result<(RunOptions, ServeOptions), CliError> {
 
 /// The effective server settings.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 struct ServeSettings {
     host: String,
     port: u16,
@@ -257,6 +260,27 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes default state directories (`llama-rs-serve-PID` in the temporary directory) left
+/// by servers that were killed, i.e. whose process no longer exists.
+fn remove_stale_state_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("llama-rs-serve-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Runs the command.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let (file_run, file_serve) = match &args.config.config {
@@ -328,6 +352,40 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The planner sizes one context for all sequences; `--ctx-size` is per sequence.
+fn per_sequence(d: Degradation, n_parallel: u32) -> Degradation {
+    match d {
+        Degradation::Context { from, to } => Degradation::Context {
+            from: from / n_parallel,
+            to: to / n_parallel,
+        },
+        other => other,
+    }
+}
+
+/// A planning error with its suggested `--ctx-size` per sequence.
+fn per_sequence_error(err: PlanError<ProbeError>, n_parallel: u32) -> PlanError<ProbeError> {
+    match err {
+        PlanError::DoesNotFit {
+            required,
+            budget,
+            breakdown,
+            suggestion: Suggestion::Reconfigure { changes },
+        } => PlanError::DoesNotFit {
+            required,
+            budget,
+            breakdown,
+            suggestion: Suggestion::Reconfigure {
+                changes: changes
+                    .into_iter()
+                    .map(|d| per_sequence(d, n_parallel))
+                    .collect(),
+            },
+        },
+        other => other,
+    }
+}
+
 /// The model's id: its file name without `.gguf`.
 fn model_id(path: &Path) -> String {
     let name = path
@@ -376,6 +434,7 @@ impl Started {
         let (state_dir, temp_dir) = match &serve.state_dir {
             Some(dir) => (dir.clone(), None),
             None => {
+                remove_stale_state_dirs();
                 let dir =
                     std::env::temp_dir().join(format!("llama-rs-serve-{}", std::process::id()));
                 (dir.clone(), Some(TempDir(dir)))
@@ -413,9 +472,14 @@ impl Started {
                 let mut request = runtime::plan_request(settings, limit.0, n_ctx_train);
                 request.n_ctx = total;
                 request.n_seq = n_parallel;
-                let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)?;
-                for note in plan.announcements() {
-                    eprintln!("note: {note}");
+                let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)
+                    .map_err(|e| per_sequence_error(e, n_parallel))?;
+                for d in &plan.degraded {
+                    eprintln!(
+                        "note: {} to fit --max-mem {} with --parallel {n_parallel}",
+                        per_sequence(*d, n_parallel),
+                        max_mem_arg(plan.budget)
+                    );
                 }
                 let c = &plan.candidate;
                 config.n_ctx_per_seq = (c.n_ctx / n_parallel).max(1);

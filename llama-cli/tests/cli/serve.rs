@@ -128,8 +128,19 @@ impl Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM (so the server removes its state directory), SIGKILL after 10 s.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -535,7 +546,7 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
         assert_ne!(data, "[DONE]");
     }
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let cancelled = server.metric("llama_engine_requests_cancelled_total");
         let blocks = server.metric("llama_kv_blocks_used");
@@ -601,7 +612,7 @@ fn serve_answers_429_when_the_queue_is_full_and_exits_0_on_sigterm() {
     running.next_data().expect("first chunk");
     let waiting = EventStream::open(server.port, "/v1/completions", &long);
     assert_eq!(waiting.status, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(30);
     while server.metric("llama_queue_depth") < 1.0 {
         assert!(Instant::now() < deadline, "request not queued");
         std::thread::sleep(Duration::from_millis(50));
@@ -616,7 +627,7 @@ fn serve_answers_429_when_the_queue_is_full_and_exits_0_on_sigterm() {
     // SIGTERM with a request still running: it is cancelled at the 1 s deadline, exit 0.
     let (code, took) = server.terminate();
     assert_eq!(code, Some(0), "{}", server.log());
-    assert!(took < Duration::from_secs(8), "shutdown took {took:?}");
+    assert!(took < Duration::from_secs(15), "shutdown took {took:?}");
     let mut finish = None;
     while let Some(data) = running.next_data() {
         if data == "[DONE]" {
