@@ -692,3 +692,88 @@ fn openai_python_client() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
 }
+
+/// Issue #4's integration scenario through the server: eight two-turn conversations that
+/// together need more KV than the three sequences' cache holds all finish, sessions are evicted to disk and
+/// restored, and the server's peak RSS stays within --max-mem.
+#[test]
+fn eight_conversations_over_the_kv_budget_finish_within_max_mem() {
+    const BUDGET: u64 = 400 << 20;
+    let server = Server::start(&["--parallel", "3", "--max-mem", "400M"]);
+    let port = server.port;
+    let topics = [
+        "the moon",
+        "bread",
+        "rivers",
+        "chess",
+        "volcanoes",
+        "bicycles",
+        "owls",
+        "tea",
+    ];
+    let handles: Vec<_> = topics
+        .iter()
+        .map(|topic| {
+            let topic = topic.to_string();
+            std::thread::spawn(move || {
+                let mut messages =
+                    vec![json!({"role": "user", "content": format!("Tell me about {topic}.")})];
+                let mut answers = Vec::new();
+                let mut tokens = 0;
+                for follow_up in ["Tell me one more fact.", ""] {
+                    let body = json!({"messages": messages, "temperature": 0, "max_tokens": 128});
+                    let response = request(
+                        port,
+                        "POST",
+                        "/v1/chat/completions",
+                        &[
+                            ("authorization", &bearer()),
+                            ("content-type", "application/json"),
+                        ],
+                        body.to_string().as_bytes(),
+                    );
+                    assert_eq!(response.status, 200, "{}", response.text());
+                    tokens = response.json()["usage"]["total_tokens"].as_u64().unwrap();
+                    let answer = response.json()["choices"][0]["message"]["content"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
+                    assert!(!answer.trim().is_empty());
+                    messages.push(json!({"role": "assistant", "content": answer.clone()}));
+                    if !follow_up.is_empty() {
+                        messages.push(json!({"role": "user", "content": follow_up}));
+                    }
+                    answers.push(answer);
+                }
+                (answers, tokens)
+            })
+        })
+        .collect();
+    let mut needed = 0;
+    for h in handles {
+        let (answers, tokens) = h.join().unwrap();
+        assert_eq!(answers.len(), 2);
+        needed += tokens;
+    }
+    let capacity = (server.metric("llama_kv_blocks_used") + server.metric("llama_kv_blocks_free"))
+        as u64
+        * 256;
+    assert!(
+        needed > capacity,
+        "the conversations need {needed} tokens of KV, more than the {capacity} it holds"
+    );
+    assert!(
+        server.metric("llama_kv_evictions_total") > 0.0,
+        "sessions were evicted"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(
+        peak_kib * 1024 <= BUDGET,
+        "server peak RSS {peak_kib} KiB over the 400 MiB budget"
+    );
+}
