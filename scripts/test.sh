@@ -10,4 +10,7 @@ cd "$root"
 "$root/scripts/python-env.sh" >/dev/null
 # Reuse one target directory outside the clone, so repeated runs are incremental.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/llama-rs-target}
+# Tests run several llama.cpp processes at once on few cores; OpenMP threads that spin while
+# waiting would starve each other (oversubscription), so let them sleep instead.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cargo test --workspace --locked "$@"

@@ -107,7 +107,40 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         ),
         Some(budget) => {
             let request = plan_request(settings, budget.0, n_ctx_train);
-            let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)?;
+            let plan = match budget::plan_model(&path, &gguf, &params, settings.threads, &request) {
+                Err(llama_core::planner::PlanError::DoesNotFit { .. })
+                    if settings.stream != llama_core::arena::StreamMode::Off =>
+                {
+                    // The weights do not fit: plan with only a streaming window of them resident.
+                    let ledger = llama_core::arena::Ledger::from_gguf(&gguf).map_err(|err| {
+                        llama_core::ParamError {
+                            name: "stream",
+                            value: err.to_string(),
+                            expected: "a model whose layers can be streamed",
+                        }
+                    })?;
+                    let resident = ledger.minimum_budget();
+                    let streaming_params = ModelParams {
+                        repack: false,
+                        ..params.clone()
+                    };
+                    let plan = budget::plan_model_streaming(
+                        &path,
+                        &gguf,
+                        &streaming_params,
+                        settings.threads,
+                        &request,
+                        resident,
+                    )?;
+                    eprintln!(
+                        "note: the weights ({}) do not fit --max-mem {}; streaming layers from disk",
+                        llama_core::ByteSize(ledger.total_bytes()),
+                        budget
+                    );
+                    plan
+                }
+                other => other?,
+            };
             for note in plan.announcements() {
                 eprintln!("note: {note}");
             }

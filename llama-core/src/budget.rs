@@ -87,6 +87,21 @@ impl BufferSizer for LlamaSizer {
     }
 }
 
+/// Plans `request` for a model whose weights are streamed from disk: only
+/// `resident_weights` bytes of them (pinned tensors plus a window of layers) count as resident.
+pub fn plan_model_streaming(
+    path: &Path,
+    gguf: &GgufModel,
+    model_params: &ModelParams,
+    threads: i32,
+    request: &PlanRequest,
+    resident_weights: u64,
+) -> Result<Plan, PlanError<ProbeError>> {
+    let mut sizer = LlamaSizer::new(path, gguf, model_params, threads).map_err(PlanError::Sizer)?;
+    sizer.weights = resident_weights;
+    planner::plan(request, &mut sizer)
+}
+
 /// Plans `request` for the model at `path`.
 pub fn plan_model(
     path: &Path,
@@ -111,7 +126,9 @@ pub const BACKSTOP_SLACK: u64 = 128 << 20;
 /// kernel's OOM killer ends the process. Returns the limit set.
 pub fn install_data_limit(plan: &Plan, mapped_weights: u64) -> std::io::Result<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let anonymous = plan.breakdown.total().saturating_sub(mapped_weights);
+    // Streamed weights are planned below the file size; either way they are file-backed.
+    let mapped = mapped_weights.min(plan.breakdown.weights);
+    let anonymous = plan.breakdown.total().saturating_sub(mapped);
     let mut limit = anonymous.saturating_add(BACKSTOP_SLACK);
     let current = getrlimit(Resource::Data);
     if let Some(max) = current.maximum {

@@ -44,7 +44,7 @@ fn grid_of_budgets_and_contexts_never_exceeds_the_budget() {
                     "-m",
                     m.to_str().unwrap(),
                     "-n",
-                    "16",
+                    "8",
                     "--temp",
                     "0",
                     "-t",
@@ -236,4 +236,50 @@ fn on_full_reject_refuses_a_turn_that_cannot_fit() {
         .output()
         .unwrap();
     assert!(output.status.success());
+}
+
+#[test]
+fn weights_over_the_budget_stream_from_disk_with_the_same_answer() {
+    let m = model();
+    let base = [
+        "prompt",
+        "-m",
+        m.to_str().unwrap(),
+        "-n",
+        "16",
+        "--temp",
+        "0",
+        "-c",
+        "256",
+        "-t",
+        "2",
+    ];
+    let question = "What is the capital of France?";
+    let resident = llama_cli().args(base).arg(question).output().unwrap();
+    assert!(resident.status.success());
+    // 110M holds the buffers and about half of the 92 MiB of weights.
+    let streamed = llama_cli()
+        .args(base)
+        .args(["--max-mem", "110M", "--stats", question])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&streamed.stderr).into_owned();
+    assert!(streamed.status.success(), "{stderr}");
+    assert!(stderr.contains("streaming layers from disk"), "{stderr}");
+    assert_eq!(
+        streamed.stdout, resident.stdout,
+        "greedy output is identical"
+    );
+    let peak = stat_after(&stderr, "stats: peak RSS ").expect("peak reported");
+    assert!(
+        parse_size(peak.split(" (").next().unwrap()) <= 110 << 20,
+        "{stderr}"
+    );
+    // Without streaming the same budget is refused before loading.
+    let refused = llama_cli()
+        .args(base)
+        .args(["--max-mem", "110M", "--stream", "off", question])
+        .output()
+        .unwrap();
+    assert!(assert_clean_failure(&refused).contains("does not fit"));
 }
