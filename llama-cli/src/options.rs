@@ -137,6 +137,10 @@ pub struct RunOptions {
     #[arg(long = "seed", value_name = "N", allow_negative_numbers = true)]
     pub seed: Option<i64>,
 
+    /// Keep generating past the model's end-of-generation tokens (as llama.cpp's --ignore-eos).
+    #[arg(long = "ignore-eos", num_args = 0, default_missing_value = "true")]
+    pub ignore_eos: Option<bool>,
+
     /// Stop generating before this text (repeatable).
     #[arg(long = "stop", value_name = "TEXT")]
     pub stop: Option<Vec<String>>,
@@ -205,6 +209,7 @@ impl RunOptions {
             presence_penalty,
             frequency_penalty,
             seed,
+            ignore_eos,
             stop,
             system,
             chat_template,
@@ -325,6 +330,7 @@ impl RunOptions {
             seed_was_random: seed.is_none(),
             sampling,
             stop: self.stop.unwrap_or_default(),
+            ignore_eos: self.ignore_eos.unwrap_or(false),
             system: self.system,
             chat_template: self.chat_template,
             stats: self.stats.unwrap_or(false),
@@ -379,6 +385,8 @@ pub struct Settings {
     pub seed_was_random: bool,
     /// Stop strings.
     pub stop: Vec<String>,
+    /// Generate past end-of-generation tokens.
+    pub ignore_eos: bool,
     /// System prompt.
     pub system: Option<String>,
     /// Chat template override.

@@ -61,7 +61,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         sampling: settings.sampling.clone(),
         max_tokens: settings.n_predict,
         stop: settings.stop.clone(),
-        ..Default::default()
+        ignore_eos: settings.ignore_eos,
     };
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();

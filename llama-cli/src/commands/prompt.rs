@@ -46,7 +46,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         sampling: settings.sampling.clone(),
         max_tokens: settings.n_predict,
         stop: settings.stop.clone(),
-        ..Default::default()
+        ignore_eos: settings.ignore_eos,
     };
     reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;
     if let Some(cache) = &args.prompt_cache {
