@@ -268,9 +268,9 @@ impl Scheduler {
     fn reap_abandoned(&mut self) {
         for i in 0..self.slots.len() {
             if self.slots[i].abandoned() {
+                self.stats().cancelled += 1;
                 self.slots[i].finish(FinishReason::Cancelled);
                 self.clear_slot(i);
-                self.stats().cancelled += 1;
             }
         }
     }
@@ -665,22 +665,27 @@ impl Scheduler {
     }
 
     fn finish_slot(&mut self, i: usize, reason: FinishReason) {
-        if self.slots[i].finish(reason).is_some() {
+        if self.slots[i].is_idle() {
+            return;
+        }
+        // Count first: a consumer that sees the end may read the figures at once.
+        {
             let mut stats = self.stats();
             stats.finished += 1;
             if reason == FinishReason::Cancelled {
                 stats.cancelled += 1;
             }
         }
+        self.slots[i].finish(reason);
     }
 
     fn fail_slot(&mut self, i: usize, error: EngineError) {
+        self.stats().finished += 1;
         if let Some(run) = self.slots[i].running.take() {
             let _ = run.events.try_send(EngineEvent::Failed(error));
         }
         self.slots[i].phase = Phase::Idle;
         self.clear_slot(i);
-        self.stats().finished += 1;
     }
 
     fn publish(&mut self) {
