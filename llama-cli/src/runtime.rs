@@ -63,12 +63,9 @@ pub fn plan_request(settings: &Settings, budget: u64, n_ctx_train: u32) -> PlanR
     }
 }
 
-/// Loads the model of `settings` (checked by the GGUF reader first) and creates its context.
-/// With `--max-mem`, the plan is made first, from a dry run that allocates nothing, and a
-/// request that cannot fit is refused before the model is loaded.
-pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
-    let path = settings.model.clone().ok_or(CliError::NoModel)?;
-    let started = Instant::now();
+/// Model parameters for `settings`. Asking for GPU layers on a build without a GPU backend
+/// warns and runs on the CPU.
+pub fn model_params(settings: &Settings) -> ModelParams {
     let mut gpu_layers = settings.gpu_layers;
     if gpu_layers != 0 && llama_sys::compiled_gpu_backends().is_empty() {
         eprintln!(
@@ -76,15 +73,28 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         );
         gpu_layers = 0;
     }
-    let params = ModelParams {
+    ModelParams {
         n_gpu_layers: gpu_layers,
         ..ModelParams::default()
-    };
-    let gguf = llama_core::check_model_file(&path)?;
-    let n_ctx_train = gguf
-        .context_length()
+    }
+}
+
+/// The model's training context (4096 when the metadata does not say).
+pub fn training_context(gguf: &llama_core::gguf::GgufModel) -> u32 {
+    gguf.context_length()
         .unwrap_or(4096)
-        .min(u64::from(u32::MAX)) as u32;
+        .min(u64::from(u32::MAX)) as u32
+}
+
+/// Loads the model of `settings` (checked by the GGUF reader first) and creates its context.
+/// With `--max-mem`, the plan is made first, from a dry run that allocates nothing, and a
+/// request that cannot fit is refused before the model is loaded.
+pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
+    let path = settings.model.clone().ok_or(CliError::NoModel)?;
+    let started = Instant::now();
+    let params = model_params(settings);
+    let gguf = llama_core::check_model_file(&path)?;
+    let n_ctx_train = training_context(&gguf);
     let (ctx_params, plan) = match settings.max_mem {
         None => (
             ContextParams {

@@ -20,10 +20,7 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     let path = settings.model.clone().ok_or(CliError::NoModel)?;
     let budget = settings.max_mem.ok_or(CliError::NoBudget)?;
     let gguf = llama_core::check_model_file(&path)?;
-    let n_ctx_train = gguf
-        .context_length()
-        .unwrap_or(4096)
-        .min(u64::from(u32::MAX)) as u32;
+    let n_ctx_train = runtime::training_context(&gguf);
     let request = runtime::plan_request(&settings, budget.0, n_ctx_train);
     let params = llama_core::ModelParams::default();
     let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)?;

@@ -13,7 +13,7 @@ use llama_core::engine::{Engine, EngineConfig};
 use llama_core::memory_probe::ProbeError;
 use llama_core::metrics::BudgetCounters;
 use llama_core::planner::{max_mem_arg, Degradation, PlanError, Suggestion};
-use llama_core::{ByteSize, ChatTemplate, Model, ModelCacheSpec, ModelParams, TemplateChoice};
+use llama_core::{ByteSize, ChatTemplate, Model, ModelCacheSpec, TemplateChoice};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::ServeArgs;
@@ -408,23 +408,10 @@ struct Started {
 impl Started {
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
         let path = settings.model.clone().ok_or(CliError::NoModel)?;
-        let mut gpu_layers = settings.gpu_layers;
-        if gpu_layers != 0 && llama_sys::compiled_gpu_backends().is_empty() {
-            eprintln!(
-                "warning: this build has no GPU backend; ignoring --gpu-layers {gpu_layers} and running on the CPU"
-            );
-            gpu_layers = 0;
-        }
-        let params = ModelParams {
-            n_gpu_layers: gpu_layers,
-            ..ModelParams::default()
-        };
+        let params = runtime::model_params(settings);
         let gguf = llama_core::check_model_file(&path)?;
         let cache = ModelCacheSpec::from_gguf(&gguf).map_err(ServeError::from)?;
-        let n_ctx_train = gguf
-            .context_length()
-            .unwrap_or(4096)
-            .min(u64::from(u32::MAX)) as u32;
+        let n_ctx_train = runtime::training_context(&gguf);
         let n_parallel = serve.parallel;
         let per_seq = match settings.ctx_size {
             0 => n_ctx_train.max(256),
