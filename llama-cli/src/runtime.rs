@@ -117,7 +117,10 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
         ),
         Some(budget) => {
             let request = plan_request(settings, budget.0, n_ctx_train);
-            let plan = match budget::plan_model(&path, &gguf, &params, settings.threads, &request) {
+            // One sizer (one dry-run model, one baseline measurement) serves both attempts.
+            let mut sizer = budget::LlamaSizer::new(&path, &gguf, &params, settings.threads)
+                .map_err(llama_core::planner::PlanError::Sizer)?;
+            let plan = match llama_core::planner::plan(&request, &mut sizer) {
                 Err(llama_core::planner::PlanError::DoesNotFit { .. })
                     if settings.stream != llama_core::arena::StreamMode::Off =>
                 {
@@ -129,19 +132,8 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
                             expected: "a model whose layers can be streamed",
                         }
                     })?;
-                    let resident = ledger.minimum_budget();
-                    let streaming_params = ModelParams {
-                        repack: false,
-                        ..params.clone()
-                    };
-                    let plan = budget::plan_model_streaming(
-                        &path,
-                        &gguf,
-                        &streaming_params,
-                        settings.threads,
-                        &request,
-                        resident,
-                    )?;
+                    sizer.stream_weights(ledger.minimum_budget());
+                    let plan = llama_core::planner::plan(&request, &mut sizer)?;
                     eprintln!(
                         "note: the weights ({}) do not fit --max-mem {}; streaming layers from disk",
                         llama_core::ByteSize(ledger.total_bytes()),

@@ -49,6 +49,14 @@ impl LlamaSizer {
     }
 }
 
+impl LlamaSizer {
+    /// Counts only `resident` bytes of the weights from now on: the pinned tensors plus a
+    /// window of layers, for a model whose other layers are streamed from disk.
+    pub fn stream_weights(&mut self, resident: u64) {
+        self.weights = resident;
+    }
+}
+
 /// The context parameters a candidate stands for.
 pub fn context_params(candidate: &Candidate, threads: i32) -> ContextParams {
     ContextParams {
@@ -85,21 +93,6 @@ impl BufferSizer for LlamaSizer {
             overhead: self.overhead,
         })
     }
-}
-
-/// Plans `request` for a model whose weights are streamed from disk: only
-/// `resident_weights` bytes of them (pinned tensors plus a window of layers) count as resident.
-pub fn plan_model_streaming(
-    path: &Path,
-    gguf: &GgufModel,
-    model_params: &ModelParams,
-    threads: i32,
-    request: &PlanRequest,
-    resident_weights: u64,
-) -> Result<Plan, PlanError<ProbeError>> {
-    let mut sizer = LlamaSizer::new(path, gguf, model_params, threads).map_err(PlanError::Sizer)?;
-    sizer.weights = resident_weights;
-    planner::plan(request, &mut sizer)
 }
 
 /// Plans `request` for the model at `path`.

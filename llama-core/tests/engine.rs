@@ -3,7 +3,7 @@
 //! queue limits.
 
 mod common;
-use common::model_path;
+use common::{greedy, model_path};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,15 +37,6 @@ fn engine(
     // One pool of cells: a tight budget is shared by every sequence.
     config.kv_unified = true;
     Engine::start(model.clone(), spec, config).unwrap()
-}
-
-fn greedy(n: usize) -> GenerateOptions {
-    GenerateOptions {
-        sampling: SamplingParams::greedy(),
-        max_tokens: Some(n),
-        stop: vec![],
-        ..Default::default()
-    }
 }
 
 fn render(model: &Model, messages: &[ChatMessage]) -> Vec<i32> {

@@ -2,7 +2,7 @@
 //! prefix reuse, context-full handling and cancellation inside a decode.
 
 mod common;
-use common::model_path;
+use common::{greedy, model_path};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,15 +46,6 @@ fn chat_tokens(messages: &[ChatMessage]) -> Vec<i32> {
     };
     m.tokenize(&t.render(messages, true).unwrap(), true, true)
         .unwrap()
-}
-
-fn greedy(n: usize) -> GenerateOptions {
-    GenerateOptions {
-        sampling: SamplingParams::greedy(),
-        max_tokens: Some(n),
-        stop: vec![],
-        ..Default::default()
-    }
 }
 
 #[test]

@@ -12,3 +12,13 @@ pub fn model_path() -> PathBuf {
     assert!(p.exists(), "test model missing: run scripts/fetch-model.sh");
     p
 }
+
+/// Greedy decoding of at most `n` tokens.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub fn greedy(n: usize) -> llama_core::GenerateOptions {
+    llama_core::GenerateOptions {
+        sampling: llama_core::SamplingParams::greedy(),
+        max_tokens: Some(n),
+        ..Default::default()
+    }
+}
