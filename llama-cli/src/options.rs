@@ -41,6 +41,12 @@ pub struct RunOptions {
     #[arg(long = "max-mem", value_name = "SIZE")]
     pub max_mem: Option<ByteSize>,
 
+    /// GPU memory budget, e.g. 6G: offload as many layers as fit (with their KV cache and the
+    /// device's compute buffer); needs a GPU build and device, else runs on the CPU with a
+    /// warning.
+    #[arg(long = "max-vram", value_name = "SIZE")]
+    pub max_vram: Option<ByteSize>,
+
     /// Refuse instead of degrading when the request does not fit --max-mem.
     #[arg(long = "strict", num_args = 0, default_missing_value = "true")]
     pub strict: Option<bool>,
@@ -191,6 +197,7 @@ impl RunOptions {
             threads,
             gpu_layers,
             max_mem,
+            max_vram,
             strict,
             on_full,
             cache_type,
@@ -324,6 +331,7 @@ impl RunOptions {
             threads,
             gpu_layers: self.gpu_layers.unwrap_or(0),
             max_mem: self.max_mem,
+            max_vram: self.max_vram,
             flash_attn: self.flash_attn.unwrap_or_default(),
             stream: self.stream.unwrap_or_default(),
             n_predict,
@@ -373,6 +381,8 @@ pub struct Settings {
     pub gpu_layers: i32,
     /// Memory budget.
     pub max_mem: Option<ByteSize>,
+    /// GPU memory budget.
+    pub max_vram: Option<ByteSize>,
     /// Flash attention.
     pub flash_attn: FlashAttention,
     /// Layer streaming.

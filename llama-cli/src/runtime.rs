@@ -42,6 +42,16 @@ pub struct Loaded {
     pub plan: Option<Plan>,
     /// Planned vs actual memory.
     pub counters: BudgetCounters,
+    /// The layer streaming in force, when layers are streamed from disk.
+    pub streaming: Option<Streaming>,
+}
+
+/// What `--stats` reports of layer streaming.
+pub struct Streaming {
+    /// The placement streamed with.
+    pub placement: llama_core::arena::Placement,
+    /// The streamer's counters.
+    pub counters: Arc<llama_core::arena::ArenaCounters>,
 }
 
 /// The planner's request for these settings.
@@ -63,19 +73,99 @@ pub fn plan_request(settings: &Settings, budget: u64, n_ctx_train: u32) -> PlanR
     }
 }
 
-/// Model parameters for `settings`. Asking for GPU layers on a build without a GPU backend
-/// warns and runs on the CPU.
-pub fn model_params(settings: &Settings) -> ModelParams {
-    let mut gpu_layers = settings.gpu_layers;
-    if gpu_layers != 0 && llama_sys::compiled_gpu_backends().is_empty() {
-        eprintln!(
-            "warning: this build has no GPU backend; ignoring --gpu-layers {gpu_layers} and running on the CPU (rebuild with --features cuda, metal or vulkan)"
-        );
-        gpu_layers = 0;
+/// The GPU layers to use: `--gpu-layers`, or with `--max-vram` as many as fit in it (and in the
+/// device's free memory). A build without a GPU backend, or a machine without a GPU device,
+/// runs on the CPU with a warning when GPU layers were asked for.
+pub fn gpu_layers(
+    settings: &Settings,
+    ledger: Option<&llama_core::arena::Ledger>,
+    kv_bytes_per_layer: u64,
+    notes: &mut Vec<String>,
+) -> i32 {
+    let asked = settings.gpu_layers != 0 || settings.max_vram.is_some();
+    if !asked {
+        return 0;
     }
+    if llama_sys::compiled_gpu_backends().is_empty() {
+        notes.push(
+            "warning: this build has no GPU backend; ignoring --gpu-layers and --max-vram and running on the CPU (rebuild with --features cuda, metal or vulkan)".to_string(),
+        );
+        return 0;
+    }
+    let free = llama_core::SystemInfo::query()
+        .devices
+        .iter()
+        .filter(|d| d.kind == "gpu" || d.kind == "igpu")
+        .map(|d| d.free_bytes)
+        .max();
+    let Some(free) = free else {
+        notes.push("warning: no GPU device found; running on the CPU".to_string());
+        return 0;
+    };
+    let Some(max_vram) = settings.max_vram else {
+        return settings.gpu_layers;
+    };
+    let Some(ledger) = ledger else {
+        notes.push(
+            "warning: --max-vram needs a model whose layers can be described; running on the CPU"
+                .to_string(),
+        );
+        return 0;
+    };
+    let budget = max_vram.0.min(free);
+    // The device's compute buffer: llama.cpp sizes it like the host's, about the same bytes.
+    let reserve = 512 << 20;
+    let fit = llama_core::arena::gpu_layers_within(ledger, budget, kv_bytes_per_layer, reserve);
+    let n = match settings.gpu_layers {
+        0 => fit.n_gpu_layers as i32,
+        asked if asked < 0 => fit.n_gpu_layers as i32,
+        asked => asked.min(fit.n_gpu_layers as i32),
+    };
+    notes.push(format!(
+        "--max-vram {max_vram}: offloading {n} of {} layers to the GPU ({} of VRAM free)",
+        ledger.layers.len(),
+        llama_core::ByteSize(free)
+    ));
+    n
+}
+
+/// Model parameters for `settings` where no layer placement is made (`serve`): the GPU layers
+/// [`gpu_layers`] resolves, its notes printed to stderr.
+pub fn model_params(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> ModelParams {
+    let mut notes = Vec::new();
+    let ledger = llama_core::arena::Ledger::from_gguf(gguf).ok();
+    let kv_per_layer = kv_bytes_per_layer(settings, gguf);
+    let n_gpu_layers = gpu_layers(settings, ledger.as_ref(), kv_per_layer, &mut notes);
+    print_notes(&notes);
     ModelParams {
-        n_gpu_layers: gpu_layers,
+        n_gpu_layers,
         ..ModelParams::default()
+    }
+}
+
+/// KV cache bytes one layer needs at `settings`' context size (0 when the model's cache
+/// cannot be described).
+fn kv_bytes_per_layer(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> u64 {
+    llama_core::ModelCacheSpec::from_gguf(gguf)
+        .ok()
+        .and_then(|spec| {
+            let per_token = spec
+                .kv_bytes_per_token(settings.type_k, settings.type_v)
+                .ok()?;
+            let n_layers = spec.layers.len().max(1) as u64;
+            Some(per_token * u64::from(settings.ctx_size.max(1)) / n_layers)
+        })
+        .unwrap_or(0)
+}
+
+/// Prints notes to stderr: warnings as they are, the rest after `note:`.
+fn print_notes(notes: &[String]) {
+    for note in notes {
+        if note.starts_with("warning:") {
+            eprintln!("{note}");
+        } else {
+            eprintln!("note: {note}");
+        }
     }
 }
 
@@ -86,15 +176,45 @@ pub fn training_context(gguf: &llama_core::gguf::GgufModel) -> u32 {
         .min(u64::from(u32::MAX)) as u32
 }
 
-/// Loads the model of `settings` (checked by the GGUF reader first) and creates its context.
-/// With `--max-mem`, the plan is made first, from a dry run that allocates nothing, and a
-/// request that cannot fit is refused before the model is loaded.
-pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
+/// Everything decided before the model is loaded: the checked file, model and context
+/// parameters, the memory plan (with `--max-mem`) and the tier of every layer.
+pub struct Prepared {
+    /// The model file.
+    pub path: std::path::PathBuf,
+    /// Its GGUF description.
+    pub gguf: llama_core::gguf::GgufModel,
+    /// Model parameters (GPU layers resolved; no repacking when streaming).
+    pub params: ModelParams,
+    /// Context parameters (from the plan when there is one).
+    pub ctx_params: ContextParams,
+    /// The memory plan, with `--max-mem`.
+    pub plan: Option<Plan>,
+    /// The layers of the model, or why they cannot be placed (a split model, no layers).
+    pub ledger: Result<llama_core::arena::Ledger, llama_core::arena::ArenaError>,
+    /// The tier of every layer.
+    pub placement: Option<llama_core::arena::Placement>,
+    /// Whether layers are streamed from disk.
+    pub streams: bool,
+    /// What the user should know: degradations, streaming, GPU fallbacks.
+    pub notes: Vec<String>,
+}
+
+/// Decides how to run `settings` without loading the model: checks the file, plans memory
+/// under `--max-mem` (re-planning with only a streaming window of the weights resident when
+/// they do not fit and `--stream` allows it), and places every layer. A request that cannot
+/// fit is refused here, before anything is loaded.
+pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
     let path = settings.model.clone().ok_or(CliError::NoModel)?;
-    let started = Instant::now();
-    let params = model_params(settings);
     let gguf = llama_core::check_model_file(&path)?;
     let n_ctx_train = training_context(&gguf);
+    let ledger = llama_core::arena::Ledger::from_gguf(&gguf);
+    let mut notes = Vec::new();
+    let kv_per_layer = kv_bytes_per_layer(settings, &gguf);
+    let n_gpu = gpu_layers(settings, ledger.as_ref().ok(), kv_per_layer, &mut notes);
+    let params = ModelParams {
+        n_gpu_layers: n_gpu,
+        ..ModelParams::default()
+    };
     let (ctx_params, plan) = match settings.max_mem {
         None => (
             ContextParams {
@@ -116,7 +236,10 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
             None,
         ),
         Some(budget) => {
-            let request = plan_request(settings, budget.0, n_ctx_train);
+            let request = PlanRequest {
+                gpu_layers: n_gpu,
+                ..plan_request(settings, budget.0, n_ctx_train)
+            };
             // One sizer (one dry-run model, one baseline measurement) serves both attempts.
             let mut sizer = budget::LlamaSizer::new(&path, &gguf, &params, settings.threads)
                 .map_err(llama_core::planner::PlanError::Sizer)?;
@@ -125,64 +248,115 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
                     if settings.stream != llama_core::arena::StreamMode::Off =>
                 {
                     // The weights do not fit: plan with only a streaming window of them resident.
-                    let ledger = llama_core::arena::Ledger::from_gguf(&gguf).map_err(|err| {
-                        llama_core::ParamError {
-                            name: "stream",
-                            value: err.to_string(),
-                            expected: "a model whose layers can be streamed",
-                        }
+                    let ledger = ledger.as_ref().map_err(|err| llama_core::ParamError {
+                        name: "stream",
+                        value: err.to_string(),
+                        expected: "a model whose layers can be streamed",
                     })?;
                     sizer.stream_weights(ledger.minimum_budget());
-                    let plan = llama_core::planner::plan(&request, &mut sizer)?;
-                    eprintln!(
-                        "note: the weights ({}) do not fit --max-mem {}; streaming layers from disk",
+                    let plan =
+                        llama_core::planner::plan(&request, &mut sizer).map_err(|source| {
+                            CliError::StreamingDoesNotFit {
+                                layer_bytes: ledger.max_layer_bytes(),
+                                weight_bytes: ledger.total_bytes(),
+                                source,
+                            }
+                        })?;
+                    notes.push(format!(
+                        "the weights ({}) do not fit --max-mem {}; streaming layers from disk",
                         llama_core::ByteSize(ledger.total_bytes()),
                         budget
-                    );
+                    ));
                     plan
                 }
                 other => other?,
             };
-            for note in plan.announcements() {
-                eprintln!("note: {note}");
-            }
-            tracing::info!(plan = ?plan.breakdown, "memory plan");
-            match budget::install_data_limit(&plan, gguf.file_size()) {
-                Ok(limit) => tracing::info!(limit, "data segment limit set"),
-                Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
-            }
+            notes.extend(plan.announcements());
             (
                 budget::context_params(&plan.candidate, settings.threads),
                 Some(plan),
             )
         }
     };
-    // Layer streaming (issue #6): decided before loading, so a refusal comes first.
+    // Layer placement: what the budget leaves for weights after the anonymous memory.
     let weight_budget = plan.as_ref().map(|p| {
         p.budget
             .saturating_sub(p.breakdown.total() - p.breakdown.weights)
     });
-    let stream = match settings.stream {
-        llama_core::arena::StreamMode::Off => None,
-        mode => {
-            let ledger = llama_core::arena::Ledger::from_gguf(&gguf);
-            let placement = ledger
-                .and_then(|l| Ok(mode.placement(&l, weight_budget)?.map(|p| (l, p))))
-                .map_err(|err| llama_core::ParamError {
-                    name: "stream",
-                    value: err.to_string(),
-                    expected: "a budget that holds the global tensors plus one layer",
-                })?;
-            placement.filter(|_| llama_core::ffi::streaming_load_supported())
+    let n_gpu_layers = usize::try_from(n_gpu).unwrap_or(usize::MAX);
+    let stream = match (&ledger, settings.stream) {
+        (_, llama_core::arena::StreamMode::Off) => None,
+        (Ok(ledger), mode) => mode
+            .placement(ledger, n_gpu_layers, weight_budget)
+            .map_err(|err| llama_core::ParamError {
+                name: "stream",
+                value: err.to_string(),
+                expected: "a budget that holds the global tensors plus one layer",
+            })?
+            .filter(|_| llama_core::ffi::streaming_load_supported()),
+        (Err(err), llama_core::arena::StreamMode::On) => {
+            return Err(llama_core::ParamError {
+                name: "stream",
+                value: err.to_string(),
+                expected: "a model whose layers can be streamed",
+            }
+            .into())
         }
+        (Err(_), llama_core::arena::StreamMode::Auto) => None,
     };
-    let params = match stream {
+    let streams = stream.is_some();
+    let placement = match stream {
+        Some(p) => Some(p),
+        None => ledger.as_ref().ok().and_then(|l| {
+            llama_core::arena::Placement::plan_with_gpu(l, n_gpu_layers, u64::MAX).ok()
+        }),
+    };
+    let params = ModelParams {
         // Repacked weights are copied into anonymous memory and cannot be streamed.
-        Some(_) => ModelParams {
-            repack: false,
-            ..params
-        },
-        None => params,
+        repack: !streams && params.repack,
+        ..params
+    };
+    Ok(Prepared {
+        path,
+        gguf,
+        params,
+        ctx_params,
+        plan,
+        ledger,
+        placement,
+        streams,
+        notes,
+    })
+}
+
+/// Loads the model of `settings` (checked by the GGUF reader first) and creates its context.
+/// With `--max-mem`, the plan is made first, from a dry run that allocates nothing, and a
+/// request that cannot fit is refused before the model is loaded.
+pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
+    let started = Instant::now();
+    let prepared = prepare(settings)?;
+    print_notes(&prepared.notes);
+    let Prepared {
+        path,
+        gguf,
+        params,
+        ctx_params,
+        plan,
+        ledger,
+        placement,
+        streams,
+        ..
+    } = prepared;
+    if let Some(plan) = &plan {
+        tracing::info!(plan = ?plan.breakdown, "memory plan");
+        match budget::install_data_limit(plan, gguf.file_size()) {
+            Ok(limit) => tracing::info!(limit, "data segment limit set"),
+            Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
+        }
+    }
+    let stream = match (streams, ledger, placement) {
+        (true, Ok(ledger), Some(placement)) => Some((ledger, placement)),
+        _ => None,
     };
     let bar = progress_bar(&path);
     let mut on_progress = |p: f32| {
@@ -201,6 +375,7 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
     let mapping = stream
         .as_ref()
         .and_then(|_| llama_core::ffi::ModelMapping::of_model(&model));
+    let mut streaming = None;
     let ctx = match (stream, mapping) {
         (Some((ledger, placement)), Some(mapping)) => {
             tracing::info!(
@@ -210,7 +385,11 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
                 "streaming layers"
             );
             let streamer =
-                llama_core::arena::LayerStreamer::new(Arc::new(mapping), ledger, placement);
+                llama_core::arena::LayerStreamer::new(Arc::new(mapping), ledger, placement.clone());
+            streaming = Some(Streaming {
+                placement,
+                counters: streamer.counters(),
+            });
             llama_core::Context::with_eval_observer(model, &ctx_params, Box::new(streamer))?
         }
         _ => llama_core::Context::new(model, &ctx_params)?,
@@ -228,6 +407,7 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
             plan.as_ref().map(|p| p.breakdown),
         ),
         plan,
+        streaming,
     })
 }
 
@@ -315,6 +495,27 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, loaded:
                 llama_core::ByteSize(plan.budget)
             );
         }
+    }
+    if let Some(streaming) = &loaded.streaming {
+        let c = streaming.counters.snapshot();
+        let p = &streaming.placement;
+        let streamed = p
+            .tiers
+            .iter()
+            .filter(|t| **t == llama_core::arena::Tier::Streamed)
+            .count();
+        eprintln!(
+            "stats: streaming {streamed} of {} layers (window {}, pinned {}, resident weights peak {}): {} passes, {} layer loads, {} evictions, disk read {} ({} per pass)",
+            p.tiers.len(),
+            p.window,
+            llama_core::ByteSize(p.pinned_bytes),
+            llama_core::ByteSize(c.peak_resident_bytes),
+            c.passes,
+            c.layer_loads,
+            c.layer_evictions,
+            llama_core::ByteSize(c.disk_read_bytes),
+            llama_core::ByteSize(c.disk_read_bytes / c.passes.max(1)),
+        );
     }
     eprintln!(
         "stats: peak RSS {} (now: anonymous {}, file-backed {})",

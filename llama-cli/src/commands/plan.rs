@@ -4,7 +4,6 @@
 
 use std::io::Write;
 
-use llama_core::budget;
 use llama_core::ByteSize;
 
 use crate::cli::PlanArgs;
@@ -17,13 +16,30 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         return Ok(());
     };
     let mut out = std::io::stdout().lock();
-    let path = settings.model.clone().ok_or(CliError::NoModel)?;
+    settings.model.as_ref().ok_or(CliError::NoModel)?;
     let budget = settings.max_mem.ok_or(CliError::NoBudget)?;
-    let gguf = llama_core::check_model_file(&path)?;
-    let n_ctx_train = runtime::training_context(&gguf);
-    let request = runtime::plan_request(&settings, budget.0, n_ctx_train);
-    let params = llama_core::ModelParams::default();
-    let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)?;
+    let prepared = runtime::prepare(&settings)?;
+    let path = &prepared.path;
+    let plan = prepared.plan.as_ref().ok_or(CliError::NoBudget)?;
+    let request = runtime::plan_request(
+        &settings,
+        budget.0,
+        runtime::training_context(&prepared.gguf),
+    );
+    let load_mode = if prepared.streams {
+        "mmap, layers streamed from disk"
+    } else {
+        "mmap"
+    };
+    let layers: Vec<serde_json::Value> = match (&prepared.ledger, &prepared.placement) {
+        (Ok(ledger), Some(placement)) => ledger
+            .layers
+            .iter()
+            .zip(&placement.tiers)
+            .map(|(l, t)| serde_json::json!({"layer": l.index, "bytes": l.n_bytes, "tier": t}))
+            .collect(),
+        _ => Vec::new(),
+    };
     if args.json {
         let value = serde_json::json!({
             "model": path.display().to_string(),
@@ -31,7 +47,12 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             "plan": plan,
             "total": plan.breakdown.total(),
             "announcements": plan.announcements(),
-            "load_mode": "mmap",
+            "notes": prepared.notes,
+            "load_mode": load_mode,
+            "streams": prepared.streams,
+            "placement": prepared.placement,
+            "global_bytes": prepared.ledger.as_ref().ok().map(|l| l.global_bytes),
+            "layers": layers,
             "planner_peak_rss": llama_core::ProcessMemory::current().peak_rss,
         });
         super::write_json(&mut out, &value)?;
@@ -70,14 +91,19 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         "| flash-attn | {} |",
         if c.flash_attn { "on" } else { "off" }
     )?;
-    writeln!(out, "| load mode | mmap |")?;
+    writeln!(out, "| load mode | {load_mode} |")?;
     writeln!(out, "| gpu-layers | {} |", c.gpu_layers)?;
     writeln!(out)?;
     writeln!(out, "| memory | bytes | |")?;
     writeln!(out, "| --- | ---: | ---: |")?;
     let pct = |v: u64| 100.0 * v as f64 / budget.0 as f64;
+    let weights_label = if prepared.streams {
+        "weights (pinned + streaming window)"
+    } else {
+        "weights (mapped file + repacked)"
+    };
     for (name, value) in [
-        ("weights (mapped file + repacked)", b.weights),
+        (weights_label, b.weights),
         ("KV cache", b.kv),
         ("compute buffers", b.compute),
         ("output buffer", b.output),
@@ -97,6 +123,55 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     }
     for note in plan.announcements() {
         writeln!(out, "degraded: {note}")?;
+    }
+    for note in prepared.notes.iter().filter(|n| n.starts_with("warning:")) {
+        writeln!(out, "{note}")?;
+    }
+    write_tiers(&mut out, &prepared)
+}
+
+/// The tier of every layer and of the global tensors.
+fn write_tiers(out: &mut impl Write, prepared: &runtime::Prepared) -> Result<(), CliError> {
+    let (ledger, placement) = match (&prepared.ledger, &prepared.placement) {
+        (Ok(ledger), Some(placement)) => (ledger, placement),
+        (Err(err), _) => {
+            writeln!(out, "\nlayer tiers: not available ({err})")?;
+            return Ok(());
+        }
+        (Ok(_), None) => return Ok(()),
+    };
+    writeln!(out)?;
+    if placement.streams() {
+        let streamed = placement
+            .tiers
+            .iter()
+            .filter(|t| **t == llama_core::arena::Tier::Streamed)
+            .count();
+        writeln!(
+            out,
+            "streaming: {streamed} of {} layers read from disk each token through a window of {} (at most {} of weights resident: {} pinned + window)",
+            placement.tiers.len(),
+            ByteSize(placement.peak_bytes - placement.pinned_bytes),
+            ByteSize(placement.peak_bytes),
+            ByteSize(placement.pinned_bytes)
+        )?;
+        writeln!(out)?;
+    }
+    writeln!(out, "| layer | weights | tier |")?;
+    writeln!(out, "| --- | ---: | --- |")?;
+    writeln!(
+        out,
+        "| globals (embeddings, output) | {} | ram |",
+        ByteSize(ledger.global_bytes)
+    )?;
+    for (layer, tier) in ledger.layers.iter().zip(&placement.tiers) {
+        writeln!(
+            out,
+            "| {} | {} | {} |",
+            layer.index,
+            ByteSize(layer.n_bytes),
+            tier.label()
+        )?;
     }
     Ok(())
 }

@@ -408,8 +408,8 @@ struct Started {
 impl Started {
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
         let path = settings.model.clone().ok_or(CliError::NoModel)?;
-        let params = runtime::model_params(settings);
         let gguf = llama_core::check_model_file(&path)?;
+        let params = runtime::model_params(settings, &gguf);
         let cache = ModelCacheSpec::from_gguf(&gguf).map_err(ServeError::from)?;
         let n_ctx_train = runtime::training_context(&gguf);
         let n_parallel = serve.parallel;

@@ -283,3 +283,120 @@ fn weights_over_the_budget_stream_from_disk_with_the_same_answer() {
         .unwrap();
     assert!(assert_clean_failure(&refused).contains("does not fit"));
 }
+
+#[test]
+fn budget_below_one_streamed_layer_is_refused_with_the_minimum_that_works() {
+    let m = model();
+    let base = [
+        "prompt",
+        "-m",
+        m.to_str().unwrap(),
+        "-n",
+        "4",
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "--stats",
+    ];
+    // 50M cannot hold the runtime, the global tensors and one layer.
+    let refused = llama_cli()
+        .args(base)
+        .args(["--max-mem", "50M", "Hello"])
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&refused);
+    assert!(stderr.contains("even streaming"), "{stderr}");
+    let minimum = stderr
+        .split("raise --max-mem to at least ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no minimum in {stderr}"))
+        .to_string();
+    // The minimum it names works, streaming, within that budget.
+    let ran = llama_cli()
+        .args(base)
+        .args(["--max-mem", &minimum, "Hello"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr).into_owned();
+    assert!(ran.status.success(), "--max-mem {minimum}: {stderr}");
+    assert!(stderr.contains("stats: streaming"), "{stderr}");
+    let budget: llama_core::ByteSize = minimum.parse().unwrap();
+    let peak = stat_after(&stderr, "stats: peak RSS ").expect("peak reported");
+    assert!(
+        parse_size(peak.split(" (").next().unwrap()) <= budget.0,
+        "{stderr}"
+    );
+}
+
+#[test]
+fn plan_shows_the_tier_of_every_layer() {
+    let m = model();
+    let plan = |budget: &str| {
+        let out = llama_cli()
+            .args([
+                "plan",
+                "-m",
+                m.to_str().unwrap(),
+                "--max-mem",
+                budget,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let tiers = |v: &serde_json::Value| -> Vec<String> {
+        v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["tier"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let roomy = plan("400M");
+    assert_eq!(roomy["streams"], false);
+    assert_eq!(tiers(&roomy), vec!["resident"; 30]);
+    let tight = plan("110M");
+    assert_eq!(tight["streams"], true);
+    let t = tiers(&tight);
+    assert_eq!(t.len(), 30);
+    assert!(t.iter().any(|t| t == "streamed"), "{t:?}");
+    let placement = &tight["placement"];
+    assert!(placement["peak_bytes"].as_u64().unwrap() <= placement["budget"].as_u64().unwrap());
+    // (Determinism for the same inputs is a unit test of `Placement::plan`: here the weight
+    // budget depends on the runtime overhead measured in each process.)
+    // The text form names every layer's tier.
+    let text = llama_cli()
+        .args(["plan", "-m", m.to_str().unwrap(), "--max-mem", "110M"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("| layer | weights | tier |"), "{text}");
+    assert_eq!(
+        text.matches("disk (streamed)").count() + text.matches("| ram |").count(),
+        31
+    );
+}
+
+#[test]
+fn gpu_flags_on_a_cpu_build_warn_and_run_on_the_cpu() {
+    if !llama_sys::compiled_gpu_backends().is_empty() {
+        return;
+    }
+    let m = model();
+    let out = llama_cli()
+        .args(["prompt", "-m", m.to_str().unwrap(), "-n", "2", "-t", "2"])
+        .args(["--max-vram", "4G", "--temp", "0", "Hi"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("this build has no GPU backend"), "{stderr}");
+}

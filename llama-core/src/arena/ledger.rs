@@ -31,6 +31,50 @@ pub enum ArenaError {
     NoLayers,
 }
 
+/// The graph node of a layer after which a stage's weights are no longer read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageEnd {
+    /// `ffn_inp-L`: the attention block (norm, Q/K/V, output projection) and its residual add
+    /// are done.
+    Attention,
+    /// `l_out-L`: the whole layer is done.
+    Layer,
+}
+
+impl StageEnd {
+    /// The stage end that graph node `base` (a node name without its `-L` suffix) marks.
+    pub fn of_node(base: &str) -> Option<StageEnd> {
+        match base {
+            "ffn_inp" => Some(StageEnd::Attention),
+            "l_out" => Some(StageEnd::Layer),
+            _ => None,
+        }
+    }
+
+    /// Which stage a block tensor named `blk.N.<rest>` belongs to: `attn_*` tensors are read
+    /// by the attention block; everything else by the rest of the layer.
+    fn of_tensor(name: &str) -> StageEnd {
+        let rest = name.splitn(3, '.').nth(2).unwrap_or(name);
+        if rest.starts_with("attn_") {
+            StageEnd::Attention
+        } else {
+            StageEnd::Layer
+        }
+    }
+}
+
+/// The weights of one layer read by one part of its graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LayerStage {
+    /// The node after which they are no longer read.
+    pub end: StageEnd,
+    /// File byte ranges, merged where contiguous.
+    pub ranges: Vec<Range<u64>>,
+    /// Total bytes.
+    pub n_bytes: u64,
+}
+
 /// One transformer block's weights in the file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LayerSpan {
@@ -40,6 +84,37 @@ pub struct LayerSpan {
     pub ranges: Vec<Range<u64>>,
     /// Total tensor bytes.
     pub n_bytes: u64,
+    /// Its tensors by the part of the graph that reads them, in execution order (attention
+    /// first); one stage when the layer has no `attn_*` tensors or only those.
+    pub stages: Vec<LayerStage>,
+}
+
+impl LayerSpan {
+    /// A layer from its tensors.
+    pub fn new<'a>(index: u32, tensors: impl IntoIterator<Item = &'a TensorInfo>) -> LayerSpan {
+        let tensors: Vec<&TensorInfo> = tensors.into_iter().collect();
+        let mut stages = Vec::new();
+        for end in [StageEnd::Attention, StageEnd::Layer] {
+            let part: Vec<&TensorInfo> = tensors
+                .iter()
+                .copied()
+                .filter(|t| StageEnd::of_tensor(&t.name) == end)
+                .collect();
+            if !part.is_empty() {
+                stages.push(LayerStage {
+                    end,
+                    ranges: merged_ranges(part.iter().copied()),
+                    n_bytes: part.iter().map(|t| t.n_bytes).sum(),
+                });
+            }
+        }
+        LayerSpan {
+            index,
+            ranges: merged_ranges(tensors.iter().copied()),
+            n_bytes: tensors.iter().map(|t| t.n_bytes).sum(),
+            stages,
+        }
+    }
 }
 
 /// Every layer's weights and the global tensors of a single-file model.
@@ -84,11 +159,7 @@ impl Ledger {
         let layers = groups
             .layers
             .iter()
-            .map(|l| LayerSpan {
-                index: l.index,
-                ranges: merged_ranges(&l.tensors),
-                n_bytes: l.n_bytes,
-            })
+            .map(|l| LayerSpan::new(l.index, &l.tensors))
             .collect();
         Ok(Ledger {
             layers,
@@ -121,6 +192,19 @@ pub enum Tier {
     Resident,
     /// Read from the mapped file when its turn comes and released after it.
     Streamed,
+    /// Offloaded to a GPU (`-ngl`): its weights live in VRAM.
+    Gpu,
+}
+
+impl Tier {
+    /// How `llama-cli plan` names the tier.
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Resident => "ram",
+            Tier::Streamed => "disk (streamed)",
+            Tier::Gpu => "gpu",
+        }
+    }
 }
 
 /// The tier of every layer for one weight budget.
@@ -198,6 +282,46 @@ impl Placement {
         })
     }
 
+    /// [`Placement::plan`] for the layers left on the host once the last `n_gpu` layers are
+    /// offloaded to a GPU (llama.cpp offloads from the last layer down); those get
+    /// [`Tier::Gpu`] and do not count against `budget`.
+    pub fn plan_with_gpu(
+        ledger: &Ledger,
+        n_gpu: usize,
+        budget: u64,
+    ) -> Result<Placement, ArenaError> {
+        let n = ledger.layers.len();
+        let n_gpu = n_gpu.min(n);
+        if n_gpu == 0 {
+            return Placement::plan(ledger, budget);
+        }
+        let host = Ledger {
+            layers: ledger.layers[..n - n_gpu].to_vec(),
+            ..ledger.clone()
+        };
+        let mut placement = if host.layers.is_empty() {
+            if host.global_bytes > budget {
+                return Err(ArenaError::BudgetTooSmall {
+                    budget,
+                    minimum: host.global_bytes,
+                });
+            }
+            Placement {
+                budget,
+                tiers: Vec::new(),
+                window: 0,
+                pinned_bytes: host.global_bytes,
+                peak_bytes: host.global_bytes,
+            }
+        } else {
+            Placement::plan(&host, budget)?
+        };
+        placement
+            .tiers
+            .extend(std::iter::repeat_n(Tier::Gpu, n_gpu));
+        Ok(placement)
+    }
+
     /// Whether any layer is streamed.
     pub fn streams(&self) -> bool {
         self.tiers.contains(&Tier::Streamed)
@@ -218,6 +342,11 @@ mod tests {
                     index: i as u32,
                     ranges: std::iter::once(off..off + b).collect(),
                     n_bytes: b,
+                    stages: vec![LayerStage {
+                        end: StageEnd::Layer,
+                        ranges: std::iter::once(off..off + b).collect(),
+                        n_bytes: b,
+                    }],
                 };
                 off += b;
                 span
@@ -269,6 +398,56 @@ mod tests {
         );
         assert_eq!(p.peak_bytes, 45);
         assert_eq!(Placement::plan(&l, 45), Ok(p), "deterministic");
+    }
+
+    #[test]
+    fn splits_a_layer_into_attention_and_the_rest() {
+        let t = |name: &str, off: u64, n: u64| TensorInfo {
+            name: name.into(),
+            dims: vec![n],
+            ggml_type: crate::gguf::GgmlType::F32,
+            offset: off,
+            file_offset: off,
+            n_bytes: n,
+            split: 0,
+        };
+        let tensors = [
+            t("blk.3.attn_k.weight", 0, 64),
+            t("blk.3.attn_norm.weight", 64, 64),
+            t("blk.3.ffn_down.weight", 128, 128),
+            t("blk.3.ffn_norm.weight", 256, 64),
+        ];
+        let span = LayerSpan::new(3, &tensors);
+        assert_eq!(span.ranges, vec![0..320]);
+        assert_eq!(span.n_bytes, 320);
+        assert_eq!(span.stages.len(), 2);
+        assert_eq!(span.stages[0].end, StageEnd::Attention);
+        assert_eq!(span.stages[0].ranges, vec![0..128]);
+        assert_eq!(span.stages[1].end, StageEnd::Layer);
+        assert_eq!(
+            (span.stages[1].ranges.clone(), span.stages[1].n_bytes),
+            (std::iter::once(128..320).collect::<Vec<_>>(), 192)
+        );
+        let ffn_only = LayerSpan::new(0, &tensors[2..]);
+        assert_eq!(ffn_only.stages.len(), 1);
+        assert_eq!(StageEnd::of_node("ffn_inp"), Some(StageEnd::Attention));
+        assert_eq!(StageEnd::of_node("l_out"), Some(StageEnd::Layer));
+        assert_eq!(StageEnd::of_node("attn_norm"), None);
+    }
+
+    #[test]
+    fn gpu_layers_are_the_last_ones_and_leave_the_host_budget() {
+        let l = ledger(&[10; 6], 5);
+        let p = Placement::plan_with_gpu(&l, 2, 45).unwrap();
+        assert_eq!(p.tiers[4..], [Tier::Gpu, Tier::Gpu]);
+        assert!(!p.streams(), "4 host layers (40) and globals (5) fit in 45");
+        let p = Placement::plan_with_gpu(&l, 2, 30).unwrap();
+        assert!(p.streams());
+        assert_eq!(p.tiers[4..], [Tier::Gpu, Tier::Gpu]);
+        assert!(p.tiers[..4].iter().all(|t| *t != Tier::Gpu));
+        let all = Placement::plan_with_gpu(&l, 9, 5).unwrap();
+        assert_eq!(all.tiers, vec![Tier::Gpu; 6]);
+        assert!(Placement::plan_with_gpu(&l, 6, 4).is_err());
     }
 
     #[test]

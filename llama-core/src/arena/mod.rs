@@ -8,11 +8,14 @@
 //!   the streaming window.
 //! - [`LayerStreamer`]: the [`EvalObserver`](crate::ffi::EvalObserver) that releases a streamed
 //!   layer when llama.cpp has computed it and prefetches the next ones, with [`ArenaCounters`].
+//! - [`gpu_layers_within`]: how many layers a VRAM budget holds (`--max-vram`).
 
+mod gpu;
 mod ledger;
 mod stream;
 
-pub use ledger::{ArenaError, LayerSpan, Ledger, Placement, Tier};
+pub use gpu::{gpu_layers_within, GpuFit};
+pub use ledger::{ArenaError, LayerSpan, LayerStage, Ledger, Placement, StageEnd, Tier};
 pub use stream::{disk_read_bytes, ArenaCounters, CounterSnapshot, LayerStreamer, StreamMode};
 
 /// Layer index of a graph node name such as `l_out-12` (llama.cpp's per-layer node names).

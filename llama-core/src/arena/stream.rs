@@ -1,11 +1,12 @@
 //! The streaming residency protocol, driven by llama.cpp's eval callback.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use super::ledger::{ArenaError, Ledger, Placement, Tier};
+use super::ledger::{ArenaError, Ledger, Placement, StageEnd, Tier};
 use super::node_layer;
 use crate::ffi::{EvalObserver, ModelMapping};
 
@@ -36,21 +37,24 @@ impl std::str::FromStr for StreamMode {
 
 impl StreamMode {
     /// The placement to stream with, or `None` to load fully resident. `weight_budget` is what
-    /// the budget leaves for weights after the anonymous memory (KV, compute, outputs).
+    /// the budget leaves for host weights after the anonymous memory (KV, compute, outputs);
+    /// the last `n_gpu` layers are offloaded and not counted in it.
     pub fn placement(
         self,
         ledger: &Ledger,
+        n_gpu: usize,
         weight_budget: Option<u64>,
     ) -> Result<Option<Placement>, ArenaError> {
-        let plan = |budget| Placement::plan(ledger, budget).map(Some);
+        let plan = |budget| Placement::plan_with_gpu(ledger, n_gpu, budget);
+        let host_bytes = plan(u64::MAX)?.pinned_bytes;
         match (self, weight_budget) {
             (StreamMode::Off, _) | (StreamMode::Auto, None) => Ok(None),
-            (StreamMode::Auto, Some(b)) if ledger.total_bytes() <= b => Ok(None),
-            (_, Some(b)) => plan(b),
-            // On without a budget: stream every layer through a window of two.
+            (StreamMode::Auto, Some(b)) if host_bytes <= b => Ok(None),
+            (_, Some(b)) => plan(b).map(Some),
+            // On without a budget: stream every host layer through a window of two.
             (StreamMode::On, None) => {
                 let b = ledger.global_bytes + 2 * ledger.max_layer_bytes();
-                plan(b.min(ledger.total_bytes().saturating_sub(1)))
+                plan(b.min(host_bytes.saturating_sub(1))).map(Some)
             }
         }
     }
@@ -65,6 +69,8 @@ pub struct ArenaCounters {
     layer_evictions: AtomicU64,
     bytes_prefetched: AtomicU64,
     bytes_released: AtomicU64,
+    passes: AtomicU64,
+    disk_read_bytes: AtomicU64,
 }
 
 /// A copy of [`ArenaCounters`].
@@ -74,14 +80,19 @@ pub struct CounterSnapshot {
     pub resident_bytes: u64,
     /// The most that was ever resident.
     pub peak_resident_bytes: u64,
-    /// Streamed layers prefetched.
+    /// Streamed layers whose read-ahead began.
     pub layer_loads: u64,
-    /// Streamed layers released.
+    /// Streamed layers released (all their weights, once per pass).
     pub layer_evictions: u64,
     /// Bytes asked to be read ahead.
     pub bytes_prefetched: u64,
     /// Bytes released.
     pub bytes_released: u64,
+    /// Forward passes through every layer (one per decode call).
+    pub passes: u64,
+    /// Bytes the process read from storage since streaming started (`/proc/self/io`), as of
+    /// the end of the last pass.
+    pub disk_read_bytes: u64,
 }
 
 impl ArenaCounters {
@@ -95,6 +106,8 @@ impl ArenaCounters {
             layer_evictions: get(&self.layer_evictions),
             bytes_prefetched: get(&self.bytes_prefetched),
             bytes_released: get(&self.bytes_released),
+            passes: get(&self.passes),
+            disk_read_bytes: get(&self.disk_read_bytes),
         }
     }
 
@@ -116,9 +129,89 @@ pub fn disk_read_bytes() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Keeps a window of streamed layers resident: when llama.cpp has computed layer L (node
-/// `l_out-L`), L is released if streamed, and the next `window` streamed layers (wrapping to
-/// the first ones for the next token) are prefetched.
+/// One streamed stage of a layer, in the order the graph reads them, with the state the
+/// decoding thread and the prefetch thread share. The lock orders the two: a release waits for
+/// a read-ahead of the same segment to finish, and a read-ahead of a segment released meanwhile
+/// is skipped, so a released segment never comes back.
+#[derive(Debug)]
+struct Segment {
+    /// Ledger position of its layer.
+    layer: usize,
+    /// Its stage of the layer.
+    end: StageEnd,
+    ranges: Vec<Range<u64>>,
+    n_bytes: u64,
+    /// Whether it is wanted resident (loaded and not yet released).
+    wanted: Mutex<bool>,
+}
+
+impl Segment {
+    fn set_wanted(&self, wanted: bool) -> std::sync::MutexGuard<'_, bool> {
+        let mut guard = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = wanted;
+        guard
+    }
+}
+
+/// Reads segments ahead on a background thread with `MADV_WILLNEED`, which allocates the
+/// page-cache pages and queues the reads without waiting for them; the decoding thread's faults
+/// then find the pages (waiting for any read still in flight). Measured on 2 cores
+/// (docs/PERFORMANCE.md): 6-8% faster than advising on the decoding thread. `MADV_POPULATE_READ`
+/// on this thread (mapping the pages as well) was 25-45% slower: it spends CPU that llama.cpp's
+/// threads need.
+#[derive(Debug)]
+struct Prefetcher {
+    jobs: Option<std::sync::mpsc::Sender<usize>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prefetcher {
+    fn start(mapping: Arc<ModelMapping>, segments: Arc<[Segment]>) -> Prefetcher {
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let thread = std::thread::Builder::new()
+            .name("layer-prefetch".into())
+            .spawn(move || {
+                for i in rx {
+                    let segment = &segments[i];
+                    let wanted = segment.wanted.lock().unwrap_or_else(|e| e.into_inner());
+                    if *wanted {
+                        for r in &segment.ranges {
+                            mapping.prefetch(r.clone());
+                        }
+                    }
+                }
+            })
+            .ok();
+        Prefetcher {
+            jobs: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    /// Queues segment `i`; false when there is no prefetch thread.
+    fn send(&self, i: usize) -> bool {
+        self.jobs.as_ref().is_some_and(|tx| tx.send(i).is_ok())
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Streams the layers a [`Placement`] does not pin through a window of `peak_bytes -
+/// pinned_bytes` bytes, driven by llama.cpp's eval callback. The streamed layers' stages
+/// (attention weights, then the rest; see [`StageEnd`]) form a cyclic sequence in execution
+/// order. When the graph finishes a stage of a streamed layer (node `ffn_inp-L` or `l_out-L`),
+/// its weights are released, and the following segments are read ahead while they fit in the
+/// window, wrapping to the first layers for the next token. Releasing the attention weights
+/// before the feed-forward ones are done lets the next layer's attention weights be read while
+/// this layer's feed-forward runs, within the same bytes: the disk always has the next read
+/// queued, even with a window of one layer.
 #[derive(Debug)]
 pub struct LayerStreamer {
     mapping: Arc<ModelMapping>,
@@ -126,14 +219,28 @@ pub struct LayerStreamer {
     placement: Placement,
     /// Position in the ledger of each block index.
     position: Vec<Option<usize>>,
-    /// Whether each streamed layer is currently loaded (prefetched and not released).
+    /// The streamed segments in execution order.
+    segments: Arc<[Segment]>,
+    /// Per ledger position: its segments' indices (empty for pinned layers).
+    segments_of: Vec<Vec<usize>>,
+    /// Whether each segment is counted loaded.
     loaded: Vec<bool>,
+    /// Bytes of the loaded segments.
+    loaded_bytes: u64,
+    /// The streaming window in bytes.
+    window_bytes: u64,
+    /// The next segment to load.
+    cursor: usize,
     counters: Arc<ArenaCounters>,
+    /// `read_bytes` of the process when streaming started.
+    disk_read_at_start: Option<u64>,
+    prefetcher: Prefetcher,
 }
 
 impl LayerStreamer {
-    /// Starts streaming `ledger` as `placement` says over `mapping`: releases every streamed
-    /// layer and prefetches the pinned ones and the first window.
+    /// Starts streaming `ledger` as `placement` says over `mapping`: turns off fault
+    /// read-around, releases every streamed layer, reads the pinned ones in and prefetches the
+    /// first window.
     pub fn new(mapping: Arc<ModelMapping>, ledger: Ledger, placement: Placement) -> LayerStreamer {
         let max_index = ledger.layers.iter().map(|l| l.index).max().unwrap_or(0) as usize;
         let mut position = vec![None; max_index + 1];
@@ -141,13 +248,41 @@ impl LayerStreamer {
             position[l.index as usize] = Some(i);
         }
         let n = ledger.layers.len();
+        let mut segments = Vec::new();
+        let mut segments_of = vec![Vec::new(); n];
+        for (i, layer) in ledger.layers.iter().enumerate() {
+            if placement.tiers[i] != Tier::Streamed {
+                continue;
+            }
+            for stage in &layer.stages {
+                segments_of[i].push(segments.len());
+                segments.push(Segment {
+                    layer: i,
+                    end: stage.end,
+                    ranges: stage.ranges.clone(),
+                    n_bytes: stage.n_bytes,
+                    wanted: Mutex::new(false),
+                });
+            }
+        }
+        let segments: Arc<[Segment]> = segments.into();
+        mapping.advise_random();
+        let prefetcher = Prefetcher::start(Arc::clone(&mapping), Arc::clone(&segments));
+        let window_bytes = placement.peak_bytes.saturating_sub(placement.pinned_bytes);
         let mut streamer = LayerStreamer {
+            loaded: vec![false; segments.len()],
             mapping,
             ledger,
             placement,
             position,
-            loaded: vec![false; n],
+            segments,
+            segments_of,
+            loaded_bytes: 0,
+            window_bytes,
+            cursor: 0,
             counters: Arc::new(ArenaCounters::default()),
+            disk_read_at_start: disk_read_bytes(),
+            prefetcher,
         };
         streamer
             .counters
@@ -155,16 +290,17 @@ impl LayerStreamer {
         for r in &streamer.ledger.global_ranges {
             streamer.mapping.prefetch(r.clone());
         }
-        for i in 0..n {
-            if streamer.placement.tiers[i] == Tier::Resident {
-                for r in &streamer.ledger.layers[i].ranges {
+        for (layer, tier) in streamer.ledger.layers.iter().zip(&streamer.placement.tiers) {
+            if *tier == Tier::Resident {
+                for r in &layer.ranges {
                     streamer.mapping.prefetch(r.clone());
                 }
-            } else {
-                streamer.release(i, false);
             }
         }
-        streamer.prefetch_after(None);
+        for i in 0..streamer.segments.len() {
+            streamer.release(i);
+        }
+        streamer.fill(0);
         streamer
     }
 
@@ -188,71 +324,111 @@ impl LayerStreamer {
         &self.placement
     }
 
-    fn release(&mut self, i: usize, count: bool) {
-        let layer = &self.ledger.layers[i];
-        for r in &layer.ranges {
+    /// The streaming window in bytes.
+    pub fn window_bytes(&self) -> u64 {
+        self.window_bytes
+    }
+
+    /// Drops segment `i` from the process and the page cache.
+    fn release(&mut self, i: usize) {
+        let segment = &self.segments[i];
+        let _guard = segment.set_wanted(false);
+        for r in &segment.ranges {
             self.mapping.release(r.clone());
         }
-        if count {
-            self.counters
-                .layer_evictions
-                .fetch_add(1, Ordering::Relaxed);
+        if std::mem::take(&mut self.loaded[i]) {
+            self.loaded_bytes -= segment.n_bytes;
+            self.counters.sub_resident(segment.n_bytes);
             self.counters
                 .bytes_released
-                .fetch_add(layer.n_bytes, Ordering::Relaxed);
-        }
-        if std::mem::take(&mut self.loaded[i]) {
-            self.counters.sub_resident(layer.n_bytes);
+                .fetch_add(segment.n_bytes, Ordering::Relaxed);
         }
     }
 
-    fn load(&mut self, i: usize) {
-        if self.loaded[i] {
-            return;
-        }
-        let layer = &self.ledger.layers[i];
-        for r in &layer.ranges {
-            self.mapping.prefetch(r.clone());
-        }
-        self.loaded[i] = true;
-        self.counters.layer_loads.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .bytes_prefetched
-            .fetch_add(layer.n_bytes, Ordering::Relaxed);
-        self.counters.add_resident(layer.n_bytes);
-    }
-
-    /// Loads the `window` streamed layers following position `after` (from the start when
-    /// `None`), wrapping around.
-    fn prefetch_after(&mut self, after: Option<usize>) {
-        let n = self.ledger.layers.len();
-        let start = after.map_or(0, |a| a + 1);
-        let next: Vec<usize> = (0..n)
-            .map(|k| (start + k) % n)
-            .filter(|&i| self.placement.tiers[i] == Tier::Streamed)
-            .take(self.placement.window)
-            .collect();
-        for i in next {
-            self.load(i);
+    /// Loads the segments from the cursor on while they fit in the window. Those of layer
+    /// `running` (the one the graph runs now or next) are advised here, so the graph's own
+    /// faults cannot overtake the read-ahead; later ones go to the prefetch thread.
+    fn fill(&mut self, running: usize) {
+        let n = self.segments.len();
+        for _ in 0..n {
+            let i = self.cursor;
+            let segment = &self.segments[i];
+            if self.loaded[i] || self.loaded_bytes + segment.n_bytes > self.window_bytes {
+                break;
+            }
+            drop(segment.set_wanted(true));
+            if segment.layer == running || !self.prefetcher.send(i) {
+                for r in &segment.ranges {
+                    self.mapping.prefetch(r.clone());
+                }
+            }
+            if self.segments_of[segment.layer].first() == Some(&i) {
+                self.counters.layer_loads.fetch_add(1, Ordering::Relaxed);
+            }
+            self.loaded[i] = true;
+            self.loaded_bytes += segment.n_bytes;
+            self.counters.add_resident(segment.n_bytes);
+            self.counters
+                .bytes_prefetched
+                .fetch_add(segment.n_bytes, Ordering::Relaxed);
+            self.cursor = (i + 1) % n;
         }
     }
 }
 
 impl EvalObserver for LayerStreamer {
     fn wants(&mut self, name: &str) -> bool {
-        matches!(node_layer(name), Some(("l_out", _)))
+        let Some((base, index)) = node_layer(name) else {
+            return false;
+        };
+        match StageEnd::of_node(base) {
+            Some(StageEnd::Layer) => true,
+            // A split for the attention stage only where it lets a streamed layer go early.
+            Some(StageEnd::Attention) => matches!(
+                self.position.get(index as usize),
+                Some(Some(i)) if self.segments_of[*i].len() > 1
+            ),
+            None => false,
+        }
     }
 
     fn computed(&mut self, name: &str) {
-        let Some(("l_out", index)) = node_layer(name) else {
+        let Some((base, index)) = node_layer(name) else {
             return;
         };
-        let Some(Some(i)) = self.position.get(index as usize).copied() else {
+        let (Some(end), Some(Some(i))) = (
+            StageEnd::of_node(base),
+            self.position.get(index as usize).copied(),
+        ) else {
             return;
         };
-        if self.placement.tiers[i] == Tier::Streamed {
-            self.release(i, true);
+        let done: Vec<usize> = self.segments_of[i]
+            .iter()
+            .copied()
+            .filter(|&s| self.segments[s].end <= end && self.loaded[s])
+            .collect();
+        for s in done {
+            self.release(s);
         }
-        self.prefetch_after(Some(i));
+        let n = self.ledger.layers.len();
+        let running = if end == StageEnd::Layer {
+            if self.placement.tiers[i] == Tier::Streamed {
+                self.counters
+                    .layer_evictions
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if i + 1 == n {
+                self.counters.passes.fetch_add(1, Ordering::Relaxed);
+                if let (Some(start), Some(now)) = (self.disk_read_at_start, disk_read_bytes()) {
+                    self.counters
+                        .disk_read_bytes
+                        .store(now.saturating_sub(start), Ordering::Relaxed);
+                }
+            }
+            (i + 1) % n
+        } else {
+            i
+        };
+        self.fill(running);
     }
 }

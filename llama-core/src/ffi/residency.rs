@@ -186,6 +186,25 @@ impl ModelMapping {
         }
     }
 
+    /// Turns off the kernel's read-around on page faults in this mapping (`MADV_RANDOM`): a
+    /// fault then reads only its own page, so what is read from disk is what [`Self::prefetch`]
+    /// asks for. Without it a fault on a page not yet read pulls in `read_ahead_kb` (8 MiB on
+    /// some disks) around it, several layers' worth.
+    pub fn advise_random(&self) {
+        for pages in mapped_ranges_of(self.model.path(), self.base..self.base + self.len) {
+            // SAFETY: MADV_RANDOM only changes the read-ahead policy of the VMAs in the range,
+            // which `/proc/self/maps` just listed as mapped from the model's file (kept mapped
+            // by the held `Arc<Model>`); it changes no page's contents.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    pages.start as *mut c_void,
+                    pages.len(),
+                    rustix::mm::Advice::Random,
+                )
+            };
+        }
+    }
+
     /// Pages of file range `offsets` (rounded outward) present in this process's page tables,
     /// from `/proc/self/pagemap` (bit 63), and the number of pages examined.
     pub fn resident_pages(&self, offsets: Range<u64>) -> (usize, usize) {
