@@ -3,7 +3,7 @@
 
 For each budget, and for the fully resident run, generation tokens/s, disk bytes read per
 generated token and peak RSS of:
-  - llama-cli, resident (`--stream off`, no budget),
+  - llama-cli, resident (`--stream off -c 512`, no budget),
   - llama-cli streaming at `--max-mem BUDGET`,
   - llama.cpp's `llama-bench` with its plain mmap load (`-lm mmap --repack 0`), unconstrained,
   - the same inside a memory cgroup (v1) limited to BUDGET: the kernel keeps its RSS and page
@@ -113,7 +113,8 @@ class Cgroup:
 def ours(cli, model, threads, n, budget):
     argv = [cli, "prompt", "-m", model, "-t", str(threads), "-n", str(n), "--temp", "0",
             "--ignore-eos", "--stats", PROMPT]
-    argv += ["--max-mem", budget] if budget else ["--stream", "off"]
+    # The resident run at a context like llama-bench's (its -n), the others as planned.
+    argv += ["--max-mem", budget] if budget else ["--stream", "off", "-c", "512"]
     out, err, _, read = run_with_rss(argv)
     m = re.search(r"generation (\d+) tokens in ([\d.]+) s", err)
     return {"tokens": int(m.group(1)), "seconds": float(m.group(2)), "read": read,
@@ -205,12 +206,12 @@ def main():
 
     print("## Layer streaming: SmolLM2-135M Q4_1, %d threads, median of %d rounds" % (a.threads, a.rounds))
     print()
-    print("| run | tg t/s | disk read per token | peak RSS | seq. read bandwidth | fraction of disk-read limit |")
+    print("| run | tg t/s | disk read per token | peak RSS | seq. read bandwidth | fraction of disk-read limit (min-max) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     med = statistics.median
     for name, r in rows.items():
         bw = "%.0f MB/s" % (med(r["bw"]) / 1e6) if r["bw"] else "-"
-        frac = "%.2f" % med(r["frac"]) if r["frac"] else "-"
+        frac = "%.2f (%.2f-%.2f)" % (med(r["frac"]), min(r["frac"]), max(r["frac"])) if r["frac"] else "-"
         print("| %s | %.1f | %s | %s | %s | %s |" % (name, med(r["ts"]), mib(med(r["bpt"])),
                                                    mib(max(r["rss"])), bw, frac))
     print()

@@ -131,6 +131,13 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
         "{c:?}"
     );
     assert!(c.peak_resident_bytes <= placement.peak_bytes, "{c:?}");
+    // Every weight the graph read in the first pass was at the mapping's base plus its GGUF
+    // offset: the ranges the streamer advises are the ones llama.cpp reads.
+    assert!(
+        c.addresses_checked >= ledger.layers.len() as u64 * 7,
+        "{c:?}"
+    );
+    assert_eq!(c.addresses_wrong, 0, "{c:?}");
 
     // After the decode, residency: streamed layers were released from the process
     // (`/proc/self/pagemap`) and from the page cache (`mincore`), except the window read ahead

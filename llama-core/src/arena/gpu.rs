@@ -68,6 +68,7 @@ mod tests {
             layers,
             global_ranges: vec![],
             global_bytes: 100,
+            tensor_offsets: Default::default(),
         }
     }
 

@@ -126,6 +126,9 @@ pub struct Ledger {
     pub global_ranges: Vec<Range<u64>>,
     /// Their total bytes.
     pub global_bytes: u64,
+    /// File offset of every tensor's data, by name (to check the addresses llama.cpp uses).
+    #[serde(skip)]
+    pub tensor_offsets: std::collections::BTreeMap<String, u64>,
 }
 
 fn merged_ranges<'a>(tensors: impl IntoIterator<Item = &'a TensorInfo>) -> Vec<Range<u64>> {
@@ -165,6 +168,11 @@ impl Ledger {
             layers,
             global_ranges: merged_ranges(&groups.globals),
             global_bytes: groups.global_bytes,
+            tensor_offsets: model
+                .tensors()
+                .iter()
+                .map(|t| (t.name.clone(), t.file_offset))
+                .collect(),
         })
     }
 
@@ -356,6 +364,7 @@ mod tests {
             layers,
             global_ranges: std::iter::once(0..global).collect(),
             global_bytes: global,
+            tensor_offsets: Default::default(),
         }
     }
 

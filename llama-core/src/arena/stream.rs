@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::ledger::{ArenaError, Ledger, Placement, StageEnd, Tier};
 use super::node_layer;
-use crate::ffi::{EvalObserver, ModelMapping};
+use crate::ffi::{EvalObserver, ModelMapping, TensorInput};
 
 /// `--stream`: whether layers are streamed from the mapped file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -71,6 +71,8 @@ pub struct ArenaCounters {
     bytes_released: AtomicU64,
     passes: AtomicU64,
     disk_read_bytes: AtomicU64,
+    addresses_checked: AtomicU64,
+    addresses_wrong: AtomicU64,
 }
 
 /// A copy of [`ArenaCounters`].
@@ -93,6 +95,11 @@ pub struct CounterSnapshot {
     /// Bytes the process read from storage since streaming started (`/proc/self/io`), as of
     /// the end of the last pass.
     pub disk_read_bytes: u64,
+    /// Weight tensors whose data address in llama.cpp's graph was checked against the
+    /// mapping's base plus the tensor's GGUF file offset (during the first pass).
+    pub addresses_checked: u64,
+    /// Of those, how many were elsewhere (then the streamer's advice would miss them).
+    pub addresses_wrong: u64,
 }
 
 impl ArenaCounters {
@@ -108,6 +115,8 @@ impl ArenaCounters {
             bytes_released: get(&self.bytes_released),
             passes: get(&self.passes),
             disk_read_bytes: get(&self.disk_read_bytes),
+            addresses_checked: get(&self.addresses_checked),
+            addresses_wrong: get(&self.addresses_wrong),
         }
     }
 
@@ -377,6 +386,38 @@ impl LayerStreamer {
 }
 
 impl EvalObserver for LayerStreamer {
+    fn wants_inputs(&mut self) -> bool {
+        self.counters.passes.load(Ordering::Relaxed) == 0
+    }
+
+    /// Checks that each weight a node reads is where the GGUF offsets say: at the mapping's
+    /// base plus the tensor's file offset.
+    fn inputs(&mut self, _name: &str, inputs: &[TensorInput<'_>]) {
+        for input in inputs {
+            let Some(&offset) = self.ledger.tensor_offsets.get(input.name) else {
+                continue;
+            };
+            self.counters
+                .addresses_checked
+                .fetch_add(1, Ordering::Relaxed);
+            let expected = self.mapping.base_address() + offset as usize;
+            if input.address != expected {
+                let before = self
+                    .counters
+                    .addresses_wrong
+                    .fetch_add(1, Ordering::Relaxed);
+                if before == 0 {
+                    tracing::warn!(
+                        tensor = input.name,
+                        address = input.address,
+                        expected,
+                        "a weight is not where the GGUF offsets place it in the mapping; streaming advice will miss it"
+                    );
+                }
+            }
+        }
+    }
+
     fn wants(&mut self, name: &str) -> bool {
         let Some((base, index)) = node_layer(name) else {
             return false;

@@ -19,7 +19,7 @@ pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
 pub use residency::{
     last_streaming_map, populate_cleared_count, set_streaming_load, streaming_load_supported,
-    EvalObserver, ModelMapping,
+    EvalObserver, ModelMapping, TensorInput,
 };
 pub use sampler::SamplerChain;
 pub use system::{DeviceInfo, SystemInfo};

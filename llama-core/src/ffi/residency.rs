@@ -253,6 +253,22 @@ pub trait EvalObserver: Send {
     fn wants(&mut self, name: &str) -> bool;
     /// Node `name` has been computed.
     fn computed(&mut self, name: &str);
+    /// Whether to be shown the inputs of the nodes llama.cpp asks about (see
+    /// [`Self::inputs`]); checked before each ask, so an observer can stop after a while.
+    fn wants_inputs(&mut self) -> bool {
+        false
+    }
+    /// The inputs of node `name` that are named tensors: their names and data addresses.
+    fn inputs(&mut self, _name: &str, _inputs: &[TensorInput<'_>]) {}
+}
+
+/// An input of a graph node as llama.cpp holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorInput<'a> {
+    /// Tensor name, e.g. `blk.3.attn_q.weight`.
+    pub name: &'a str,
+    /// Address of its data (0 when it has none).
+    pub address: usize,
 }
 
 /// The user data of [`eval_trampoline`]: a thin pointer to the boxed observer.
@@ -277,6 +293,22 @@ pub(super) unsafe extern "C" fn eval_trampoline(
         return false;
     };
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if ask && observer.wants_inputs() {
+            let mut names = Vec::new();
+            // SAFETY: `src` is a fixed array of tensor pointers, null or valid for the call, as
+            // are their NUL-terminated names.
+            unsafe {
+                for src in (*t).src.iter().copied().filter(|s| !s.is_null()) {
+                    if let Ok(n) = CStr::from_ptr((*src).name.as_ptr()).to_str() {
+                        names.push(TensorInput {
+                            name: n,
+                            address: (*src).data as usize,
+                        });
+                    }
+                }
+            }
+            observer.inputs(name, &names);
+        }
         if ask {
             observer.wants(name)
         } else {
