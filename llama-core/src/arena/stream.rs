@@ -138,6 +138,10 @@ pub fn disk_read_bytes() -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// How far past a released range the page-cache drop may reach into bytes nothing needs: the
+/// largest folio the page cache uses for file data (a PMD, 2 MiB on x86-64).
+const FOLIO_REACH: u64 = 2 << 20;
+
 /// One streamed stage of a layer, in the order the graph reads them, with the state the
 /// decoding thread and the prefetch thread share. The lock orders the two: a release waits for
 /// a read-ahead of the same segment to finish, and a read-ahead of a segment released meanwhile
@@ -275,6 +279,7 @@ impl LayerStreamer {
             }
         }
         let segments: Arc<[Segment]> = segments.into();
+        mapping.write_back();
         mapping.advise_random();
         let prefetcher = Prefetcher::start(Arc::clone(&mapping), Arc::clone(&segments));
         let window_bytes = placement.peak_bytes.saturating_sub(placement.pinned_bytes);
@@ -341,17 +346,51 @@ impl LayerStreamer {
     /// Drops segment `i` from the process and the page cache.
     fn release(&mut self, i: usize) {
         let segment = &self.segments[i];
-        let _guard = segment.set_wanted(false);
-        for r in &segment.ranges {
-            self.mapping.release(r.clone());
+        {
+            let _guard = segment.set_wanted(false);
+            for r in &segment.ranges {
+                self.mapping.unmap(r.clone());
+            }
+            if std::mem::take(&mut self.loaded[i]) {
+                self.loaded_bytes -= segment.n_bytes;
+                self.counters.sub_resident(segment.n_bytes);
+                self.counters
+                    .bytes_released
+                    .fetch_add(segment.n_bytes, Ordering::Relaxed);
+            }
+            for r in &segment.ranges {
+                self.mapping.drop_cached(self.uncached_extent(r));
+            }
         }
-        if std::mem::take(&mut self.loaded[i]) {
-            self.loaded_bytes -= segment.n_bytes;
-            self.counters.sub_resident(segment.n_bytes);
-            self.counters
-                .bytes_released
-                .fetch_add(segment.n_bytes, Ordering::Relaxed);
+    }
+
+    /// `range` widened over the neighbouring bytes nothing needs (up to [`FOLIO_REACH`] each
+    /// way): no pinned layer, global tensor or loaded segment lies there. The page cache may
+    /// hold the file in large folios, which `POSIX_FADV_DONTNEED` drops only when they lie wholly
+    /// inside the range: without the widening, the folio straddling the border with the previous
+    /// (already released) segment would stay cached for good.
+    fn uncached_extent(&self, range: &Range<u64>) -> Range<u64> {
+        let mut lo = range.start.saturating_sub(FOLIO_REACH);
+        let mut hi = range.end.saturating_add(FOLIO_REACH);
+        let mut fence = |r: &Range<u64>| {
+            if r.end <= range.start {
+                lo = lo.max(r.end);
+            } else if r.start >= range.end {
+                hi = hi.min(r.start);
+            }
+        };
+        self.ledger.global_ranges.iter().for_each(&mut fence);
+        for (layer, tier) in self.ledger.layers.iter().zip(&self.placement.tiers) {
+            if *tier != Tier::Streamed {
+                layer.ranges.iter().for_each(&mut fence);
+            }
         }
+        for (segment, loaded) in self.segments.iter().zip(&self.loaded) {
+            if *loaded {
+                segment.ranges.iter().for_each(&mut fence);
+            }
+        }
+        lo..hi.min(self.mapping.len() as u64)
     }
 
     /// Loads the segments from the cursor on while they fit in the window. Those of layer

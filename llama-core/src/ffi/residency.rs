@@ -154,6 +154,14 @@ impl ModelMapping {
     /// other process maps them, from the page cache (`POSIX_FADV_DONTNEED`). `offsets` must lie
     /// within tensor data, which llama.cpp keeps mapped for the model's lifetime.
     pub fn release(&self, offsets: Range<u64>) {
+        self.unmap(offsets.clone());
+        self.drop_cached(offsets);
+    }
+
+    /// Drops the pages of file range `offsets` (rounded inward) from this process
+    /// (`MADV_DONTNEED`). `offsets` must lie within tensor data, which llama.cpp keeps mapped for
+    /// the model's lifetime.
+    pub fn unmap(&self, offsets: Range<u64>) {
         if let Some(pages) = self.pages(&offsets, true) {
             // SAFETY: the range lies inside a read-only MAP_SHARED mapping of the model file that
             // the held `Arc<Model>` keeps mapped (llama.cpp only unmaps the header and tail, not
@@ -167,6 +175,12 @@ impl ModelMapping {
                 )
             };
         }
+    }
+
+    /// Drops the file's pages in `offsets` from the page cache where no process maps them
+    /// (`POSIX_FADV_DONTNEED`). The kernel drops only whole folios inside the range: a large
+    /// folio that straddles either end stays.
+    pub fn drop_cached(&self, offsets: Range<u64>) {
         let len = std::num::NonZeroU64::new(offsets.end.saturating_sub(offsets.start));
         let _ = rustix::fs::fadvise(&self.file, offsets.start, len, rustix::fs::Advice::DontNeed);
     }
@@ -184,6 +198,14 @@ impl ModelMapping {
                 )
             };
         }
+    }
+
+    /// Writes back any dirty pages of the model file (`fdatasync`). A file written moments ago
+    /// (a fresh download) has dirty page-cache pages, which `POSIX_FADV_DONTNEED` cannot drop:
+    /// without this, released layers would stay in the page cache until the kernel's own
+    /// writeback ran. Costs nothing when the file is clean.
+    pub fn write_back(&self) {
+        let _ = rustix::fs::fdatasync(&self.file);
     }
 
     /// Turns off the kernel's read-around on page faults in this mapping (`MADV_RANDOM`): a
