@@ -6,17 +6,50 @@ use std::path::Path;
 use crate::error::CliError;
 use crate::options::RunOptions;
 
-/// Reads and checks a config file.
+/// Keys only `serve` reads (its own options). `prompt`, `chat` and `plan` accept and ignore
+/// them, so one config file can serve every command.
+pub const SERVE_KEYS: [&str; 12] = [
+    "host",
+    "port",
+    "parallel",
+    "api-key",
+    "api-key-file",
+    "no-auth",
+    "max-body",
+    "max-tokens-cap",
+    "queue",
+    "shutdown-timeout",
+    "state-dir",
+    "alias",
+];
+
+/// Reads and checks a config file for the run options (server keys are ignored).
 pub fn load(path: &Path) -> Result<RunOptions, CliError> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::ConfigRead {
         path: path.to_path_buf(),
         source,
     })?;
-    parse(&text).map_err(|(key, message)| CliError::ConfigInvalid {
+    parse_run_options(&text).map_err(|(key, message)| CliError::ConfigInvalid {
         path: path.to_path_buf(),
         key,
         message,
     })
+}
+
+/// [`parse`] after dropping the [`SERVE_KEYS`]. The text is parsed as it is when it holds none
+/// (or is not valid TOML), so error messages keep their line numbers.
+pub fn parse_run_options(text: &str) -> Result<RunOptions, (String, String)> {
+    let Ok(mut table) = text.parse::<toml::Table>() else {
+        return parse(text);
+    };
+    if !SERVE_KEYS.iter().any(|k| table.contains_key(*k)) {
+        return parse(text);
+    }
+    for key in SERVE_KEYS {
+        table.remove(key);
+    }
+    let rest = toml::to_string(&table).map_err(|e| ("?".to_string(), e.to_string()))?;
+    parse(&rest)
 }
 
 /// Parses config text; on error returns the offending key (if known) and what is wrong.
@@ -50,6 +83,18 @@ pub fn parse(text: &str) -> Result<RunOptions, (String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_options_ignore_the_server_keys() {
+        let o = parse_run_options("port = 8080\nctx-size = 1024\nhost = \"0.0.0.0\"\n").unwrap();
+        assert_eq!(o.ctx_size, Some(1024));
+        assert!(
+            parse("port = 8080\n").is_err(),
+            "plain parse still knows only run keys"
+        );
+        let (key, message) = parse_run_options("port = 8080\nctx-sise = 1\n").unwrap_err();
+        assert_eq!(key, "ctx-sise", "{message}");
+    }
 
     #[test]
     fn reads_known_keys() {

@@ -82,22 +82,6 @@ pub struct ServeOptions {
     pub alias: Option<String>,
 }
 
-/// Keys of [`ServeOptions`] in a config file.
-const SERVE_KEYS: [&str; 12] = [
-    "host",
-    "port",
-    "parallel",
-    "api-key",
-    "api-key-file",
-    "no-auth",
-    "max-body",
-    "max-tokens-cap",
-    "queue",
-    "shutdown-timeout",
-    "state-dir",
-    "alias",
-];
-
 macro_rules! layer {
     ($high:expr, $low:expr, $($field:ident),* $(,)?) => {
         ServeOptions { $($field: $high.$field.or($low.$field),)* }
@@ -145,7 +129,7 @@ fn load_config(path: &Path) -> Result<(RunOptions, ServeOptions), CliError> {
         }
     };
     let mut serve = toml::Table::new();
-    for key in SERVE_KEYS {
+    for key in crate::config::SERVE_KEYS {
         if let Some(value) = table.remove(key) {
             serve.insert(key.to_string(), value);
         }
@@ -291,9 +275,14 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let serve_options = args.serve.over(file_serve);
     let serve = resolve(&serve_options)?;
     if args.config.print_config {
-        let mut text = toml::to_string_pretty(&settings).unwrap_or_else(|e| format!("# {e}\n"));
-        text.push_str("\n# serve\n");
-        text.push_str(&toml::to_string_pretty(&serve).unwrap_or_else(|e| format!("# {e}\n")));
+        // One document: the run settings with the server's under [serve] (appended after the
+        // run settings' own tables, they would read as part of the last one).
+        let text = toml::Table::try_from(&settings)
+            .and_then(|mut table| {
+                table.insert("serve".into(), toml::Value::try_from(&serve)?);
+                toml::to_string_pretty(&table)
+            })
+            .unwrap_or_else(|e| format!("# {e}\n"));
         std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         return Ok(());
     }

@@ -67,3 +67,25 @@ fn llama_cpp_short_flags() {
     assert_eq!(t["ctx_size"].as_integer(), Some(256));
     assert_eq!(t["threads"].as_integer(), Some(1));
 }
+
+#[test]
+fn one_config_file_serves_prompt_chat_and_serve() {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    writeln!(
+        f,
+        "ctx-size = 768\nport = 8099\nparallel = 2\nhost = \"127.0.0.1\""
+    )
+    .unwrap();
+    let path = f.path().to_str().unwrap();
+    for args in [
+        ["prompt", "--config", path, "x"].as_slice(),
+        &["chat", "--config", path],
+    ] {
+        let t = print_config(args);
+        assert_eq!(t["ctx_size"].as_integer(), Some(768), "{args:?}");
+    }
+    let t = print_config(&["serve", "--config", path]);
+    assert_eq!(t["ctx_size"].as_integer(), Some(768), "{t:?}");
+    assert_eq!(t["serve"]["port"].as_integer(), Some(8099), "{t:?}");
+    assert_eq!(t["serve"]["parallel"].as_integer(), Some(2), "{t:?}");
+}
