@@ -215,7 +215,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
         n_gpu_layers: n_gpu,
         ..ModelParams::default()
     };
-    let (ctx_params, plan) = match settings.max_mem {
+    let (ctx_params, mut plan) = match settings.max_mem {
         None => (
             ContextParams {
                 n_ctx: match settings.ctx_size {
@@ -311,6 +311,11 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
             llama_core::arena::Placement::plan_with_gpu(l, n_gpu_layers, u64::MAX).ok()
         }),
     };
+    if let (true, Some(plan), Some(placement)) = (streams, plan.as_mut(), placement.as_ref()) {
+        // The planner counted the smallest window; the placement used what the budget left
+        // (a wider window, pinned layers): plan with what will actually be resident.
+        plan.breakdown.weights = placement.peak_bytes;
+    }
     let params = ModelParams {
         // Repacked weights are copied into anonymous memory and cannot be streamed.
         repack: !streams && params.repack,
