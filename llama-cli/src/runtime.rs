@@ -113,9 +113,23 @@ pub fn gpu_layers(
         return 0;
     };
     let budget = max_vram.0.min(free);
-    // The device's compute buffer: llama.cpp sizes it like the host's, about the same bytes.
-    let reserve = 512 << 20;
-    let fit = llama_core::arena::gpu_layers_within(ledger, budget, kv_bytes_per_layer, reserve);
+    // llama.cpp's own estimate of the device's buffers: a dry run (nothing allocated) with every
+    // layer offloaded gives the device's compute buffer and its KV cache for all layers.
+    let n_layers = ledger.layers.len().max(1) as u64;
+    let (reserve, kv_per_layer) = match gpu_dry_run(settings, ledger.layers.len() as i32 + 1) {
+        // A dry run reports the KV total only (not where it lives): per layer, it is the same.
+        Ok(sizes) => (
+            sizes.device.compute,
+            (sizes.kv + sizes.device.kv) / n_layers,
+        ),
+        Err(err) => {
+            notes.push(format!(
+                "warning: could not size the GPU buffers ({err}); reserving 512 MiB for them"
+            ));
+            (512 << 20, kv_bytes_per_layer)
+        }
+    };
+    let fit = llama_core::arena::gpu_layers_within(ledger, budget, kv_per_layer, reserve);
     let n = match settings.gpu_layers {
         0 => fit.n_gpu_layers as i32,
         asked if asked < 0 => fit.n_gpu_layers as i32,
@@ -127,6 +141,37 @@ pub fn gpu_layers(
         llama_core::ByteSize(free)
     ));
     n
+}
+
+/// Buffer sizes llama.cpp reports for `settings` with `n_gpu_layers` offloaded, from a dry run
+/// that allocates nothing.
+fn gpu_dry_run(
+    settings: &Settings,
+    n_gpu_layers: i32,
+) -> Result<llama_core::memory_probe::BufferSizes, llama_core::memory_probe::ProbeError> {
+    let path = settings.model.clone().unwrap_or_default();
+    let probe = llama_core::memory_probe::MemoryProbe::new(
+        &path,
+        &ModelParams {
+            n_gpu_layers,
+            ..ModelParams::default()
+        },
+    )?;
+    probe.measure(&ContextParams {
+        n_ctx: match settings.ctx_size {
+            0 => 4096,
+            n => n,
+        },
+        n_batch: settings.batch_size,
+        n_ubatch: settings.ubatch_size,
+        n_threads: settings.threads,
+        n_threads_batch: settings.threads,
+        flash_attention: settings.flash_attn,
+        type_k: settings.type_k,
+        type_v: settings.type_v,
+        n_outputs_max: 1,
+        ..ContextParams::default()
+    })
 }
 
 /// Model parameters for `settings` where no layer placement is made (`serve`): the GPU layers
