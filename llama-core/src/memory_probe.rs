@@ -116,8 +116,11 @@ impl MemoryProbe {
         let _serial = PROBE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = lines.clone();
+        // Only this thread's lines: other threads' models and contexts log the same kinds of
+        // lines at the same time.
+        let me = std::thread::current().id();
         let tap = Backend::tap_log(move |line| {
-            if line.contains("model buffer size") {
+            if std::thread::current().id() == me && line.contains("model buffer size") {
                 sink.lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(line.to_string());
@@ -161,7 +164,11 @@ impl MemoryProbe {
         let _serial = PROBE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         let lines = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = lines.clone();
+        let me = std::thread::current().id();
         let tap = Backend::tap_log(move |line| {
+            if std::thread::current().id() != me {
+                return;
+            }
             if line.contains("buffer size =") || line.starts_with("llama_kv_cache: size =") {
                 sink.lock()
                     .unwrap_or_else(|p| p.into_inner())

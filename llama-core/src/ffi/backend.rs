@@ -14,9 +14,6 @@ pub struct Backend {
 
 static BACKEND: OnceLock<Backend> = OnceLock::new();
 
-/// Partial log line: llama.cpp sends lines in pieces (`GGML_LOG_LEVEL_CONT`).
-static PENDING_LINE: Mutex<(String, u32)> = Mutex::new((String::new(), 0));
-
 /// Observers of llama.cpp's log lines (used to read figures llama.cpp only logs).
 type LogTap = Box<dyn Fn(&str) + Send + Sync>;
 static LOG_TAPS: Mutex<Vec<(u64, LogTap)>> = Mutex::new(Vec::new());
@@ -78,18 +75,32 @@ unsafe extern "C" fn log_to_tracing(
     let _ = std::panic::catch_unwind(|| emit(level, &text));
 }
 
+thread_local! {
+    /// The unfinished log line of this thread and its level: llama.cpp may log a line in
+    /// pieces, and threads log concurrently, so lines are assembled per thread.
+    static PENDING_LINE: std::cell::RefCell<(String, u32)> =
+        const { std::cell::RefCell::new((String::new(), 0)) };
+}
+
 fn emit(level: sys::ggml_log_level, text: &str) {
-    let mut pending = lock(&PENDING_LINE);
-    if level != sys::GGML_LOG_LEVEL_CONT {
-        pending.1 = level;
-    }
-    pending.0.push_str(text);
-    while let Some(end) = pending.0.find('\n') {
-        let line: String = pending.0.drain(..=end).collect();
-        let line = line.trim_end();
-        if !line.is_empty() {
-            forward(pending.1, line);
+    let complete: Vec<(u32, String)> = PENDING_LINE.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        if level != sys::GGML_LOG_LEVEL_CONT {
+            pending.1 = level;
         }
+        pending.0.push_str(text);
+        let mut lines = Vec::new();
+        while let Some(end) = pending.0.find('\n') {
+            let line: String = pending.0.drain(..=end).collect();
+            let line = line.trim_end();
+            if !line.is_empty() {
+                lines.push((pending.1, line.to_string()));
+            }
+        }
+        lines
+    });
+    for (level, line) in complete {
+        forward(level, &line);
     }
 }
 
