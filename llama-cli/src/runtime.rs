@@ -78,8 +78,9 @@ pub fn plan_request(settings: &Settings, budget: u64, n_ctx_train: u32) -> PlanR
 /// runs on the CPU with a warning when GPU layers were asked for.
 pub fn gpu_layers(
     settings: &Settings,
+    gguf: &llama_core::gguf::GgufModel,
     ledger: Option<&llama_core::arena::Ledger>,
-    kv_bytes_per_layer: u64,
+    ctx_params: &ContextParams,
     notes: &mut Vec<String>,
 ) -> i32 {
     let asked = settings.gpu_layers != 0 || settings.max_vram.is_some();
@@ -116,7 +117,8 @@ pub fn gpu_layers(
     // llama.cpp's own estimate of the device's buffers: a dry run (nothing allocated) with every
     // layer offloaded gives the device's compute buffer and its KV cache for all layers.
     let n_layers = ledger.layers.len().max(1) as u64;
-    let (reserve, kv_per_layer) = match gpu_dry_run(settings, ledger.layers.len() as i32 + 1) {
+    let dry_run = gpu_dry_run(settings, ledger.layers.len() as i32 + 1, ctx_params);
+    let (reserve, kv_per_layer) = match dry_run {
         // A dry run reports the KV total only (not where it lives): per layer, it is the same.
         Ok(sizes) => (
             sizes.device.compute,
@@ -126,7 +128,10 @@ pub fn gpu_layers(
             notes.push(format!(
                 "warning: could not size the GPU buffers ({err}); reserving 512 MiB for them"
             ));
-            (512 << 20, kv_bytes_per_layer)
+            (
+                512 << 20,
+                kv_bytes_per_layer(settings, gguf, ctx_params.n_ctx),
+            )
         }
     };
     let fit = llama_core::arena::gpu_layers_within(ledger, budget, kv_per_layer, reserve);
@@ -148,6 +153,7 @@ pub fn gpu_layers(
 fn gpu_dry_run(
     settings: &Settings,
     n_gpu_layers: i32,
+    ctx_params: &ContextParams,
 ) -> Result<llama_core::memory_probe::BufferSizes, llama_core::memory_probe::ProbeError> {
     let path = settings.model.clone().unwrap_or_default();
     let probe = llama_core::memory_probe::MemoryProbe::new(
@@ -157,9 +163,15 @@ fn gpu_dry_run(
             ..ModelParams::default()
         },
     )?;
-    probe.measure(&ContextParams {
+    probe.measure(ctx_params)
+}
+
+/// The context `settings` ask for when no budget plans it: `-c 0` is the model's training
+/// context (at least 256).
+fn requested_context_params(settings: &Settings, n_ctx_train: u32) -> ContextParams {
+    ContextParams {
         n_ctx: match settings.ctx_size {
-            0 => 4096,
+            0 => n_ctx_train.max(256),
             n => n,
         },
         n_batch: settings.batch_size,
@@ -169,9 +181,10 @@ fn gpu_dry_run(
         flash_attention: settings.flash_attn,
         type_k: settings.type_k,
         type_v: settings.type_v,
+        // Sessions sample only after the last token: one logits row per decode.
         n_outputs_max: 1,
         ..ContextParams::default()
-    })
+    }
 }
 
 /// Model parameters for `settings` where no layer placement is made (`serve`): the GPU layers
@@ -179,8 +192,8 @@ fn gpu_dry_run(
 pub fn model_params(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> ModelParams {
     let mut notes = Vec::new();
     let ledger = llama_core::arena::Ledger::from_gguf(gguf).ok();
-    let kv_per_layer = kv_bytes_per_layer(settings, gguf);
-    let n_gpu_layers = gpu_layers(settings, ledger.as_ref(), kv_per_layer, &mut notes);
+    let ctx_params = requested_context_params(settings, training_context(gguf));
+    let n_gpu_layers = gpu_layers(settings, gguf, ledger.as_ref(), &ctx_params, &mut notes);
     print_notes(&notes);
     ModelParams {
         n_gpu_layers,
@@ -188,9 +201,9 @@ pub fn model_params(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> 
     }
 }
 
-/// KV cache bytes one layer needs at `settings`' context size (0 when the model's cache
-/// cannot be described).
-fn kv_bytes_per_layer(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> u64 {
+/// KV cache bytes one layer needs for `n_ctx` tokens (0 when the model's cache cannot be
+/// described).
+fn kv_bytes_per_layer(settings: &Settings, gguf: &llama_core::gguf::GgufModel, n_ctx: u32) -> u64 {
     llama_core::ModelCacheSpec::from_gguf(gguf)
         .ok()
         .and_then(|spec| {
@@ -198,7 +211,7 @@ fn kv_bytes_per_layer(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -
                 .kv_bytes_per_token(settings.type_k, settings.type_v)
                 .ok()?;
             let n_layers = spec.layers.len().max(1) as u64;
-            Some(per_token * u64::from(settings.ctx_size.max(1)) / n_layers)
+            Some(per_token * u64::from(n_ctx) / n_layers)
         })
         .unwrap_or(0)
 }
@@ -254,32 +267,20 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
     let n_ctx_train = training_context(&gguf);
     let ledger = llama_core::arena::Ledger::from_gguf(&gguf);
     let mut notes = Vec::new();
-    let kv_per_layer = kv_bytes_per_layer(settings, &gguf);
-    let n_gpu = gpu_layers(settings, ledger.as_ref().ok(), kv_per_layer, &mut notes);
+    let requested = requested_context_params(settings, n_ctx_train);
+    let n_gpu = gpu_layers(
+        settings,
+        &gguf,
+        ledger.as_ref().ok(),
+        &requested,
+        &mut notes,
+    );
     let params = ModelParams {
         n_gpu_layers: n_gpu,
         ..ModelParams::default()
     };
     let (ctx_params, mut plan) = match settings.max_mem {
-        None => (
-            ContextParams {
-                n_ctx: match settings.ctx_size {
-                    0 => n_ctx_train.max(256),
-                    n => n,
-                },
-                n_batch: settings.batch_size,
-                n_ubatch: settings.ubatch_size,
-                n_threads: settings.threads,
-                n_threads_batch: settings.threads,
-                flash_attention: settings.flash_attn,
-                type_k: settings.type_k,
-                type_v: settings.type_v,
-                // Sessions sample only after the last token: one logits row per decode.
-                n_outputs_max: 1,
-                ..ContextParams::default()
-            },
-            None,
-        ),
+        None => (requested, None),
         Some(budget) => {
             let request = PlanRequest {
                 gpu_layers: n_gpu,
@@ -549,11 +550,7 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, loaded:
     if let Some(streaming) = &loaded.streaming {
         let c = streaming.counters.snapshot();
         let p = &streaming.placement;
-        let streamed = p
-            .tiers
-            .iter()
-            .filter(|t| **t == llama_core::arena::Tier::Streamed)
-            .count();
+        let streamed = p.n_streamed();
         eprintln!(
             "stats: streaming {streamed} of {} layers (window {}, pinned {}, resident weights peak {}): {} passes, {} layer loads, {} evictions, disk read {} ({} per pass)",
             p.tiers.len(),

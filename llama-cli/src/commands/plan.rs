@@ -142,11 +142,7 @@ fn write_tiers(out: &mut impl Write, prepared: &runtime::Prepared) -> Result<(),
     };
     writeln!(out)?;
     if placement.streams() {
-        let streamed = placement
-            .tiers
-            .iter()
-            .filter(|t| **t == llama_core::arena::Tier::Streamed)
-            .count();
+        let streamed = placement.n_streamed();
         writeln!(
             out,
             "streaming: {streamed} of {} layers read from disk each token through a window of {} (at most {} of weights resident: {} pinned + window)",

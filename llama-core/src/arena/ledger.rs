@@ -330,6 +330,11 @@ impl Placement {
         Ok(placement)
     }
 
+    /// How many layers are streamed.
+    pub fn n_streamed(&self) -> usize {
+        self.tiers.iter().filter(|t| **t == Tier::Streamed).count()
+    }
+
     /// Whether any layer is streamed.
     pub fn streams(&self) -> bool {
         self.tiers.contains(&Tier::Streamed)
@@ -339,6 +344,19 @@ impl Placement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An F32 tensor `name` of `n` bytes at file offset `off`.
+    fn tensor(name: &str, off: u64, n: u64) -> TensorInfo {
+        TensorInfo {
+            name: name.into(),
+            dims: vec![n],
+            ggml_type: crate::gguf::GgmlType::F32,
+            offset: off,
+            file_offset: off,
+            n_bytes: n,
+            split: 0,
+        }
+    }
 
     fn ledger(layer_bytes: &[u64], global: u64) -> Ledger {
         let mut off = global;
@@ -411,15 +429,7 @@ mod tests {
 
     #[test]
     fn splits_a_layer_into_attention_and_the_rest() {
-        let t = |name: &str, off: u64, n: u64| TensorInfo {
-            name: name.into(),
-            dims: vec![n],
-            ggml_type: crate::gguf::GgmlType::F32,
-            offset: off,
-            file_offset: off,
-            n_bytes: n,
-            split: 0,
-        };
+        let t = tensor;
         let tensors = [
             t("blk.3.attn_k.weight", 0, 64),
             t("blk.3.attn_norm.weight", 64, 64),
@@ -461,15 +471,7 @@ mod tests {
 
     #[test]
     fn merges_contiguous_tensor_ranges() {
-        let t = |off: u64, n: u64| TensorInfo {
-            name: String::new(),
-            dims: vec![n],
-            ggml_type: crate::gguf::GgmlType::F32,
-            offset: off,
-            file_offset: off,
-            n_bytes: n,
-            split: 0,
-        };
+        let t = |off, n| tensor("", off, n);
         let r = merged_ranges(&[t(100, 50), t(0, 96), t(1000, 8)]);
         assert_eq!(r, vec![0..150, 1000..1008]);
     }

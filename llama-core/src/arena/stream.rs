@@ -46,7 +46,12 @@ impl StreamMode {
         weight_budget: Option<u64>,
     ) -> Result<Option<Placement>, ArenaError> {
         let plan = |budget| Placement::plan_with_gpu(ledger, n_gpu, budget);
-        let host_bytes = plan(u64::MAX)?.pinned_bytes;
+        let n_host = ledger.layers.len().saturating_sub(n_gpu);
+        let host_bytes = ledger.global_bytes
+            + ledger.layers[..n_host]
+                .iter()
+                .map(|l| l.n_bytes)
+                .sum::<u64>();
         match (self, weight_budget) {
             (StreamMode::Off, _) | (StreamMode::Auto, None) => Ok(None),
             (StreamMode::Auto, Some(b)) if host_bytes <= b => Ok(None),
@@ -482,13 +487,12 @@ impl EvalObserver for LayerStreamer {
         ) else {
             return;
         };
-        let done: Vec<usize> = self.segments_of[i]
-            .iter()
-            .copied()
-            .filter(|&s| self.segments[s].end <= end && self.loaded[s])
-            .collect();
-        for s in done {
-            self.release(s);
+        // Indexed (no collected list): this runs twice per layer per token.
+        for k in 0..self.segments_of[i].len() {
+            let s = self.segments_of[i][k];
+            if self.segments[s].end <= end && self.loaded[s] {
+                self.release(s);
+            }
         }
         let n = self.ledger.layers.len();
         let running = if end == StageEnd::Layer {
