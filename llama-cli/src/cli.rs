@@ -174,6 +174,15 @@ pub struct BenchArgs {
     #[arg(long = "flash-attn", default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub flash_attn: String,
 
+    /// Keep the weights in the mapped file: no repacking into the CPU backend's extra buffer
+    /// types (also -nr; llama-bench's `--repack 0`).
+    #[arg(long = "no-repack")]
+    pub no_repack: bool,
+
+    /// Let weights go to the AMX buffer type on CPUs with AMX (off by default, llama.cpp #20824).
+    #[arg(long = "amx")]
+    pub amx: bool,
+
     /// Print results as JSON instead of a table.
     #[arg(long = "json")]
     pub json: bool,
@@ -190,7 +199,8 @@ pub struct VersionArgs {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 6] = [
+    const ALIASES: [(&str, &str); 7] = [
+        ("-nr", "--no-repack"),
         ("-np", "--parallel"),
         ("-ub", "--ubatch-size"),
         ("-ngl", "--gpu-layers"),

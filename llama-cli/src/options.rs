@@ -78,6 +78,17 @@ pub struct RunOptions {
     #[arg(long = "stream", value_name = "MODE", value_parser = parse_stream_mode)]
     pub stream: Option<llama_core::arena::StreamMode>,
 
+    /// Keep the weights in the mapped file: no repacking into the CPU backend's extra buffer
+    /// types (also -nr; llama.cpp's --no-repack). Costs prompt speed on the types those
+    /// kernels speed up (Q4_0, Q4_K, IQ4_NL, Q8_0).
+    #[arg(long = "no-repack", num_args = 0, default_missing_value = "true")]
+    pub no_repack: Option<bool>,
+
+    /// Let weights go to the AMX buffer type on CPUs with AMX (off by default: llama.cpp's AMX
+    /// kernels crash on some of them, llama.cpp #20824).
+    #[arg(long = "amx", num_args = 0, default_missing_value = "true")]
+    pub amx: Option<bool>,
+
     /// Tokens to generate; -1 runs until the model stops or the context fills [default: -1].
     #[arg(
         short = 'n',
@@ -205,6 +216,8 @@ impl RunOptions {
             cache_type_v,
             flash_attn,
             stream,
+            no_repack,
+            amx,
             n_predict,
             temp,
             top_k,
@@ -334,6 +347,8 @@ impl RunOptions {
             max_vram: self.max_vram,
             flash_attn: self.flash_attn.unwrap_or_default(),
             stream: self.stream.unwrap_or_default(),
+            repack: !self.no_repack.unwrap_or(false),
+            amx: self.amx.unwrap_or(false),
             n_predict,
             seed_was_random: seed.is_none(),
             sampling,
@@ -387,6 +402,10 @@ pub struct Settings {
     pub flash_attn: FlashAttention,
     /// Layer streaming.
     pub stream: llama_core::arena::StreamMode,
+    /// Weights may be repacked into the CPU backend's extra buffer types.
+    pub repack: bool,
+    /// The AMX buffer type is offered too.
+    pub amx: bool,
     /// Token limit.
     pub n_predict: Option<usize>,
     /// Sampling.

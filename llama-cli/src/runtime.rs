@@ -160,7 +160,7 @@ fn gpu_dry_run(
         &path,
         &ModelParams {
             n_gpu_layers,
-            ..ModelParams::default()
+            ..weight_params(settings)
         },
     )?;
     probe.measure(ctx_params)
@@ -197,6 +197,15 @@ pub fn model_params(settings: &Settings, gguf: &llama_core::gguf::GgufModel) -> 
     print_notes(&notes);
     ModelParams {
         n_gpu_layers,
+        ..weight_params(settings)
+    }
+}
+
+/// Model parameters for where the weights go on the CPU: `--no-repack` and `--amx`.
+pub fn weight_params(settings: &Settings) -> ModelParams {
+    ModelParams {
+        repack: settings.repack,
+        amx: settings.amx,
         ..ModelParams::default()
     }
 }
@@ -253,6 +262,8 @@ pub struct Prepared {
     pub placement: Option<llama_core::arena::Placement>,
     /// Whether layers are streamed from disk.
     pub streams: bool,
+    /// Bytes of weights repacked into the CPU backend's extra buffer types, when planned.
+    pub repacked_bytes: Option<u64>,
     /// What the user should know: degradations, streaming, GPU fallbacks.
     pub notes: Vec<String>,
 }
@@ -277,8 +288,9 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
     );
     let params = ModelParams {
         n_gpu_layers: n_gpu,
-        ..ModelParams::default()
+        ..weight_params(settings)
     };
+    let mut repacked_bytes = None;
     let (ctx_params, mut plan) = match settings.max_mem {
         None => (requested, None),
         Some(budget) => {
@@ -289,6 +301,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
             // One sizer (one dry-run model, one baseline measurement) serves both attempts.
             let mut sizer = budget::LlamaSizer::new(&path, &gguf, &params, settings.threads)
                 .map_err(llama_core::planner::PlanError::Sizer)?;
+            repacked_bytes = Some(sizer.repacked_bytes());
             let plan = match llama_core::planner::plan(&request, &mut sizer) {
                 Err(llama_core::planner::PlanError::DoesNotFit { .. })
                     if settings.stream != llama_core::arena::StreamMode::Off =>
@@ -376,6 +389,7 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
         ledger,
         placement,
         streams,
+        repacked_bytes: repacked_bytes.filter(|_| !streams),
         notes,
     })
 }

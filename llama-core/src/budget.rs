@@ -25,6 +25,8 @@ pub struct LlamaSizer {
     /// Process baseline (binary, libraries, allocator) measured before loading, plus
     /// [`RUNTIME_MARGIN`].
     overhead: u64,
+    /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
+    repacked: u64,
     threads: i32,
 }
 
@@ -39,10 +41,12 @@ impl LlamaSizer {
         let baseline = ProcessMemory::current().rss;
         let probe = MemoryProbe::new(path, model_params)?;
         let mapped = gguf.file_size();
-        let weights = mapped.saturating_add(probe.repacked_bytes());
+        let repacked = probe.repacked_bytes();
+        let weights = mapped.saturating_add(repacked);
         Ok(LlamaSizer {
             probe,
             weights,
+            repacked,
             overhead: baseline.saturating_add(RUNTIME_MARGIN),
             threads,
         })
@@ -50,6 +54,11 @@ impl LlamaSizer {
 }
 
 impl LlamaSizer {
+    /// Bytes of weights llama.cpp repacks into anonymous memory (0 with `--no-repack`).
+    pub fn repacked_bytes(&self) -> u64 {
+        self.repacked
+    }
+
     /// Counts only `resident` bytes of the weights from now on: the pinned tensors plus a
     /// window of layers, for a model whose other layers are streamed from disk.
     pub fn stream_weights(&mut self, resident: u64) {

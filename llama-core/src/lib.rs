@@ -40,8 +40,8 @@ pub use error::{
     ContextError, Error, GenerateError, LoadError, ParamError, TemplateError, TokenizeError,
 };
 pub use ffi::{
-    Backend, Context, ContextParams, FlashAttention, LoadMode, Model, ModelParams, SystemInfo,
-    Token,
+    Backend, BufferUsage, Context, ContextParams, FlashAttention, LoadMode, Model, ModelParams,
+    SystemInfo, Token,
 };
 pub use model_file::{check_model_file, load_model};
 pub use process_memory::ProcessMemory;

@@ -30,6 +30,53 @@ unsafe extern "C" {
     fn llama_rs_last_streaming_map(addr: *mut usize, len: *mut usize);
 }
 
+/// One buffer type's share of a context's memory, in bytes (`src/buffers_shim.cpp`). `name` is
+/// owned by the buffer type and lives as long as the process.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct llama_rs_buffer_usage {
+    /// The buffer type's name, e.g. `CPU`, `CPU_Mapped`, `CPU_REPACK`, `AMX`, `CUDA0`.
+    pub name: *const std::ffi::c_char,
+    /// Whether the buffer type lives in host memory.
+    pub is_host: bool,
+    /// Bytes of the model's weights.
+    pub model: usize,
+    /// Bytes of the context's caches (KV cache, recurrent state).
+    pub context: usize,
+    /// Bytes of the compute buffers.
+    pub compute: usize,
+}
+
+// The C++ shim over llama.cpp's memory breakdown and the CPU backend's extra buffer types
+// (`src/buffers_shim.cpp`).
+unsafe extern "C" {
+    /// Writes up to `capacity` entries of the memory breakdown of `ctx` (llama.cpp's
+    /// `llama_get_memory_breakdown`) to `out`; returns the number of buffer types (0 on failure).
+    pub fn llama_rs_memory_breakdown(
+        ctx: *const llama_context,
+        out: *mut llama_rs_buffer_usage,
+        capacity: usize,
+    ) -> usize;
+    /// Writes up to `capacity` names of the extra buffer types the CPU backend registered;
+    /// returns their count.
+    pub fn llama_rs_cpu_extra_bufts_registered(
+        names: *mut *const std::ffi::c_char,
+        capacity: usize,
+    ) -> usize;
+    /// Writes up to `capacity` names of the extra buffer types model loads are offered now;
+    /// returns their count.
+    pub fn llama_rs_cpu_extra_bufts_offered(
+        names: *mut *const std::ffi::c_char,
+        capacity: usize,
+    ) -> usize;
+    /// Offers model loads every registered extra buffer type but the `n_excluded` named ones;
+    /// returns the number offered. Must not run concurrently with a model load.
+    pub fn llama_rs_cpu_extra_bufts_offer(
+        excluded: *const *const std::ffi::c_char,
+        n_excluded: usize,
+    ) -> usize;
+}
+
 // libc's mincore(2), for residency checks of mapped model files (not in llama.cpp's bindings).
 unsafe extern "C" {
     /// mincore(2): one byte per page of `[addr, addr + length)`, bit 0 set when it is resident.

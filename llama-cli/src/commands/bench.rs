@@ -19,6 +19,8 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         &args.model,
         &ModelParams {
             n_gpu_layers: args.gpu_layers,
+            repack: !args.no_repack,
+            amx: args.amx,
             ..ModelParams::default()
         },
         None,
@@ -64,6 +66,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
                     "n_ubatch": args.ubatch_size,
                     "n_gpu_layers": args.gpu_layers,
                     "flash_attn": args.flash_attn,
+                    "repack": !args.no_repack,
                     "test": r.name(),
                     "n_prompt": if r.kind == bench::BenchKind::Pp { r.n_tokens } else { 0 },
                     "n_gen": if r.kind == bench::BenchKind::Tg { r.n_tokens } else { 0 },

@@ -26,11 +26,12 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         budget.0,
         runtime::training_context(&prepared.gguf),
     );
-    let load_mode = if prepared.streams {
-        "mmap, layers streamed from disk"
-    } else {
-        "mmap"
+    let load_mode = match (prepared.streams, settings.repack) {
+        (true, _) => "mmap, layers streamed from disk",
+        (false, true) => "mmap, repacking where the CPU has faster kernels",
+        (false, false) => "mmap, no repacking (--no-repack)",
     };
+    let repacked = prepared.repacked_bytes.unwrap_or(0);
     let layers: Vec<serde_json::Value> = match (&prepared.ledger, &prepared.placement) {
         (Ok(ledger), Some(placement)) => ledger
             .layers
@@ -50,6 +51,8 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             "notes": prepared.notes,
             "load_mode": load_mode,
             "streams": prepared.streams,
+            "repack": settings.repack,
+            "repacked_bytes": repacked,
             "placement": prepared.placement,
             "global_bytes": prepared.ledger.as_ref().ok().map(|l| l.global_bytes),
             "layers": layers,
@@ -98,12 +101,16 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     writeln!(out, "| --- | ---: | ---: |")?;
     let pct = |v: u64| 100.0 * v as f64 / budget.0 as f64;
     let weights_label = if prepared.streams {
-        "weights (pinned + streaming window)"
+        "weights (pinned + streaming window)".to_string()
     } else {
-        "weights (mapped file + repacked)"
+        format!(
+            "weights (mapped file {} + repacked {})",
+            ByteSize(b.weights.saturating_sub(repacked)),
+            ByteSize(repacked)
+        )
     };
     for (name, value) in [
-        (weights_label, b.weights),
+        (weights_label.as_str(), b.weights),
         ("KV cache", b.kv),
         ("compute buffers", b.compute),
         ("output buffer", b.output),

@@ -50,5 +50,36 @@ pub fn run(args: VersionArgs) -> Result<(), CliError> {
         )?;
     }
     writeln!(out, "CPU features: {}", info.features)?;
+    let amx = &info.amx;
+    let state = match (amx.cpu, amx.compiled, amx.registered) {
+        (false, _, _) => "the CPU has none".to_string(),
+        (true, false, _) => "the CPU has it; this build has no AMX kernels".to_string(),
+        (true, true, false) => {
+            "the CPU has it and the kernels are built in, but the kernel refused AMX tiles"
+                .to_string()
+        }
+        (true, true, true) => {
+            "the CPU has it; not used unless --amx (llama.cpp #20824)".to_string()
+        }
+    };
+    writeln!(out, "AMX: {state}")?;
+    let extra: Vec<String> = info
+        .extra_buffer_types
+        .iter()
+        .map(|b| {
+            let used = if b.used_by_default {
+                "used"
+            } else {
+                "not used by default"
+            };
+            format!("{} ({used})", b.name)
+        })
+        .collect();
+    writeln!(
+        out,
+        "CPU weight buffer types: CPU, CPU_Mapped{}{} (--no-repack: only CPU and CPU_Mapped)",
+        if extra.is_empty() { "" } else { ", " },
+        extra.join(", ")
+    )?;
     Ok(())
 }

@@ -9,3 +9,4 @@ mod serve;
 mod session_files;
 mod show;
 mod support;
+mod weights;

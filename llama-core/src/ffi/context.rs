@@ -188,6 +188,12 @@ impl Context {
         })
     }
 
+    /// The memory of this context and its model per buffer type, as llama.cpp reports it
+    /// (for a `no_alloc` model: the sizes the buffers would have).
+    pub fn memory_breakdown(&self) -> Vec<super::BufferUsage> {
+        super::buffers::breakdown_of(self.ptr.as_ptr())
+    }
+
     /// The model this context runs.
     pub fn model(&self) -> &Arc<Model> {
         &self.model

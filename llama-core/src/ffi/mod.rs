@@ -7,6 +7,7 @@
 
 mod backend;
 mod batch;
+pub mod buffers;
 mod context;
 mod model;
 mod residency;
@@ -15,6 +16,7 @@ mod system;
 
 pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
+pub use buffers::BufferUsage;
 pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
 pub use residency::{
@@ -22,7 +24,7 @@ pub use residency::{
     EvalObserver, ModelMapping, TensorInput,
 };
 pub use sampler::SamplerChain;
-pub use system::{DeviceInfo, SystemInfo};
+pub use system::{cpu_has_amx, AmxInfo, DeviceInfo, ExtraBufferType, SystemInfo};
 
 /// A token id in the model's vocabulary.
 pub type Token = i32;

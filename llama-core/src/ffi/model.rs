@@ -27,9 +27,15 @@ pub struct ModelParams {
     pub n_gpu_layers: i32,
     /// How the weights are loaded.
     pub load_mode: LoadMode,
-    /// Let llama.cpp repack some quantised weights for faster CPU kernels (copies them into
-    /// anonymous memory).
+    /// Let llama.cpp put weights in the CPU backend's extra buffer types, which repack some
+    /// quantised types for faster kernels (copies them into anonymous memory). `false` is
+    /// llama.cpp's `--no-repack`.
     pub repack: bool,
+    /// Offer the AMX buffer type too (off by default: its kernels crash on some CPUs, llama.cpp
+    /// #20824; see [`super::buffers`]).
+    pub amx: bool,
+    /// Further extra buffer types (by llama.cpp's name, e.g. `CPU_REPACK`) no weight may go to.
+    pub excluded_buffer_types: Vec<String>,
     /// Only size the allocations without making them (for planning).
     pub no_alloc: bool,
     /// Load only the vocabulary, no weights.
@@ -42,6 +48,8 @@ impl Default for ModelParams {
             n_gpu_layers: 0,
             load_mode: LoadMode::Mmap,
             repack: true,
+            amx: false,
+            excluded_buffer_types: Vec::new(),
             no_alloc: false,
             vocab_only: false,
         }
@@ -75,6 +83,21 @@ unsafe extern "C" fn progress_trampoline(progress: f32, user_data: *mut c_void) 
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(progress))).unwrap_or(false)
 }
 
+impl ModelParams {
+    /// The extra buffer types withheld from llama.cpp for this load.
+    fn withheld_buffer_types(&self) -> Vec<String> {
+        let mut withheld = self.excluded_buffer_types.clone();
+        if !self.amx
+            && !withheld
+                .iter()
+                .any(|n| n == super::buffers::AMX_BUFFER_TYPE)
+        {
+            withheld.push(super::buffers::AMX_BUFFER_TYPE.to_string());
+        }
+        withheld
+    }
+}
+
 impl Model {
     /// Loads a GGUF model. The file must already have been checked by the GGUF reader
     /// (see [`crate::model_file::check_model_file`]); `progress` sees values from 0 to 1 and
@@ -106,9 +129,14 @@ impl Model {
         let mut callback: ProgressFn<'_> = &mut wrapped;
         raw.progress_callback = Some(progress_trampoline);
         raw.progress_callback_user_data = (&mut callback as *mut ProgressFn<'_>).cast();
+        // llama.cpp reads the CPU backend's list of extra buffer types during the load.
+        let offer = super::buffers::offer_for_load(super::buffers::Offer {
+            excluded: params.withheld_buffer_types(),
+        });
         // SAFETY: `c_path` is a valid C string; `raw` holds valid parameters, and the progress
         // user data outlives the call. A null return means failure, handled below.
         let ptr = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw) };
+        drop(offer);
         let path = path.to_path_buf();
         match NonNull::new(ptr) {
             Some(ptr) => Ok(Model { ptr, path }),

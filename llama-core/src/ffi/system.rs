@@ -36,6 +36,49 @@ pub struct SystemInfo {
     pub devices: Vec<DeviceInfo>,
     /// Whether this build can offload layers to a GPU.
     pub gpu_offload: bool,
+    /// The CPU's AMX and whether it is used.
+    pub amx: AmxInfo,
+    /// The CPU backend's extra weight buffer types, and whether loads use them by default.
+    pub extra_buffer_types: Vec<ExtraBufferType>,
+}
+
+/// The state of Intel AMX on this machine and build.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct AmxInfo {
+    /// The CPU has AMX (`amx_int8` or `amx_tile` among the flags of `/proc/cpuinfo`).
+    pub cpu: bool,
+    /// ggml's AMX kernels are compiled into this build.
+    pub compiled: bool,
+    /// The CPU backend registered its AMX buffer type (both of the above, and the kernel allowed
+    /// the process to use AMX tiles).
+    pub registered: bool,
+    /// Loads use it by default (never: it is opt-in with `--amx`, llama.cpp #20824).
+    pub used_by_default: bool,
+}
+
+/// One of the CPU backend's extra weight buffer types.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExtraBufferType {
+    /// llama.cpp's name (`CPU_REPACK`, `AMX`, ...).
+    pub name: String,
+    /// Whether a load with default settings may put weights in it.
+    pub used_by_default: bool,
+}
+
+/// Whether the `flags` line of `/proc/cpuinfo` text names an AMX feature.
+pub fn cpuinfo_has_amx(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .flat_map(|l| l.split_whitespace())
+        .any(|flag| flag == "amx_int8" || flag == "amx_tile")
+}
+
+/// Whether this machine's CPU has AMX (read from `/proc/cpuinfo`; false where it cannot be read).
+pub fn cpu_has_amx() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|text| cpuinfo_has_amx(&text))
+        .unwrap_or(false)
 }
 
 fn c_str(ptr: *const std::ffi::c_char) -> String {
@@ -77,7 +120,28 @@ impl SystemInfo {
                     }
                 })
                 .collect();
+            let registered = super::buffers::registered_extra_buffer_types();
+            let by_default = super::buffers::extra_buffer_types_for(&registered, true, false, &[]);
+            let amx = AmxInfo {
+                cpu: cpu_has_amx(),
+                compiled: super::buffers::amx_compiled(),
+                registered: registered
+                    .iter()
+                    .any(|n| n == super::buffers::AMX_BUFFER_TYPE),
+                used_by_default: by_default
+                    .iter()
+                    .any(|n| n == super::buffers::AMX_BUFFER_TYPE),
+            };
+            let extra_buffer_types = registered
+                .iter()
+                .map(|name| ExtraBufferType {
+                    name: name.clone(),
+                    used_by_default: by_default.contains(name),
+                })
+                .collect();
             SystemInfo {
+                amx,
+                extra_buffer_types,
                 llama_cpp_sys_version: LLAMA_CPP_SYS_VERSION,
                 features: c_str(sys::llama_print_system_info()).trim().to_string(),
                 gpu_backends: llama_sys::compiled_gpu_backends(),
@@ -91,3 +155,18 @@ impl SystemInfo {
 
 /// The pinned llama-cpp-sys-2 version (keep in step with llama-sys/Cargo.toml).
 pub const LLAMA_CPP_SYS_VERSION: &str = "0.1.161";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amx_flags_are_read_from_cpuinfo() {
+        let sapphire = "processor\t: 0\nflags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n";
+        assert!(cpuinfo_has_amx(sapphire));
+        let epyc = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n";
+        assert!(!cpuinfo_has_amx(epyc));
+        assert!(!cpuinfo_has_amx("model name\t: amx_int8 in a name\n"));
+    }
+}
+

@@ -29,6 +29,7 @@ mod model;
 mod reader;
 mod source;
 mod summary;
+pub mod synthetic;
 mod tensor;
 mod value;
 pub mod writer;
