@@ -196,6 +196,20 @@ pub struct VersionArgs {
     pub json: bool,
 }
 
+/// The command line: [`Cli`]'s definition, with each option group's defaults shown in its
+/// flags' help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    for name in ["prompt", "chat", "plan", "serve"] {
+        command = command.mut_subcommand(name, RunOptions::document_defaults);
+    }
+    command.mut_subcommand(
+        "serve",
+        crate::commands::serve::ServeOptions::document_defaults,
+    )
+}
+
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -243,7 +257,9 @@ mod tests {
 
     #[test]
     fn clap_definitions_are_consistent() {
-        use clap::CommandFactory;
-        Cli::command().debug_assert();
+        command().debug_assert();
+        let mut prompt = command().find_subcommand("prompt").unwrap().clone();
+        let help = prompt.render_long_help().to_string();
+        assert!(help.contains("[default: 4096]"), "{help}");
     }
 }

@@ -29,21 +29,9 @@ pub enum CliError {
         /// What is wrong.
         message: String,
     },
-    /// The request does not fit the memory budget (or planning failed).
+    /// The run path refused or failed: the model file, the memory plan, streaming, the engine.
     #[error(transparent)]
-    Plan(#[from] llama_core::planner::PlanError<llama_core::memory_probe::ProbeError>),
-    /// The weights do not fit and even streaming them (the global tensors plus one layer
-    /// resident) does not fit the budget either.
-    #[error("does not fit even streaming layers from disk (the global tensors plus one layer of {layer} resident, weights {weights} in all): {source}", layer = llama_core::ByteSize(*.layer_bytes), weights = llama_core::ByteSize(*.weight_bytes))]
-    StreamingDoesNotFit {
-        /// Bytes of the largest layer.
-        layer_bytes: u64,
-        /// Bytes of all weights.
-        weight_bytes: u64,
-        /// The planner's refusal, with the smallest budget that works.
-        #[source]
-        source: llama_core::planner::PlanError<llama_core::memory_probe::ProbeError>,
-    },
+    Run(#[from] llama_core::run::RunError),
     /// `plan` needs a budget.
     #[error("plan needs a budget: pass --max-mem SIZE (e.g. 1G)")]
     NoBudget,

@@ -1,22 +1,26 @@
 //! `llama-cli`: parse the command line, set up logging, dispatch, report errors.
-//! The work lives in llama-core; each subcommand is a module in `commands/`.
+//! The work lives in llama-core; each subcommand is a module in `commands/`. The binary reaches
+//! llama.cpp only through llama-core's safe API.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod commands;
 mod config;
 mod error;
+mod option_group;
 mod options;
 mod runtime;
 mod server;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use cli::{Cli, Command, VersionArgs};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse_from(cli::normalize_args(std::env::args_os())) {
+    let parsed = cli::command()
+        .try_get_matches_from(cli::normalize_args(std::env::args_os()))
+        .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(err) => {
             let _ = err.print();
@@ -29,8 +33,7 @@ fn main() -> ExitCode {
         (true, _) => Command::Version(VersionArgs { json: false }),
         (false, Some(command)) => command,
         (false, None) => {
-            use clap::CommandFactory;
-            let _ = Cli::command().print_help();
+            let _ = cli::command().print_help();
             return ExitCode::from(2);
         }
     };

@@ -1,178 +1,182 @@
-//! The run options shared by `prompt` and `chat`: one struct that is both the command-line flags
-//! (clap) and the config file's keys (serde), so a key is spelled the same in both places.
+//! The run options every model-running command shares, declared once each ([`option_group!`]):
+//! the flag, the config-file key, the default and `--print-config` come from one declaration.
 //! Precedence: flag > config file > built-in default.
 
 use std::path::PathBuf;
 
-use clap::Args;
 use llama_core::{ByteSize, FlashAttention, KvCacheType, SamplingParams};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// Options for running a model. Every field is optional so that flags and config files can be
-/// layered; [`RunOptions::resolve`] fills the defaults.
-#[derive(Debug, Clone, Default, Args, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct RunOptions {
-    /// Path of the GGUF model file.
-    #[arg(short = 'm', long = "model", value_name = "FILE")]
-    pub model: Option<PathBuf>,
+use crate::option_group::option_group;
 
-    /// Context size in tokens (0: the model's training context) [default: 4096].
-    #[arg(short = 'c', long = "ctx-size", value_name = "N")]
-    pub ctx_size: Option<u32>,
+option_group! {
+    /// Options for running a model. Every field is optional so that flags and config files can
+    /// be layered; [`RunOptions::resolve`] fills the defaults and checks the values.
+    pub struct RunOptions {
+        /// Path of the GGUF model file.
+        #[arg(short = 'm', long = "model", value_name = "FILE")]
+        model: PathBuf = None,
 
-    /// Logical batch size for prompt processing [default: 2048].
-    #[arg(short = 'b', long = "batch-size", value_name = "N")]
-    pub batch_size: Option<u32>,
+        /// Context size in tokens (0: the model's training context).
+        #[arg(short = 'c', long = "ctx-size", value_name = "N")]
+        ctx_size: u32 = Some(4096),
 
-    /// Physical batch size (also -ub) [default: 512].
-    #[arg(long = "ubatch-size", value_name = "N")]
-    pub ubatch_size: Option<u32>,
+        /// Logical batch size for prompt processing.
+        #[arg(short = 'b', long = "batch-size", value_name = "N")]
+        batch_size: u32 = Some(2048),
 
-    /// Threads for generation and prompt processing [default: the number of CPUs].
-    #[arg(short = 't', long = "threads", value_name = "N")]
-    pub threads: Option<i32>,
+        /// Physical batch size (also -ub).
+        #[arg(long = "ubatch-size", value_name = "N")]
+        ubatch_size: u32 = Some(512),
 
-    /// Layers to offload to the GPU (also -ngl); ignored with a warning by CPU-only builds.
-    #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N")]
-    pub gpu_layers: Option<i32>,
+        /// Threads for generation and prompt processing (the default is the number of CPUs).
+        #[arg(short = 't', long = "threads", value_name = "N")]
+        threads: i32 = Some(default_threads()),
 
-    /// Memory budget, e.g. 512M or 2G (parsed now; enforced by the planner).
-    #[arg(long = "max-mem", value_name = "SIZE")]
-    pub max_mem: Option<ByteSize>,
+        /// Layers to offload to the GPU (also -ngl); ignored with a warning by CPU-only builds.
+        #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N")]
+        gpu_layers: i32 = Some(0),
 
-    /// GPU memory budget, e.g. 6G: offload as many layers as fit (with their KV cache and the
-    /// device's compute buffer); needs a GPU build and device, else runs on the CPU with a
-    /// warning.
-    #[arg(long = "max-vram", value_name = "SIZE")]
-    pub max_vram: Option<ByteSize>,
+        /// Memory budget, e.g. 512M or 2G: the planner fits the run in it before anything is
+        /// allocated.
+        #[arg(long = "max-mem", value_name = "SIZE")]
+        max_mem: ByteSize = None,
 
-    /// Refuse instead of degrading when the request does not fit --max-mem.
-    #[arg(long = "strict", num_args = 0, default_missing_value = "true")]
-    pub strict: Option<bool>,
+        /// GPU memory budget, e.g. 6G: offload as many layers as fit (with their KV cache and
+        /// the device's compute buffer); needs a GPU build and device, else runs on the CPU
+        /// with a warning.
+        #[arg(long = "max-vram", value_name = "SIZE")]
+        max_vram: ByteSize = None,
 
-    /// When a conversation fills the planned context: `stop` ends the answer early (finish
-    /// reason "length"), `reject` refuses a turn whose prompt plus --n-predict would not fit
-    /// [default: stop].
-    #[arg(long = "on-full", value_name = "POLICY", value_parser = ["stop", "reject"])]
-    pub on_full: Option<String>,
+        /// Refuse instead of degrading when the request does not fit --max-mem.
+        #[arg(long = "strict", num_args = 0, default_missing_value = "true")]
+        strict: bool = Some(false),
 
-    /// KV cache type for both K and V: f16, q8_0, q4_0, ... [default: f16].
-    #[arg(long = "cache-type", value_name = "TYPE")]
-    pub cache_type: Option<String>,
+        /// When a conversation fills the planned context: `stop` ends the answer early (finish
+        /// reason "length"), `reject` refuses a turn whose prompt plus --n-predict would not
+        /// fit.
+        #[arg(long = "on-full", value_name = "POLICY", value_parser = ["stop", "reject"])]
+        on_full: String = Some("stop".to_string()),
 
-    /// KV cache type for K (also -ctk) [default: f16].
-    #[arg(long = "cache-type-k", value_name = "TYPE")]
-    pub cache_type_k: Option<String>,
+        /// KV cache type for both K and V: f16, q8_0, q4_0, ... (f16 when not given).
+        #[arg(long = "cache-type", value_name = "TYPE")]
+        cache_type: String = None,
 
-    /// KV cache type for V (also -ctv; a quantised V needs flash attention) [default: f16].
-    #[arg(long = "cache-type-v", value_name = "TYPE")]
-    pub cache_type_v: Option<String>,
+        /// KV cache type for K (also -ctk; default: --cache-type, else f16).
+        #[arg(long = "cache-type-k", value_name = "TYPE")]
+        cache_type_k: String = None,
 
-    /// Flash attention: auto, on or off [default: auto].
-    #[arg(long = "flash-attn", value_name = "MODE", value_parser = parse_flash_attention)]
-    pub flash_attn: Option<FlashAttention>,
+        /// KV cache type for V (also -ctv; a quantised V needs flash attention; default:
+        /// --cache-type, else f16).
+        #[arg(long = "cache-type-v", value_name = "TYPE")]
+        cache_type_v: String = None,
 
-    /// Layer streaming from the mapped file: auto (only when the weights do not fit), on or
-    /// off [default: auto].
-    #[arg(long = "stream", value_name = "MODE", value_parser = parse_stream_mode)]
-    pub stream: Option<llama_core::arena::StreamMode>,
+        /// Flash attention: auto, on or off.
+        #[arg(long = "flash-attn", value_name = "MODE", value_parser = parse_flash_attention)]
+        flash_attn: FlashAttention = Some(FlashAttention::Auto),
 
-    /// Keep the weights in the mapped file: no repacking into the CPU backend's extra buffer
-    /// types (also -nr; llama.cpp's --no-repack). Costs prompt speed on the types those
-    /// kernels speed up (Q4_0, Q4_K, IQ4_NL, Q8_0).
-    #[arg(long = "no-repack", num_args = 0, default_missing_value = "true")]
-    pub no_repack: Option<bool>,
+        /// Layer streaming from the mapped file: auto (only when the weights do not fit), on or
+        /// off.
+        #[arg(long = "stream", value_name = "MODE", value_parser = parse_stream_mode)]
+        stream: llama_core::arena::StreamMode = Some(llama_core::arena::StreamMode::Auto),
 
-    /// Let weights go to the AMX buffer type on CPUs with AMX (off by default: llama.cpp's AMX
-    /// kernels crash on some of them, llama.cpp #20824).
-    #[arg(long = "amx", num_args = 0, default_missing_value = "true")]
-    pub amx: Option<bool>,
+        /// Keep the weights in the mapped file: no repacking into the CPU backend's extra
+        /// buffer types (also -nr; llama.cpp's --no-repack). Costs prompt speed on the types
+        /// those kernels speed up (Q4_0, Q4_K, IQ4_NL, Q8_0).
+        #[arg(long = "no-repack", num_args = 0, default_missing_value = "true")]
+        no_repack: bool = Some(false),
 
-    /// Tokens to generate; -1 runs until the model stops or the context fills [default: -1].
-    #[arg(
-        short = 'n',
-        long = "n-predict",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub n_predict: Option<i64>,
+        /// Let weights go to the AMX buffer type on CPUs with AMX (off by default: llama.cpp's
+        /// AMX kernels crash on some of them, llama.cpp #20824).
+        #[arg(long = "amx", num_args = 0, default_missing_value = "true")]
+        amx: bool = Some(false),
 
-    /// Temperature; 0 is greedy [default: 0.8].
-    #[arg(long = "temp", value_name = "T", allow_negative_numbers = true)]
-    pub temp: Option<f32>,
+        /// Tokens to generate; -1 runs until the model stops or the context fills.
+        #[arg(
+            short = 'n',
+            long = "n-predict",
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        n_predict: i64 = Some(-1),
 
-    /// Top-k sampling; 0 disables [default: 40].
-    #[arg(long = "top-k", value_name = "K", allow_negative_numbers = true)]
-    pub top_k: Option<i32>,
+        /// Temperature; 0 is greedy.
+        #[arg(long = "temp", value_name = "T", allow_negative_numbers = true)]
+        temp: f32 = Some(SamplingParams::default().temperature),
 
-    /// Top-p (nucleus) sampling; 1 disables [default: 0.95].
-    #[arg(long = "top-p", value_name = "P", allow_negative_numbers = true)]
-    pub top_p: Option<f32>,
+        /// Top-k sampling; 0 disables.
+        #[arg(long = "top-k", value_name = "K", allow_negative_numbers = true)]
+        top_k: i32 = Some(SamplingParams::default().top_k),
 
-    /// Min-p sampling; 0 disables [default: 0.05].
-    #[arg(long = "min-p", value_name = "P", allow_negative_numbers = true)]
-    pub min_p: Option<f32>,
+        /// Top-p (nucleus) sampling; 1 disables.
+        #[arg(long = "top-p", value_name = "P", allow_negative_numbers = true)]
+        top_p: f32 = Some(SamplingParams::default().top_p),
 
-    /// Locally typical sampling; 1 disables [default: 1.0].
-    #[arg(long = "typical", value_name = "P", allow_negative_numbers = true)]
-    pub typical: Option<f32>,
+        /// Min-p sampling; 0 disables.
+        #[arg(long = "min-p", value_name = "P", allow_negative_numbers = true)]
+        min_p: f32 = Some(SamplingParams::default().min_p),
 
-    /// Penalty for repeated tokens; 1 disables [default: 1.0].
-    #[arg(
-        long = "repeat-penalty",
-        value_name = "X",
-        allow_negative_numbers = true
-    )]
-    pub repeat_penalty: Option<f32>,
+        /// Locally typical sampling; 1 disables.
+        #[arg(long = "typical", value_name = "P", allow_negative_numbers = true)]
+        typical: f32 = Some(SamplingParams::default().typical_p),
 
-    /// Recent tokens the penalties consider; 0 disables, -1 the context size [default: 64].
-    #[arg(
-        long = "repeat-last-n",
-        value_name = "N",
-        allow_negative_numbers = true
-    )]
-    pub repeat_last_n: Option<i32>,
+        /// Penalty for repeated tokens; 1 disables.
+        #[arg(
+            long = "repeat-penalty",
+            value_name = "X",
+            allow_negative_numbers = true
+        )]
+        repeat_penalty: f32 = Some(SamplingParams::default().repeat_penalty),
 
-    /// Presence penalty; 0 disables [default: 0].
-    #[arg(
-        long = "presence-penalty",
-        value_name = "X",
-        allow_negative_numbers = true
-    )]
-    pub presence_penalty: Option<f32>,
+        /// Recent tokens the penalties consider; 0 disables, -1 the context size.
+        #[arg(
+            long = "repeat-last-n",
+            value_name = "N",
+            allow_negative_numbers = true
+        )]
+        repeat_last_n: i32 = Some(SamplingParams::default().repeat_last_n),
 
-    /// Frequency penalty; 0 disables [default: 0].
-    #[arg(
-        long = "frequency-penalty",
-        value_name = "X",
-        allow_negative_numbers = true
-    )]
-    pub frequency_penalty: Option<f32>,
+        /// Presence penalty; 0 disables.
+        #[arg(
+            long = "presence-penalty",
+            value_name = "X",
+            allow_negative_numbers = true
+        )]
+        presence_penalty: f32 = Some(SamplingParams::default().presence_penalty),
 
-    /// Random seed; -1 picks one at random [default: -1].
-    #[arg(long = "seed", value_name = "N", allow_negative_numbers = true)]
-    pub seed: Option<i64>,
+        /// Frequency penalty; 0 disables.
+        #[arg(
+            long = "frequency-penalty",
+            value_name = "X",
+            allow_negative_numbers = true
+        )]
+        frequency_penalty: f32 = Some(SamplingParams::default().frequency_penalty),
 
-    /// Keep generating past the model's end-of-generation tokens (as llama.cpp's --ignore-eos).
-    #[arg(long = "ignore-eos", num_args = 0, default_missing_value = "true")]
-    pub ignore_eos: Option<bool>,
+        /// Random seed; -1 picks one at random.
+        #[arg(long = "seed", value_name = "N", allow_negative_numbers = true)]
+        seed: i64 = Some(-1),
 
-    /// Stop generating before this text (repeatable).
-    #[arg(long = "stop", value_name = "TEXT")]
-    pub stop: Option<Vec<String>>,
+        /// Keep generating past the model's end-of-generation tokens (as llama.cpp's
+        /// --ignore-eos).
+        #[arg(long = "ignore-eos", num_args = 0, default_missing_value = "true")]
+        ignore_eos: bool = Some(false),
 
-    /// System prompt.
-    #[arg(short = 's', long = "system", value_name = "TEXT")]
-    pub system: Option<String>,
+        /// Stop generating before this text (repeatable).
+        #[arg(long = "stop", value_name = "TEXT")]
+        stop: Vec<String> = None,
 
-    /// Use this built-in chat template instead of the model's (e.g. chatml, llama3).
-    #[arg(long = "chat-template", value_name = "NAME")]
-    pub chat_template: Option<String>,
+        /// System prompt.
+        #[arg(short = 's', long = "system", value_name = "TEXT")]
+        system: String = None,
 
-    /// Print load time, time to first token and tokens/s to stderr.
-    #[arg(long = "stats", num_args = 0, default_missing_value = "true")]
-    pub stats: Option<bool>,
+        /// Use this built-in chat template instead of the model's (e.g. chatml, llama3).
+        #[arg(long = "chat-template", value_name = "NAME")]
+        chat_template: String = None,
+
+        /// Print load time, time to first token and tokens/s to stderr.
+        #[arg(long = "stats", num_args = 0, default_missing_value = "true")]
+        stats: bool = Some(false),
+    }
 }
 
 fn parse_stream_mode(text: &str) -> Result<llama_core::arena::StreamMode, String> {
@@ -188,59 +192,11 @@ fn parse_flash_attention(text: &str) -> Result<FlashAttention, String> {
     }
 }
 
-/// Layers `Option` fields: the first `Some` wins.
-macro_rules! layer {
-    ($high:expr, $low:expr, $($field:ident),* $(,)?) => {
-        RunOptions { $($field: $high.$field.or($low.$field),)* }
-    };
-}
-
 impl RunOptions {
-    /// Fills every field this one leaves empty from `lower` (this one takes precedence).
-    pub fn over(self, lower: RunOptions) -> RunOptions {
-        layer!(
-            self,
-            lower,
-            model,
-            ctx_size,
-            batch_size,
-            ubatch_size,
-            threads,
-            gpu_layers,
-            max_mem,
-            max_vram,
-            strict,
-            on_full,
-            cache_type,
-            cache_type_k,
-            cache_type_v,
-            flash_attn,
-            stream,
-            no_repack,
-            amx,
-            n_predict,
-            temp,
-            top_k,
-            top_p,
-            min_p,
-            typical,
-            repeat_penalty,
-            repeat_last_n,
-            presence_penalty,
-            frequency_penalty,
-            seed,
-            ignore_eos,
-            stop,
-            system,
-            chat_template,
-            stats,
-        )
-    }
-
     /// The effective settings: this layer over the built-in defaults, checked.
     pub fn resolve(self) -> Result<Settings, crate::error::CliError> {
-        let d = SamplingParams::default();
-        let seed = match self.seed.unwrap_or(-1) {
+        let o = self.over(RunOptions::defaults());
+        let seed = match o.seed.unwrap_or(-1) {
             -1 => None,
             s if (0..=u32::MAX as i64).contains(&s) => Some(s as u32),
             s => {
@@ -253,19 +209,19 @@ impl RunOptions {
             }
         };
         let sampling = SamplingParams {
-            temperature: self.temp.unwrap_or(d.temperature),
-            top_k: self.top_k.unwrap_or(d.top_k),
-            top_p: self.top_p.unwrap_or(d.top_p),
-            min_p: self.min_p.unwrap_or(d.min_p),
-            typical_p: self.typical.unwrap_or(d.typical_p),
-            repeat_penalty: self.repeat_penalty.unwrap_or(d.repeat_penalty),
-            repeat_last_n: self.repeat_last_n.unwrap_or(d.repeat_last_n),
-            frequency_penalty: self.frequency_penalty.unwrap_or(d.frequency_penalty),
-            presence_penalty: self.presence_penalty.unwrap_or(d.presence_penalty),
-            seed: seed.unwrap_or_else(random_seed),
+            temperature: o.temp.unwrap_or_default(),
+            top_k: o.top_k.unwrap_or_default(),
+            top_p: o.top_p.unwrap_or_default(),
+            min_p: o.min_p.unwrap_or_default(),
+            typical_p: o.typical.unwrap_or_default(),
+            repeat_penalty: o.repeat_penalty.unwrap_or_default(),
+            repeat_last_n: o.repeat_last_n.unwrap_or_default(),
+            frequency_penalty: o.frequency_penalty.unwrap_or_default(),
+            presence_penalty: o.presence_penalty.unwrap_or_default(),
+            seed: seed.unwrap_or_else(rand::random::<u32>),
         };
         sampling.validate()?;
-        let n_predict = match self.n_predict.unwrap_or(-1) {
+        let n_predict = match o.n_predict.unwrap_or(-1) {
             n if n < -1 => {
                 return Err(llama_core::ParamError {
                     name: "n-predict",
@@ -288,7 +244,7 @@ impl RunOptions {
             }
             Ok(value)
         };
-        let threads = self.threads.unwrap_or_else(default_threads);
+        let threads = o.threads.unwrap_or_else(default_threads);
         if threads < 1 {
             return Err(llama_core::ParamError {
                 name: "threads",
@@ -314,13 +270,13 @@ impl RunOptions {
         };
         let type_k = cache_type(
             "cache-type-k",
-            self.cache_type_k.as_ref().or(self.cache_type.as_ref()),
+            o.cache_type_k.as_ref().or(o.cache_type.as_ref()),
         )?;
         let type_v = cache_type(
             "cache-type-v",
-            self.cache_type_v.as_ref().or(self.cache_type.as_ref()),
+            o.cache_type_v.as_ref().or(o.cache_type.as_ref()),
         )?;
-        let on_full = match self.on_full.as_deref() {
+        let on_full = match o.on_full.as_deref() {
             None | Some("stop") => OnFull::Stop,
             Some("reject") => OnFull::Reject,
             Some(other) => {
@@ -333,30 +289,30 @@ impl RunOptions {
             }
         };
         Ok(Settings {
-            strict: self.strict.unwrap_or(false),
+            strict: o.strict.unwrap_or_default(),
             on_full,
             type_k,
             type_v,
-            model: self.model,
-            ctx_size: self.ctx_size.unwrap_or(4096),
-            batch_size: positive("batch-size", self.batch_size.unwrap_or(2048))?,
-            ubatch_size: positive("ubatch-size", self.ubatch_size.unwrap_or(512))?,
+            model: o.model,
+            ctx_size: o.ctx_size.unwrap_or_default(),
+            batch_size: positive("batch-size", o.batch_size.unwrap_or_default())?,
+            ubatch_size: positive("ubatch-size", o.ubatch_size.unwrap_or_default())?,
             threads,
-            gpu_layers: self.gpu_layers.unwrap_or(0),
-            max_mem: self.max_mem,
-            max_vram: self.max_vram,
-            flash_attn: self.flash_attn.unwrap_or_default(),
-            stream: self.stream.unwrap_or_default(),
-            repack: !self.no_repack.unwrap_or(false),
-            amx: self.amx.unwrap_or(false),
+            gpu_layers: o.gpu_layers.unwrap_or_default(),
+            max_mem: o.max_mem,
+            max_vram: o.max_vram,
+            flash_attn: o.flash_attn.unwrap_or_default(),
+            stream: o.stream.unwrap_or_default(),
+            repack: !o.no_repack.unwrap_or_default(),
+            amx: o.amx.unwrap_or_default(),
             n_predict,
             seed_was_random: seed.is_none(),
             sampling,
-            stop: self.stop.unwrap_or_default(),
-            ignore_eos: self.ignore_eos.unwrap_or(false),
-            system: self.system,
-            chat_template: self.chat_template,
-            stats: self.stats.unwrap_or(false),
+            stop: o.stop.unwrap_or_default(),
+            ignore_eos: o.ignore_eos.unwrap_or_default(),
+            system: o.system,
+            chat_template: o.chat_template,
+            stats: o.stats.unwrap_or_default(),
         })
     }
 }
@@ -429,18 +385,6 @@ pub fn default_threads() -> i32 {
     std::thread::available_parallelism()
         .map(|n| n.get() as i32)
         .unwrap_or(4)
-}
-
-fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish() as u32
 }
 
 #[cfg(test)]

@@ -30,9 +30,4 @@ impl CancelToken {
     pub fn reset(&self) {
         self.flag.store(false, Ordering::Relaxed);
     }
-
-    /// The address of the flag, for llama.cpp's abort callback. Valid while any clone lives.
-    pub(crate) fn flag_ptr(&self) -> *const AtomicBool {
-        Arc::as_ptr(&self.flag)
-    }
 }

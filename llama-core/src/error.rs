@@ -156,6 +156,9 @@ pub enum GenerateError {
     /// Rendering the conversation failed.
     #[error(transparent)]
     Template(#[from] TemplateError),
+    /// The engine refused or failed the request.
+    #[error("{0}")]
+    Engine(String),
 }
 
 /// Any error of the safe API.

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod model_file;
 pub mod planner;
 pub mod process_memory;
+pub mod run;
 pub mod sampling;
 pub mod session;
 pub mod size;

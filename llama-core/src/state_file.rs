@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::ffi::Token;
 
-const MAGIC: &[u8; 8] = b"LRSSEQ02";
+const MAGIC: &[u8; 8] = b"LRSSEQ03";
 
 /// A session the engine saved: where it is and which tokens it holds.
 #[derive(Debug, Clone)]
@@ -49,18 +49,16 @@ pub enum StateFileError {
     },
 }
 
-/// The identity a session file is stamped with: the model (description, size, parameter count)
-/// and the cache element types.
+/// The identity a session file is stamped with: the model's fingerprint (a digest of its
+/// tensor table and of a sample of every tensor's data, [`crate::gguf::GgufModel::fingerprint`],
+/// so a fine-tune of the same base is another model) and the cache element types.
 pub fn model_identity(
-    model: &crate::ffi::Model,
+    fingerprint: &str,
     type_k: crate::KvCacheType,
     type_v: crate::KvCacheType,
 ) -> String {
     format!(
-        "{} size={} params={} k={} v={}",
-        model.description(),
-        model.size_bytes(),
-        model.n_params(),
+        "model={fingerprint} k={} v={}",
         type_k.name(),
         type_v.name()
     )

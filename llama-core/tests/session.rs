@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use llama_core::{
-    load_model, ChatMessage, ChatTemplate, Context, ContextParams, FinishReason, GenerateOptions,
-    Model, ModelParams, Role, SamplingParams, Session, TemplateChoice,
+    load_model, ChatMessage, ChatTemplate, ContextParams, FinishReason, GenerateOptions, Model,
+    ModelParams, Role, SamplingParams, Session, TemplateChoice,
 };
 
 fn model() -> Arc<Model> {
@@ -26,7 +26,7 @@ fn model() -> Arc<Model> {
 }
 
 fn session(n_ctx: u32) -> Session {
-    let ctx = Context::new(
+    Session::start(
         model(),
         &ContextParams {
             n_ctx,
@@ -35,8 +35,7 @@ fn session(n_ctx: u32) -> Session {
             ..ContextParams::default()
         },
     )
-    .unwrap();
-    Session::new(ctx)
+    .unwrap()
 }
 
 fn chat_tokens(messages: &[ChatMessage]) -> Vec<i32> {
@@ -164,7 +163,11 @@ fn cancel_stops_a_long_prompt_inside_decode() {
         cancel.cancel();
         Instant::now()
     });
-    let generation = s.generate(&prompt, &greedy(10)).unwrap();
+    // The answer streams from the engine: it ends (cancelled) once the prompt is aborted.
+    let mut generation = s.generate(&prompt, &greedy(10)).unwrap();
+    for piece in generation.by_ref() {
+        piece.unwrap();
+    }
     let stats = generation.stats();
     drop(generation);
     let stopped = Instant::now();

@@ -45,8 +45,9 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
         },
     )?;
     let results = bench::run(&mut ctx, args.n_prompt, args.n_gen, args.repetitions)?;
-    let backend = if args.gpu_layers != 0 && !llama_sys::compiled_gpu_backends().is_empty() {
-        llama_sys::compiled_gpu_backends().join(",")
+    let gpu_backends = llama_core::ffi::compiled_gpu_backends();
+    let backend = if args.gpu_layers != 0 && !gpu_backends.is_empty() {
+        gpu_backends.join(",")
     } else {
         "CPU".to_string()
     };

@@ -25,7 +25,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         return Ok(());
     };
     let mut loaded = runtime::load(&settings)?;
-    let model = loaded.session.context().model().clone();
+    let model = loaded.session.model().clone();
     let template = match ChatTemplate::resolve(&model, settings.chat_template.as_deref())? {
         TemplateChoice::Template(t) => t,
         TemplateChoice::PlainCompletion => return Err(CliError::ChatNeedsTemplate),

@@ -19,12 +19,12 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     settings.model.as_ref().ok_or(CliError::NoModel)?;
     let budget = settings.max_mem.ok_or(CliError::NoBudget)?;
     let prepared = runtime::prepare(&settings)?;
-    let path = &prepared.path;
+    let path = &prepared.settings.model;
     let plan = prepared.plan.as_ref().ok_or(CliError::NoBudget)?;
-    let request = runtime::plan_request(
-        &settings,
+    let request = llama_core::run::plan_request(
+        &prepared.settings,
         budget.0,
-        runtime::training_context(&prepared.gguf),
+        llama_core::run::training_context(&prepared.gguf),
     );
     let load_mode = match (prepared.streams, settings.repack) {
         (true, _) => "mmap, layers streamed from disk",
@@ -138,7 +138,7 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
 }
 
 /// The tier of every layer and of the global tensors.
-fn write_tiers(out: &mut impl Write, prepared: &runtime::Prepared) -> Result<(), CliError> {
+fn write_tiers(out: &mut impl Write, prepared: &llama_core::run::Prepared) -> Result<(), CliError> {
     let (ledger, placement) = match (&prepared.ledger, &prepared.placement) {
         (Ok(ledger), Some(placement)) => (ledger, placement),
         (Err(err), _) => {

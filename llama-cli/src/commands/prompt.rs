@@ -22,7 +22,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         return Err(CliError::NoPrompt);
     }
     let mut loaded = runtime::load(&settings)?;
-    let model = loaded.session.context().model().clone();
+    let model = loaded.session.model().clone();
     let (prompt_text, formatted) = if args.raw {
         (text, false)
     } else {

@@ -3,21 +3,16 @@
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Args;
-use llama_core::budget;
-use llama_core::cache_spec::KvCacheParams;
-use llama_core::engine::{Engine, EngineConfig};
-use llama_core::memory_probe::ProbeError;
+use llama_core::engine::Engine;
 use llama_core::metrics::BudgetCounters;
-use llama_core::planner::{max_mem_arg, Degradation, PlanError, Suggestion};
-use llama_core::{ByteSize, ChatTemplate, Model, ModelCacheSpec, TemplateChoice};
-use serde::{Deserialize, Serialize};
+use llama_core::run::StartOptions;
+use llama_core::{ByteSize, ChatTemplate, TemplateChoice};
 
 use crate::cli::ServeArgs;
 use crate::error::CliError;
+use crate::option_group::option_group;
 use crate::options::{RunOptions, Settings};
 use crate::runtime;
 use crate::server::auth::ApiKey;
@@ -25,125 +20,64 @@ use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
 use crate::server::{ServeError, ServerConfig};
 
-/// The server's own options: flags, or keys of the same name in the `--config` file (where
-/// they sit next to the run options; flags win).
-#[derive(Debug, Clone, Default, Args, Deserialize, Serialize, PartialEq)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct ServeOptions {
-    /// Address to listen on; a non-loopback address needs an API key or --no-auth
-    /// [default: 127.0.0.1].
-    #[arg(long = "host", value_name = "ADDR")]
-    pub host: Option<String>,
+option_group! {
+    /// The server's own options: flags, or keys of the same name in the `--config` file (where
+    /// they sit next to the run options; flags win).
+    pub struct ServeOptions {
+        /// Address to listen on; a non-loopback address needs an API key or --no-auth.
+        #[arg(long = "host", value_name = "ADDR")]
+        host: String = Some("127.0.0.1".to_string()),
 
-    /// Port to listen on; 0 picks a free one (printed on stderr) [default: 8080].
-    #[arg(long = "port", value_name = "N")]
-    pub port: Option<u16>,
+        /// Port to listen on; 0 picks a free one (printed on stderr).
+        #[arg(long = "port", value_name = "N")]
+        port: u16 = Some(8080),
 
-    /// Requests decoded together (also -np) [default: 4].
-    #[arg(long = "parallel", value_name = "N")]
-    pub parallel: Option<u32>,
+        /// Requests decoded together (also -np).
+        #[arg(long = "parallel", value_name = "N")]
+        parallel: u32 = Some(4),
 
-    /// Require `Authorization: Bearer KEY` on every endpoint but /health.
-    #[arg(long = "api-key", value_name = "KEY", conflicts_with = "api_key_file")]
-    pub api_key: Option<String>,
+        /// Require `Authorization: Bearer KEY` on every endpoint but /health.
+        #[arg(long = "api-key", value_name = "KEY", conflicts_with = "api_key_file")]
+        api_key: String = None,
 
-    /// Read the API key from this file (first line).
-    #[arg(long = "api-key-file", value_name = "FILE")]
-    pub api_key_file: Option<PathBuf>,
+        /// Read the API key from this file (first line).
+        #[arg(long = "api-key-file", value_name = "FILE")]
+        api_key_file: PathBuf = None,
 
-    /// Serve without an API key on a non-loopback address.
-    #[arg(long = "no-auth", num_args = 0, default_missing_value = "true")]
-    pub no_auth: Option<bool>,
+        /// Serve without an API key on a non-loopback address.
+        #[arg(long = "no-auth", num_args = 0, default_missing_value = "true")]
+        no_auth: bool = Some(false),
 
-    /// Largest request body [default: 1M].
-    #[arg(long = "max-body", value_name = "SIZE")]
-    pub max_body: Option<ByteSize>,
+        /// Largest request body.
+        #[arg(long = "max-body", value_name = "SIZE")]
+        max_body: ByteSize = Some(ByteSize(1 << 20)),
 
-    /// Largest max_tokens a request may ask for; also the limit when it asks none
-    /// [default: the context per sequence].
-    #[arg(long = "max-tokens-cap", value_name = "N")]
-    pub max_tokens_cap: Option<usize>,
+        /// Largest max_tokens a request may ask for; also the limit when it asks none
+        /// (default: the context per sequence).
+        #[arg(long = "max-tokens-cap", value_name = "N")]
+        max_tokens_cap: usize = None,
 
-    /// Requests that may wait for a free sequence before 429 [default: 64].
-    #[arg(long = "queue", value_name = "N")]
-    pub queue: Option<usize>,
+        /// Requests that may wait for a free sequence before 429.
+        #[arg(long = "queue", value_name = "N")]
+        queue: usize = Some(64),
 
-    /// Seconds in-flight requests may run on after SIGINT/SIGTERM [default: 10].
-    #[arg(long = "shutdown-timeout", value_name = "SECONDS")]
-    pub shutdown_timeout: Option<f64>,
+        /// Seconds in-flight requests may run on after SIGINT/SIGTERM.
+        #[arg(long = "shutdown-timeout", value_name = "SECONDS")]
+        shutdown_timeout: f64 = Some(10.0),
 
-    /// Directory for sessions evicted from the KV cache [default: a temporary directory,
-    /// removed at exit].
-    #[arg(long = "state-dir", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+        /// Directory for sessions evicted from the KV cache (default: a temporary directory,
+        /// removed at exit).
+        #[arg(long = "state-dir", value_name = "DIR")]
+        state_dir: PathBuf = None,
 
-    /// Model id in responses and /v1/models [default: the file name without .gguf].
-    #[arg(long = "alias", value_name = "NAME")]
-    pub alias: Option<String>,
-}
-
-macro_rules! layer {
-    ($high:expr, $low:expr, $($field:ident),* $(,)?) => {
-        ServeOptions { $($field: $high.$field.or($low.$field),)* }
-    };
-}
-
-impl ServeOptions {
-    fn over(self, lower: ServeOptions) -> ServeOptions {
-        layer!(
-            self,
-            lower,
-            host,
-            port,
-            parallel,
-            api_key,
-            api_key_file,
-            no_auth,
-            max_body,
-            max_tokens_cap,
-            queue,
-            shutdown_timeout,
-            state_dir,
-            alias,
-        )
+        /// Model id in responses and /v1/models (default: the file name without .gguf).
+        #[arg(long = "alias", value_name = "NAME")]
+        alias: String = None,
     }
-}
-
-/// Reads a config file holding run options and server options.
-fn load_config(path: &Path) -> Result<(RunOptions, ServeOptions), CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::ConfigRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let invalid = |key: String, message: String| CliError::ConfigInvalid {
-        path: path.to_path_buf(),
-        key,
-        message,
-    };
-    let mut table: toml::Table = match text.parse() {
-        Ok(t) => t,
-        // Let the run-options reader report the syntax error with its line.
-        Err(e) => {
-            crate::config::parse(&text).map_err(|(k, m)| invalid(k, m))?;
-            return Err(invalid("?".into(), e.to_string()));
-        }
-    };
-    let mut serve = toml::Table::new();
-    for key in crate::config::SERVE_KEYS {
-        if let Some(value) = table.remove(key) {
-            serve.insert(key.to_string(), value);
-        }
-    }
-    let rest = toml::to_string(&table).map_err(|e| invalid("?".into(), e.to_string()))?;
-    let run = crate::config::parse(&rest).map_err(|(k, m)| invalid(k, m))?;
-    let serve: ServeOptions = serde_path_to_error::deserialize(toml::Value::Table(serve))
-        .map_err(|e| invalid(e.path().to_string(), e.into_inner().to_string()))?;
-    Ok((run, serve))
 }
 
 /// The effective server settings.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
 struct ServeSettings {
     host: String,
     port: u16,
@@ -158,17 +92,18 @@ struct ServeSettings {
 }
 
 fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
+    let o = o.clone().over(ServeOptions::defaults());
     let s = ServeSettings {
-        host: o.host.clone().unwrap_or_else(|| "127.0.0.1".to_string()),
-        port: o.port.unwrap_or(8080),
-        parallel: o.parallel.unwrap_or(4),
-        no_auth: o.no_auth.unwrap_or(false),
-        max_body: o.max_body.map_or(1 << 20, |b| b.0),
+        host: o.host.unwrap_or_default(),
+        port: o.port.unwrap_or_default(),
+        parallel: o.parallel.unwrap_or_default(),
+        no_auth: o.no_auth.unwrap_or_default(),
+        max_body: o.max_body.map_or(0, |b| b.0),
         max_tokens_cap: o.max_tokens_cap,
-        queue: o.queue.unwrap_or(64),
-        shutdown_timeout: o.shutdown_timeout.unwrap_or(10.0),
-        state_dir: o.state_dir.clone(),
-        alias: o.alias.clone(),
+        queue: o.queue.unwrap_or_default(),
+        shutdown_timeout: o.shutdown_timeout.unwrap_or_default(),
+        state_dir: o.state_dir,
+        alias: o.alias,
     };
     let bad = |name, value: String, expected| ServeError::Option {
         name,
@@ -267,22 +202,18 @@ fn remove_stale_state_dirs() {
 
 /// Runs the command.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
-    let (file_run, file_serve) = match &args.config.config {
-        Some(path) => load_config(path)?,
-        None => (RunOptions::default(), ServeOptions::default()),
+    let file = match &args.config.config {
+        Some(path) => crate::config::load(path)?,
+        None => crate::config::ConfigFile::default(),
     };
-    let settings = args.options.over(file_run).resolve()?;
-    let serve_options = args.serve.over(file_serve);
+    let run_options = args.options.over(file.run);
+    let settings = run_options.clone().resolve()?;
+    let serve_options = args.serve.over(file.serve);
     let serve = resolve(&serve_options)?;
     if args.config.print_config {
-        // One document: the run settings with the server's under [serve] (appended after the
-        // run settings' own tables, they would read as part of the last one).
-        let text = toml::Table::try_from(&settings)
-            .and_then(|mut table| {
-                table.insert("serve".into(), toml::Value::try_from(&serve)?);
-                toml::to_string_pretty(&table)
-            })
-            .unwrap_or_else(|e| format!("# {e}\n"));
+        // One config file: the run keys, then the server's (both flat).
+        let text = crate::config::print(&run_options.over(RunOptions::defaults()))
+            + &crate::config::print(&serve_options.over(ServeOptions::defaults()));
         std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         return Ok(());
     }
@@ -341,40 +272,6 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The planner sizes one context for all sequences; `--ctx-size` is per sequence.
-fn per_sequence(d: Degradation, n_parallel: u32) -> Degradation {
-    match d {
-        Degradation::Context { from, to } => Degradation::Context {
-            from: from / n_parallel,
-            to: to / n_parallel,
-        },
-        other => other,
-    }
-}
-
-/// A planning error with its suggested `--ctx-size` per sequence.
-fn per_sequence_error(err: PlanError<ProbeError>, n_parallel: u32) -> PlanError<ProbeError> {
-    match err {
-        PlanError::DoesNotFit {
-            required,
-            budget,
-            breakdown,
-            suggestion: Suggestion::Reconfigure { changes },
-        } => PlanError::DoesNotFit {
-            required,
-            budget,
-            breakdown,
-            suggestion: Suggestion::Reconfigure {
-                changes: changes
-                    .into_iter()
-                    .map(|d| per_sequence(d, n_parallel))
-                    .collect(),
-            },
-        },
-        other => other,
-    }
-}
-
 /// The model's id: its file name without `.gguf`.
 fn model_id(path: &Path) -> String {
     let name = path
@@ -395,18 +292,13 @@ struct Started {
 }
 
 impl Started {
+    /// Plans, loads and starts the engine on llama-core's run path, as `prompt` does, with
+    /// `--parallel` sequences: the same plan, streaming and GPU fitting.
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
-        let path = settings.model.clone().ok_or(CliError::NoModel)?;
-        let gguf = llama_core::check_model_file(&path)?;
-        let params = runtime::model_params(settings, &gguf);
-        let cache = ModelCacheSpec::from_gguf(&gguf).map_err(ServeError::from)?;
-        let n_ctx_train = runtime::training_context(&gguf);
-        let n_parallel = serve.parallel;
-        let per_seq = match settings.ctx_size {
-            0 => n_ctx_train.max(256),
-            n => n,
-        };
-        let total = per_seq.saturating_mul(n_parallel);
+        let run = runtime::run_settings(settings, serve.parallel)?;
+        let path = run.model.clone();
+        let prepared = llama_core::run::prepare(&run)?;
+        runtime::print_notes(&prepared.notes);
         let (state_dir, temp_dir) = match &serve.state_dir {
             Some(dir) => (dir.clone(), None),
             None => {
@@ -420,78 +312,15 @@ impl Started {
             path: state_dir.clone(),
             source,
         })?;
-        let mut config = EngineConfig::new(n_parallel, per_seq, 0, state_dir);
-        config.threads = settings.threads;
-        config.n_batch = settings.batch_size;
-        config.n_ubatch = settings.ubatch_size.min(settings.batch_size);
-        config.flash_attention = settings.flash_attn;
-        config.type_k = settings.type_k;
-        config.type_v = settings.type_v;
-        config.queue_capacity = serve.queue;
-        let plan = match settings.max_mem {
-            None => {
-                config.kv_budget_bytes = cache
-                    .kv_bytes(&KvCacheParams {
-                        n_ctx: u64::from(total),
-                        n_ubatch: u64::from(config.n_ubatch),
-                        n_seq: u64::from(n_parallel),
-                        type_k: settings.type_k,
-                        type_v: settings.type_v,
-                        swa_full: true,
-                        unified: true,
-                    })
-                    .map_err(ServeError::from)?
-                    .total_bytes();
-                None
-            }
-            Some(limit) => {
-                let mut request = runtime::plan_request(settings, limit.0, n_ctx_train);
-                request.n_ctx = total;
-                request.n_seq = n_parallel;
-                let plan = budget::plan_model(&path, &gguf, &params, settings.threads, &request)
-                    .map_err(|e| per_sequence_error(e, n_parallel))?;
-                for d in &plan.degraded {
-                    eprintln!(
-                        "note: {} to fit --max-mem {} with --parallel {n_parallel}",
-                        per_sequence(*d, n_parallel),
-                        max_mem_arg(plan.budget)
-                    );
-                }
-                let c = &plan.candidate;
-                config.n_ctx_per_seq = (c.n_ctx / n_parallel).max(1);
-                config.n_batch = c.n_batch;
-                config.n_ubatch = c.n_ubatch;
-                config.type_k = c.type_k;
-                config.type_v = c.type_v;
-                config.flash_attention = if c.flash_attn {
-                    llama_core::FlashAttention::On
-                } else {
-                    llama_core::FlashAttention::Off
-                };
-                config.kv_budget_bytes = plan.breakdown.kv;
-                tracing::info!(plan = ?plan.breakdown, "memory plan");
-                match budget::install_data_limit(&plan, gguf.file_size()) {
-                    Ok(limit) => tracing::info!(limit, "data segment limit set"),
-                    Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
-                }
-                Some(plan)
-            }
-        };
-        let model = Arc::new(Model::load_unchecked(&path, &params, None)?);
-        tracing::info!(
-            n_parallel,
-            n_ctx_per_seq = config.n_ctx_per_seq,
-            kv_budget_bytes = config.kv_budget_bytes,
-            "starting the engine"
-        );
-        let engine = Engine::start(model, &cache, config).map_err(ServeError::from)?;
+        let running = prepared.start(StartOptions {
+            queue_capacity: serve.queue,
+            state_dir: Some(state_dir),
+            progress: None,
+        })?;
         Ok(Started {
-            engine,
+            engine: running.engine,
             path,
-            counters: BudgetCounters::new(
-                settings.max_mem.map(|b| b.0),
-                plan.as_ref().map(|p| p.breakdown),
-            ),
+            counters: running.counters,
             temp_dir,
         })
     }
@@ -503,25 +332,23 @@ mod tests {
 
     #[test]
     fn config_file_holds_run_and_serve_keys() {
-        let dir = std::env::temp_dir().join(format!("llama-rs-serve-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("serve.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serve.toml");
         std::fs::write(
             &path,
             "temp = 0.5\nport = 9000\nparallel = 2\nmax-body = \"2M\"\n",
         )
         .unwrap();
-        let (run, serve) = load_config(&path).unwrap();
-        assert_eq!(run.temp, Some(0.5));
-        assert_eq!(serve.port, Some(9000));
-        assert_eq!(serve.max_body, Some(ByteSize(2 << 20)));
+        let file = crate::config::load(&path).unwrap();
+        assert_eq!(file.run.temp, Some(0.5));
+        assert_eq!(file.serve.port, Some(9000));
+        assert_eq!(file.serve.max_body, Some(ByteSize(2 << 20)));
         std::fs::write(&path, "prot = 9000\n").unwrap();
-        let err = load_config(&path).unwrap_err().to_string();
+        let err = crate::config::load(&path).unwrap_err().to_string();
         assert!(err.contains("prot"), "{err}");
         std::fs::write(&path, "port = \"x\"\n").unwrap();
-        let err = load_config(&path).unwrap_err().to_string();
+        let err = crate::config::load(&path).unwrap_err().to_string();
         assert!(err.contains("port"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

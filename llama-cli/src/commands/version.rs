@@ -24,7 +24,7 @@ pub fn run(args: VersionArgs) -> Result<(), CliError> {
         out,
         "llama.cpp: carried by llama-cpp-sys-2 {} (OpenMP: {})",
         info.llama_cpp_sys_version,
-        if llama_sys::OPENMP { "yes" } else { "no" }
+        if info.openmp { "yes" } else { "no" }
     )?;
     let gpu = if info.gpu_backends.is_empty() {
         "none (CPU only)".to_string()

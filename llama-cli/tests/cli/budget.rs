@@ -387,7 +387,7 @@ fn plan_shows_the_tier_of_every_layer() {
 
 #[test]
 fn gpu_flags_on_a_cpu_build_warn_and_run_on_the_cpu() {
-    if !llama_sys::compiled_gpu_backends().is_empty() {
+    if !llama_core::ffi::compiled_gpu_backends().is_empty() {
         return;
     }
     let m = model();

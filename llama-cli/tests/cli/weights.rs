@@ -122,14 +122,14 @@ fn no_repack_is_a_config_key_and_a_short_flag() {
     );
     let text = String::from_utf8(output.stdout).unwrap();
     let t: toml::Table = text.parse().unwrap();
-    assert_eq!(t["repack"].as_bool(), Some(false), "{text}");
+    assert_eq!(t["no-repack"].as_bool(), Some(true), "{text}");
     assert_eq!(t["amx"].as_bool(), Some(false), "{text}");
     let output = llama_cli()
         .args(["chat", "-nr", "--print-config"])
         .output()
         .unwrap();
     let t: toml::Table = String::from_utf8(output.stdout).unwrap().parse().unwrap();
-    assert_eq!(t["repack"].as_bool(), Some(false));
+    assert_eq!(t["no-repack"].as_bool(), Some(true));
 }
 
 #[test]

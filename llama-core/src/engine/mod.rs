@@ -30,8 +30,16 @@ use std::time::Duration;
 
 use crate::cache_spec::{KvCacheType, ModelCacheSpec};
 use crate::cancel::CancelToken;
-use crate::ffi::{FlashAttention, Model, Token};
+use crate::ffi::{ContextParams, FlashAttention, Model, Token};
 use crate::session::{FinishReason, GenerateOptions};
+use crate::state_file::StateFileError;
+
+fn engine_stopped(path: &std::path::Path) -> StateFileError {
+    StateFileError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::other("the engine has stopped"),
+    }
+}
 
 /// How the engine is sized.
 #[derive(Debug, Clone)]
@@ -60,8 +68,12 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Events buffered per consumer before its session pauses.
     pub stream_buffer: usize,
-    /// Where sessions evicted from the KV cache are saved.
-    pub state_dir: PathBuf,
+    /// Where sessions evicted from the KV cache are saved; `None`: they are dropped, never
+    /// written (one-conversation use, as `prompt` and `chat` run).
+    pub state_dir: Option<PathBuf>,
+    /// The model's fingerprint that session files are stamped with
+    /// ([`crate::gguf::GgufModel::fingerprint`]); `None`: computed from the model's file.
+    pub model_fingerprint: Option<String>,
     /// One pool of KV cells shared by all sequences (`true`: a long conversation may use the
     /// whole budget, shared prefixes are stored once) or one fixed stream per sequence
     /// (`false`, the default: attention only scans a sequence's own cells, which is faster with
@@ -76,7 +88,7 @@ impl EngineConfig {
         n_parallel: u32,
         n_ctx_per_seq: u32,
         kv_budget_bytes: u64,
-        state_dir: PathBuf,
+        state_dir: impl Into<Option<PathBuf>>,
     ) -> EngineConfig {
         EngineConfig {
             n_parallel,
@@ -91,9 +103,41 @@ impl EngineConfig {
             block_tokens: crate::kv_pool::DEFAULT_BLOCK_TOKENS,
             queue_capacity: 64,
             stream_buffer: 64,
-            state_dir,
+            state_dir: state_dir.into(),
+            model_fingerprint: None,
             kv_unified: false,
         }
+    }
+}
+
+impl EngineConfig {
+    /// A configuration for the context `params` describes (all `n_seq` sequences together):
+    /// its batch sizes, threads, flash attention and cache types, and a KV budget of the cache
+    /// that context holds. Sessions evicted from the cache are dropped (no state directory).
+    pub fn for_context(
+        params: &ContextParams,
+        n_seq: u32,
+        cache: &ModelCacheSpec,
+    ) -> Result<EngineConfig, crate::cache_spec::CacheSpecError> {
+        let n_seq = n_seq.max(1);
+        let kv = cache.kv_bytes(&crate::cache_spec::KvCacheParams {
+            n_ctx: u64::from(params.n_ctx),
+            n_ubatch: u64::from(params.n_ubatch),
+            n_seq: u64::from(n_seq),
+            type_k: params.type_k,
+            type_v: params.type_v,
+            swa_full: true,
+            unified: true,
+        })?;
+        let mut config =
+            EngineConfig::new(n_seq, (params.n_ctx / n_seq).max(1), kv.total_bytes(), None);
+        config.threads = params.n_threads;
+        config.n_batch = params.n_batch;
+        config.n_ubatch = params.n_ubatch.min(params.n_batch);
+        config.flash_attention = params.flash_attention;
+        config.type_k = params.type_k;
+        config.type_v = params.type_v;
+        Ok(config)
     }
 }
 
@@ -125,6 +169,12 @@ pub struct Completion {
     /// From submission to the end.
     #[serde(skip)]
     pub total_time: Duration,
+    /// Spent decoding the prompt (from its first chunk to its logits).
+    #[serde(skip)]
+    pub prompt_time: Duration,
+    /// From the first generated token to the end.
+    #[serde(skip)]
+    pub generation_time: Duration,
 }
 
 /// What a consumer receives.
@@ -285,6 +335,8 @@ impl ResponseStream {
 /// State shared between the handle and the scheduler thread.
 struct Shared {
     queue: Mutex<std::collections::VecDeque<scheduler::Job>>,
+    /// Work on a sequence's saved state, done by the scheduler thread between steps.
+    commands: Mutex<scheduler::Commands>,
     wake: std::sync::Condvar,
     stats: Mutex<EngineStats>,
     stopping: AtomicBool,
@@ -315,7 +367,92 @@ impl Engine {
         cache: &ModelCacheSpec,
         config: EngineConfig,
     ) -> Result<Engine, EngineError> {
-        scheduler::start(model, cache, config)
+        scheduler::start(model, cache, config, None)
+    }
+
+    /// Like [`start`](Self::start), with `observer` watching every graph node the context
+    /// computes (the layer streamer of a model whose layers are streamed from disk).
+    pub fn start_with_observer(
+        model: Arc<Model>,
+        cache: &ModelCacheSpec,
+        config: EngineConfig,
+        observer: Box<dyn crate::ffi::EvalObserver>,
+    ) -> Result<Engine, EngineError> {
+        scheduler::start(model, cache, config, Some(observer))
+    }
+
+    /// Most tokens one request may hold (prompt and answer): the context of one sequence.
+    pub fn max_tokens_per_request(&self) -> usize {
+        self.shared.max_tokens_per_request
+    }
+
+    /// Saves the conversation that sequence `seq` holds (its tokens and KV state, and the
+    /// caller's `extra` bytes) to `path`, atomically. Returns the number of tokens saved.
+    /// Fails while the sequence is answering a request.
+    pub fn save_sequence(
+        &self,
+        seq: u32,
+        path: &std::path::Path,
+        extra: &[u8],
+    ) -> Result<usize, StateFileError> {
+        self.command(|reply| scheduler::Command::Save {
+            seq,
+            path: path.to_path_buf(),
+            extra: extra.to_vec(),
+            reply,
+        })
+        .unwrap_or_else(|| Err(engine_stopped(path)))
+    }
+
+    /// Replaces what sequence `seq` holds with the conversation saved at `path`; returns the
+    /// caller's extra bytes and the number of tokens. A file saved for another model or cache
+    /// type is refused, and the sequence is left empty when llama.cpp rejects the state.
+    pub fn load_sequence(
+        &self,
+        seq: u32,
+        path: &std::path::Path,
+    ) -> Result<(Vec<u8>, usize), StateFileError> {
+        self.command(|reply| scheduler::Command::Load {
+            seq,
+            path: path.to_path_buf(),
+            reply,
+        })
+        .unwrap_or_else(|| Err(engine_stopped(path)))
+    }
+
+    /// Empties sequence `seq` (its KV cells and blocks are freed) unless it is answering.
+    pub fn clear_sequence(&self, seq: u32) {
+        let _ = self.command(|reply| scheduler::Command::Clear { seq, reply });
+    }
+
+    /// The tokens whose KV sequence `seq` holds (empty while it is answering).
+    pub fn sequence_tokens(&self, seq: u32) -> Vec<Token> {
+        self.command(|reply| scheduler::Command::Tokens { seq, reply })
+            .unwrap_or_default()
+    }
+
+    /// Hands a command to the scheduler thread and waits for its answer (`None` once the
+    /// scheduler has stopped).
+    fn command<T>(
+        &self,
+        make: impl FnOnce(std::sync::mpsc::SyncSender<T>) -> scheduler::Command,
+    ) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        {
+            // Under the queue's lock, which the scheduler waits with: the wake-up is not lost.
+            let _queue = self.shared.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let mut commands = self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if commands.stopped {
+                return None;
+            }
+            commands.pending.push(make(tx));
+            self.shared.wake.notify_one();
+        }
+        rx.recv().ok()
     }
 
     /// The model the engine runs.

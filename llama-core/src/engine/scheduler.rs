@@ -11,10 +11,12 @@ use super::{
     Shared, SubmitError,
 };
 use crate::cache_spec::ModelCacheSpec;
-use crate::ffi::{Batch, Context, ContextParams, DecodeOutcome, Model, SamplerChain, Token};
+use crate::ffi::{
+    Batch, Context, ContextParams, DecodeOutcome, EvalObserver, Model, SamplerChain, Token,
+};
 use crate::kv_pool::{BlockPool, PoolSpec, SessionId};
 use crate::session::FinishReason;
-use crate::state_file::{model_identity, read_state, write_state, SavedSession};
+use crate::state_file::{model_identity, read_state, write_state, SavedSession, StateFileError};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
@@ -34,6 +36,41 @@ const MAX_SAVED: usize = 256;
 /// re-tokenizing the answer can differ at its end). A larger difference means another
 /// conversation, which is saved before its slot is reused.
 const TAIL_SLACK: usize = 16;
+
+/// Work on one sequence's state that a caller waits for (see [`Engine::save_sequence`] and
+/// its neighbours).
+pub(super) enum Command {
+    /// Save a sequence's conversation to a file.
+    Save {
+        seq: u32,
+        path: std::path::PathBuf,
+        extra: Vec<u8>,
+        reply: std::sync::mpsc::SyncSender<Result<usize, StateFileError>>,
+    },
+    /// Replace a sequence's conversation with a saved one.
+    Load {
+        seq: u32,
+        path: std::path::PathBuf,
+        reply: std::sync::mpsc::SyncSender<Result<(Vec<u8>, usize), StateFileError>>,
+    },
+    /// Empty a sequence.
+    Clear {
+        seq: u32,
+        reply: std::sync::mpsc::SyncSender<()>,
+    },
+    /// The tokens a sequence holds.
+    Tokens {
+        seq: u32,
+        reply: std::sync::mpsc::SyncSender<Vec<Token>>,
+    },
+}
+
+/// Commands waiting for the scheduler thread; `stopped` once it no longer takes any.
+#[derive(Default)]
+pub(super) struct Commands {
+    pub(super) pending: Vec<Command>,
+    pub(super) stopped: bool,
+}
 
 /// A queued request with its consumer's channel.
 pub(super) struct Job {
@@ -65,6 +102,7 @@ pub(super) fn start(
     model: Arc<Model>,
     cache: &ModelCacheSpec,
     config: EngineConfig,
+    observer: Option<Box<dyn EvalObserver>>,
 ) -> Result<Engine, EngineError> {
     let start_err = |message: String| EngineError::Start { message };
     let per_token = cache
@@ -126,12 +164,25 @@ pub(super) fn start(
         type_v: config.type_v,
         kv_unified: config.kv_unified,
     };
-    let ctx = Context::new(model.clone(), &params).map_err(|e| start_err(e.to_string()))?;
-    std::fs::create_dir_all(&config.state_dir)
-        .map_err(|e| start_err(format!("{}: {e}", config.state_dir.display())))?;
-    let identity = model_identity(&model, config.type_k, config.type_v);
+    let ctx = match observer {
+        Some(observer) => Context::with_eval_observer(model.clone(), &params, observer),
+        None => Context::new(model.clone(), &params),
+    }
+    .map_err(|e| start_err(e.to_string()))?;
+    if let Some(dir) = &config.state_dir {
+        std::fs::create_dir_all(dir).map_err(|e| start_err(format!("{}: {e}", dir.display())))?;
+    }
+    let fingerprint = match &config.model_fingerprint {
+        Some(f) => f.clone(),
+        None => crate::gguf::GgufModel::open(model.path())
+            .map_err(|e| e.to_string())
+            .and_then(|g| g.fingerprint().map_err(|e| e.to_string()))
+            .map_err(|e| start_err(format!("{}: {e}", model.path().display())))?,
+    };
+    let identity = model_identity(&fingerprint, config.type_k, config.type_v);
     let shared = Arc::new(Shared {
         queue: Mutex::new(VecDeque::new()),
+        commands: Mutex::new(Commands::default()),
         wake: Condvar::new(),
         stats: Mutex::new(EngineStats {
             blocks_free: pool.available_blocks(),
@@ -144,7 +195,8 @@ pub(super) fn start(
         config: config.clone(),
         max_tokens_per_request,
     });
-    let batch = Batch::new(config.n_batch.max(n_parallel) as usize);
+    // llama.cpp asserts that a decode call holds at most its effective batch size.
+    let batch = Batch::new(ctx.n_batch().max(1) as usize);
     let mut scheduler = Scheduler {
         shared: shared.clone(),
         n_ctx_seq: max_tokens_per_request,
@@ -156,6 +208,7 @@ pub(super) fn start(
         identity,
         next_file: 0,
         model: model.clone(),
+        next_first: 0,
     };
     let thread = std::thread::Builder::new()
         .name("llama-rs-engine".into())
@@ -219,6 +272,9 @@ struct Scheduler {
     next_file: u64,
     n_ctx_seq: usize,
     model: Arc<Model>,
+    /// The slot whose token goes first into the next batch (rotates, so that with more
+    /// generating sessions than the batch holds each gets its turn).
+    next_first: usize,
 }
 
 impl Scheduler {
@@ -229,6 +285,7 @@ impl Scheduler {
                 self.publish();
                 return;
             }
+            self.run_commands();
             self.reap_abandoned();
             self.admit();
             let progressed = self.step();
@@ -268,11 +325,16 @@ impl Scheduler {
     fn reap_abandoned(&mut self) {
         for i in 0..self.slots.len() {
             if self.slots[i].abandoned() {
-                self.stats().cancelled += 1;
-                self.slots[i].finish(FinishReason::Cancelled);
-                self.clear_slot(i);
+                self.cancel_slot(i);
             }
         }
+    }
+
+    /// Ends a cancelled request and frees its KV at once.
+    fn cancel_slot(&mut self, i: usize) {
+        self.stats().cancelled += 1;
+        self.slots[i].finish(FinishReason::Cancelled);
+        self.clear_slot(i);
     }
 
     fn cancel_everything(&mut self) {
@@ -290,6 +352,94 @@ impl Scheduler {
         for s in self.saved.drain(..) {
             let _ = std::fs::remove_file(&s.path);
         }
+        // Waiting callers get no answer (their reply channel closes).
+        let mut commands = lock(&self.shared.commands);
+        commands.stopped = true;
+        commands.pending.clear();
+    }
+
+    /// Runs the commands callers wait for.
+    fn run_commands(&mut self) {
+        let pending = std::mem::take(&mut lock(&self.shared.commands).pending);
+        for command in pending {
+            match command {
+                Command::Save {
+                    seq,
+                    path,
+                    extra,
+                    reply,
+                } => {
+                    let _ = reply.send(self.save_to(seq, &path, &extra));
+                }
+                Command::Load { seq, path, reply } => {
+                    let _ = reply.send(self.load_from(seq, &path));
+                }
+                Command::Clear { seq, reply } => {
+                    if let Some(i) = self.idle_slot(seq) {
+                        self.clear_slot(i);
+                    }
+                    let _ = reply.send(());
+                }
+                Command::Tokens { seq, reply } => {
+                    let tokens = self
+                        .idle_slot(seq)
+                        .map(|i| self.slots[i].tokens.clone())
+                        .unwrap_or_default();
+                    let _ = reply.send(tokens);
+                }
+            }
+        }
+    }
+
+    /// The index of sequence `seq`'s slot when it exists and answers no request.
+    fn idle_slot(&self, seq: u32) -> Option<usize> {
+        let i = seq as usize;
+        (i < self.slots.len() && self.slots[i].is_idle()).then_some(i)
+    }
+
+    fn busy(path: &std::path::Path) -> StateFileError {
+        StateFileError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other("the sequence is answering a request"),
+        }
+    }
+
+    fn save_to(
+        &mut self,
+        seq: u32,
+        path: &std::path::Path,
+        extra: &[u8],
+    ) -> Result<usize, StateFileError> {
+        let i = self.idle_slot(seq).ok_or_else(|| Self::busy(path))?;
+        let state = self.ctx.seq_state(self.slots[i].seq);
+        write_state(path, &self.identity, &self.slots[i].tokens, extra, &state)?;
+        Ok(self.slots[i].tokens.len())
+    }
+
+    fn load_from(
+        &mut self,
+        seq: u32,
+        path: &std::path::Path,
+    ) -> Result<(Vec<u8>, usize), StateFileError> {
+        let i = self.idle_slot(seq).ok_or_else(|| Self::busy(path))?;
+        let file = read_state(path, &self.identity)?;
+        if file.tokens.len() >= self.n_ctx_seq {
+            return Err(StateFileError::Malformed {
+                path: path.to_path_buf(),
+            });
+        }
+        self.clear_slot(i);
+        if !self.ensure_pool(i, file.tokens.len())
+            || !self.ctx.set_seq_state(self.slots[i].seq, &file.state)
+        {
+            self.clear_slot(i);
+            return Err(StateFileError::Malformed {
+                path: path.to_path_buf(),
+            });
+        }
+        self.slots[i].tokens = file.tokens;
+        self.slots[i].last_used = Instant::now();
+        Ok((file.extra, self.slots[i].tokens.len()))
     }
 
     /// Saves an idle slot's session to disk and frees its KV.
@@ -305,10 +455,13 @@ impl Scheduler {
     fn save(&mut self, i: usize) -> bool {
         let seq = self.slots[i].seq;
         let tokens = self.slots[i].tokens.clone();
+        let Some(state_dir) = self.shared.config.state_dir.clone() else {
+            return false;
+        };
         if !tokens.is_empty() {
             let state = self.ctx.seq_state(seq);
             self.next_file += 1;
-            let path = self.shared.config.state_dir.join(format!(
+            let path = state_dir.join(format!(
                 "session-{}-{}.state",
                 std::process::id(),
                 self.next_file
@@ -471,6 +624,8 @@ impl Scheduler {
             first_token: None,
             cached_tokens: reuse,
             generated: 0,
+            prompt_started: None,
+            prompt_done: None,
         });
     }
 
@@ -538,7 +693,13 @@ impl Scheduler {
         // (slot, number of tokens added, batch index of its output if any)
         let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new();
         let mut blocked = Vec::new();
-        for i in 0..self.slots.len() {
+        let n_slots = self.slots.len().max(1);
+        let first = self.next_first % n_slots;
+        self.next_first = self.next_first.wrapping_add(1);
+        let order: Vec<usize> = (0..self.slots.len())
+            .map(|k| (first + k) % n_slots)
+            .collect();
+        for &i in &order {
             if budget == 0 {
                 break;
             }
@@ -558,7 +719,7 @@ impl Scheduler {
             plan.push((i, 1, Some(self.batch.len() - 1)));
             budget -= 1;
         }
-        for i in 0..self.slots.len() {
+        for &i in &order {
             if budget == 0 {
                 break;
             }
@@ -575,10 +736,11 @@ impl Scheduler {
                 blocked.push(i);
                 continue;
             }
-            let Some(run) = self.slots[i].running.as_ref() else {
+            let seq = self.slots[i].seq;
+            let Some(run) = self.slots[i].running.as_mut() else {
                 continue;
             };
-            let seq = self.slots[i].seq;
+            run.prompt_started.get_or_insert_with(Instant::now);
             for (k, &t) in run.prompt[done..done + n].iter().enumerate() {
                 self.batch.push(t, (done + k) as i32, seq, false);
             }
@@ -603,14 +765,29 @@ impl Scheduler {
             }
             return false;
         }
-        match self.ctx.decode(&self.batch) {
+        // A long prompt stops within one graph node once every request of this batch is
+        // cancelled (a Ctrl-C, or clients that went away).
+        let requests = plan
+            .iter()
+            .filter_map(|&(i, _, _)| self.slots[i].running.as_ref().map(|r| r.cancel.clone()))
+            .collect();
+        self.ctx.abort_when_all_cancelled(requests);
+        let outcome = self.ctx.decode(&self.batch);
+        self.ctx.abort_when_all_cancelled(Vec::new());
+        match outcome {
             DecodeOutcome::Done => {}
+            DecodeOutcome::Aborted => {
+                // Nobody wants this batch's result (the cache may hold part of it).
+                for (i, _, _) in plan {
+                    self.cancel_slot(i);
+                }
+                return true;
+            }
             outcome => {
                 let code = match outcome {
                     DecodeOutcome::NoKvSlot => 1,
-                    DecodeOutcome::Aborted => 2,
                     DecodeOutcome::Failed(c) => c,
-                    DecodeOutcome::Done => 0,
+                    DecodeOutcome::Done | DecodeOutcome::Aborted => 0,
                 };
                 for (i, _, _) in plan {
                     self.fail_slot(i, EngineError::Decode { code });
@@ -636,6 +813,14 @@ impl Scheduler {
             let Some(run) = slot.running.as_mut() else {
                 continue;
             };
+            if matches!(slot.phase, Phase::Prompt) {
+                run.prompt_done = Some(Instant::now());
+                if run.max_tokens == Some(0) {
+                    // Only the prompt was asked for (to cache it): no token is sampled.
+                    self.finish_slot(i, FinishReason::Length);
+                    continue;
+                }
+            }
             let token = match (run.argmax, self.ctx.logits(index as i32)) {
                 // Greedy without penalties: the most likely token, without building llama.cpp's
                 // candidate array over the whole vocabulary.

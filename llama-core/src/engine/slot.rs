@@ -39,6 +39,10 @@ pub(super) struct Running {
     pub(super) first_token: Option<Instant>,
     pub(super) cached_tokens: usize,
     pub(super) generated: usize,
+    /// When the first chunk of the prompt went into a batch.
+    pub(super) prompt_started: Option<Instant>,
+    /// When the prompt's last chunk was decoded (its logits ready).
+    pub(super) prompt_done: Option<Instant>,
 }
 
 /// One sequence of the context.
@@ -146,6 +150,11 @@ impl Slot {
             completion_tokens: run.generated,
             time_to_first_token: run.first_token.map(|t| t - run.submitted),
             total_time: run.submitted.elapsed(),
+            prompt_time: match (run.prompt_started, run.prompt_done) {
+                (Some(start), Some(done)) => done - start,
+                _ => std::time::Duration::ZERO,
+            },
+            generation_time: run.prompt_done.map(|t| t.elapsed()).unwrap_or_default(),
         };
         send(&run.events, EngineEvent::Done(completion.clone()));
         Some(completion)

@@ -2,8 +2,7 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use llama_sys as sys;
 
@@ -94,8 +93,9 @@ pub enum DecodeOutcome {
 /// A llama.cpp context over a shared model. Freed when dropped.
 pub struct Context {
     ptr: NonNull<sys::llama_context>,
-    /// The flag the abort callback reads; kept alive as long as the context.
-    cancel: CancelToken,
+    /// What the abort callback reads; boxed so its address is stable, kept alive as long as
+    /// the context.
+    abort: Box<AbortState>,
     model: Arc<Model>,
     n_batch: u32,
     n_ubatch: u32,
@@ -117,10 +117,33 @@ impl std::fmt::Debug for Context {
     }
 }
 
+/// What llama.cpp's abort callback reads: the context's own token, and the tokens of the
+/// requests whose tokens the running decode call holds. The decode stops when the own token
+/// fired, or when every one of those requests was cancelled (nobody wants its result).
+#[derive(Default)]
+struct AbortState {
+    own: CancelToken,
+    requests: Mutex<Vec<CancelToken>>,
+}
+
+impl AbortState {
+    fn should_abort(&self) -> bool {
+        if self.own.is_cancelled() {
+            return true;
+        }
+        // The scheduler replaces the list between decode calls only; never wait for it here.
+        match self.requests.try_lock() {
+            Ok(requests) => !requests.is_empty() && requests.iter().all(CancelToken::is_cancelled),
+            Err(_) => false,
+        }
+    }
+}
+
 unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
-    // SAFETY: `data` is the AtomicBool inside the context's CancelToken, which the context keeps
-    // alive for as long as llama.cpp can call this.
-    unsafe { &*(data as *const AtomicBool) }.load(Ordering::Relaxed)
+    // SAFETY: `data` is the context's boxed AbortState, which the context keeps alive for as
+    // long as llama.cpp can call this.
+    let state = unsafe { &*(data as *const AbortState) };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| state.should_abort())).unwrap_or(true)
 }
 
 impl Context {
@@ -161,9 +184,9 @@ impl Context {
         raw.type_k = ggml_type_of(params.type_k);
         raw.type_v = ggml_type_of(params.type_v);
         raw.kv_unified = params.kv_unified;
-        let cancel = CancelToken::new();
+        let abort = Box::new(AbortState::default());
         raw.abort_callback = Some(abort_trampoline);
-        raw.abort_callback_data = cancel.flag_ptr() as *mut c_void;
+        raw.abort_callback_data = (&*abort as *const AbortState).cast_mut().cast();
         if let Some(obs) = observer.as_mut() {
             raw.cb_eval = Some(eval_trampoline);
             raw.cb_eval_user_data = (&mut **obs as *mut Box<dyn EvalObserver>).cast();
@@ -177,12 +200,21 @@ impl Context {
             n_batch: params.n_batch,
             n_ubatch: params.n_ubatch,
         })?;
+        // llama.cpp clamps the batch to the context (and the micro-batch to the batch): keep
+        // the sizes it will accept.
+        // SAFETY: read-only queries on the context just created.
+        let (n_batch, n_ubatch) = unsafe {
+            (
+                sys::llama_n_batch(ptr.as_ptr()),
+                sys::llama_n_ubatch(ptr.as_ptr()),
+            )
+        };
         Ok(Context {
             ptr,
-            cancel,
+            abort,
             model,
-            n_batch: raw.n_batch,
-            n_ubatch: raw.n_ubatch,
+            n_batch,
+            n_ubatch,
             cache_types: (params.type_k, params.type_v),
             _observer: observer,
         })
@@ -201,7 +233,17 @@ impl Context {
 
     /// The token that cancels this context's decode calls (and generation loops using it).
     pub fn cancel_token(&self) -> &CancelToken {
-        &self.cancel
+        &self.abort.own
+    }
+
+    /// Makes the next decode calls stop early once every one of `requests` is cancelled (the
+    /// requests whose tokens they hold); an empty list turns this off.
+    pub fn abort_when_all_cancelled(&self, requests: Vec<CancelToken>) {
+        *self
+            .abort
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = requests;
     }
 
     /// Context length in tokens, as llama.cpp allocated it.
@@ -210,7 +252,8 @@ impl Context {
         unsafe { sys::llama_n_ctx(self.ptr.as_ptr()) }
     }
 
-    /// Largest batch accepted by one decode call.
+    /// Largest batch accepted by one decode call (llama.cpp's effective `n_batch`: the requested
+    /// one, clamped to the context).
     pub fn n_batch(&self) -> u32 {
         self.n_batch
     }

@@ -24,7 +24,9 @@ pub use residency::{
     EvalObserver, ModelMapping, TensorInput,
 };
 pub use sampler::SamplerChain;
-pub use system::{cpu_has_amx, AmxInfo, DeviceInfo, ExtraBufferType, SystemInfo};
+pub use system::{
+    compiled_gpu_backends, cpu_has_amx, AmxInfo, DeviceInfo, ExtraBufferType, SystemInfo,
+};
 
 /// A token id in the model's vocabulary.
 pub type Token = i32;

@@ -30,6 +30,8 @@ pub struct SystemInfo {
     pub features: String,
     /// GPU backends compiled into this build.
     pub gpu_backends: Vec<&'static str>,
+    /// Whether llama.cpp's CPU backend uses OpenMP for its thread pool.
+    pub openmp: bool,
     /// Backends registered at run time.
     pub registered_backends: Vec<String>,
     /// Devices found.
@@ -145,12 +147,18 @@ impl SystemInfo {
                 llama_cpp_sys_version: LLAMA_CPP_SYS_VERSION,
                 features: c_str(sys::llama_print_system_info()).trim().to_string(),
                 gpu_backends: llama_sys::compiled_gpu_backends(),
+                openmp: llama_sys::OPENMP,
                 registered_backends,
                 devices,
                 gpu_offload: sys::llama_supports_gpu_offload(),
             }
         }
     }
+}
+
+/// Names of the GPU backends compiled into this build (empty for a CPU-only build).
+pub fn compiled_gpu_backends() -> Vec<&'static str> {
+    llama_sys::compiled_gpu_backends()
 }
 
 /// The pinned llama-cpp-sys-2 version (keep in step with llama-sys/Cargo.toml).
@@ -169,4 +177,3 @@ mod tests {
         assert!(!cpuinfo_has_amx("model name\t: amx_int8 in a name\n"));
     }
 }
-

@@ -23,6 +23,7 @@
 //! fuzz target can mount it with `#[path]` without building llama.cpp.
 
 mod error;
+mod fingerprint;
 mod ggml_type;
 mod metadata;
 mod model;

@@ -1,0 +1,365 @@
+//! The one run path every model-running command takes (`prompt`, `chat`, `plan`, `serve`):
+//!
+//! 1. [`prepare`] decides everything before a model is loaded: it checks the file with the
+//!    GGUF reader, fits GPU layers (`-ngl`, `--max-vram`), plans memory under `--max-mem` with
+//!    llama.cpp's no-alloc dry run (re-planning with only a streaming window of the weights
+//!    resident when they do not fit and `--stream` allows it) and places every layer in a tier.
+//!    A request that cannot fit is refused here, before anything is allocated.
+//! 2. [`Prepared::start`] then installs the `RLIMIT_DATA` backstop, loads the model (without
+//!    `MAP_POPULATE` when layers are streamed), attaches the layer streamer and starts the
+//!    [`Engine`](crate::engine::Engine), whose scheduler is the one generation loop for the
+//!    terminal (one sequence) and the server (`--parallel` sequences).
+//!
+//! Streaming that was planned but cannot be set up is an error, never a silent resident load.
+
+mod gpu;
+mod start;
+
+use std::path::PathBuf;
+
+use crate::arena::{ArenaError, Ledger, Placement, StreamMode};
+use crate::budget::{self, LlamaSizer};
+use crate::cache_spec::KvCacheType;
+use crate::error::{LoadError, ParamError};
+use crate::ffi::{ContextParams, FlashAttention, ModelParams};
+use crate::gguf::GgufModel;
+use crate::memory_probe::ProbeError;
+use crate::planner::{self, Degradation, FlashAttnMode, Plan, PlanError, PlanRequest, Suggestion};
+
+pub use self::start::{Running, StartOptions, Streaming};
+
+/// What a run asks for, as the flags and config file resolved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSettings {
+    /// The GGUF model file.
+    pub model: PathBuf,
+    /// Context per sequence in tokens (0: the model's training context).
+    pub ctx_size: u32,
+    /// Sequences decoded together (1 for `prompt` and `chat`; `--parallel` for `serve`).
+    pub n_seq: u32,
+    /// Logical batch size.
+    pub batch_size: u32,
+    /// Physical batch size.
+    pub ubatch_size: u32,
+    /// Threads.
+    pub threads: i32,
+    /// Layers to offload to a GPU (`-ngl`; negative: all).
+    pub gpu_layers: i32,
+    /// The memory budget in bytes (`--max-mem`).
+    pub max_mem: Option<u64>,
+    /// The GPU memory budget in bytes (`--max-vram`).
+    pub max_vram: Option<u64>,
+    /// Refuse instead of degrading.
+    pub strict: bool,
+    /// K cache type.
+    pub type_k: KvCacheType,
+    /// V cache type.
+    pub type_v: KvCacheType,
+    /// Flash attention.
+    pub flash_attn: FlashAttention,
+    /// Layer streaming.
+    pub stream: StreamMode,
+    /// Weights may be repacked into the CPU backend's extra buffer types.
+    pub repack: bool,
+    /// The AMX buffer type is offered too.
+    pub amx: bool,
+}
+
+/// Why a run could not be prepared or started.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The model file is missing, unreadable or not a valid GGUF model, or llama.cpp could
+    /// not load it.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A setting is out of range for this model.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// The request does not fit the memory budget (or planning failed).
+    #[error(transparent)]
+    Plan(#[from] PlanError<ProbeError>),
+    /// The weights do not fit and even streaming them (the global tensors plus one layer
+    /// resident) does not fit the budget either.
+    #[error("does not fit even streaming layers from disk (the global tensors plus one layer of {layer} resident, weights {weights} in all): {source}", layer = crate::ByteSize(*.layer_bytes), weights = crate::ByteSize(*.weight_bytes))]
+    StreamingDoesNotFit {
+        /// Bytes of the largest layer.
+        layer_bytes: u64,
+        /// Bytes of all weights.
+        weight_bytes: u64,
+        /// The planner's refusal, with the smallest budget that works.
+        #[source]
+        source: PlanError<ProbeError>,
+    },
+    /// Streaming was planned (the weights do not fit `--max-mem`, or `--stream on`) but
+    /// cannot be set up; loading the model resident instead would break the budget.
+    #[error("layer streaming was planned but cannot be set up: {reason}")]
+    StreamingUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// The engine (the context and its scheduler) could not start.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Everything decided before the model is loaded.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The settings it was prepared for.
+    pub settings: RunSettings,
+    /// The model's GGUF description.
+    pub gguf: GgufModel,
+    /// Model parameters (GPU layers resolved; no repacking when streaming).
+    pub params: ModelParams,
+    /// Context parameters for all sequences together (from the plan when there is one).
+    pub ctx_params: ContextParams,
+    /// The memory plan, with `--max-mem`.
+    pub plan: Option<Plan>,
+    /// The layers of the model, or why they cannot be placed (a split model, no layers).
+    pub ledger: Result<Ledger, ArenaError>,
+    /// The tier of every layer.
+    pub placement: Option<Placement>,
+    /// Whether layers are streamed from disk.
+    pub streams: bool,
+    /// Bytes of weights repacked into the CPU backend's extra buffer types, when planned.
+    pub repacked_bytes: Option<u64>,
+    /// What the user should know: degradations, streaming, GPU fallbacks. Warnings start
+    /// with `warning:`.
+    pub notes: Vec<String>,
+}
+
+impl Prepared {
+    /// Context per sequence in tokens, as planned.
+    pub fn n_ctx_per_seq(&self) -> u32 {
+        (self.ctx_params.n_ctx / self.settings.n_seq.max(1)).max(1)
+    }
+}
+
+/// The model's training context (4096 when the metadata does not say).
+pub fn training_context(gguf: &GgufModel) -> u32 {
+    gguf.context_length()
+        .unwrap_or(4096)
+        .min(u64::from(u32::MAX)) as u32
+}
+
+/// The planner's request for these settings: all sequences' context together.
+pub fn plan_request(settings: &RunSettings, budget: u64, n_ctx_train: u32) -> PlanRequest {
+    PlanRequest {
+        n_ctx: settings.ctx_size.saturating_mul(settings.n_seq.max(1)),
+        n_seq: settings.n_seq.max(1),
+        n_batch: settings.batch_size,
+        n_ubatch: settings.ubatch_size,
+        type_k: settings.type_k,
+        type_v: settings.type_v,
+        flash_attn: match settings.flash_attn {
+            FlashAttention::Auto => FlashAttnMode::Auto,
+            FlashAttention::On => FlashAttnMode::On,
+            FlashAttention::Off => FlashAttnMode::Off,
+        },
+        strict: settings.strict,
+        gpu_layers: settings.gpu_layers,
+        ..PlanRequest::new(budget, n_ctx_train)
+    }
+}
+
+/// The context the settings ask for when no budget plans it: `-c 0` is the model's training
+/// context (at least 256), times the sequences.
+fn requested_context_params(settings: &RunSettings, n_ctx_train: u32) -> ContextParams {
+    let per_seq = match settings.ctx_size {
+        0 => n_ctx_train.max(256),
+        n => n,
+    };
+    let n_seq = settings.n_seq.max(1);
+    ContextParams {
+        n_ctx: per_seq.saturating_mul(n_seq),
+        n_batch: settings.batch_size,
+        n_ubatch: settings.ubatch_size,
+        n_seq_max: n_seq,
+        // Sequences sample only after their last token: one logits row each per decode.
+        n_outputs_max: n_seq,
+        n_threads: settings.threads,
+        n_threads_batch: settings.threads,
+        flash_attention: settings.flash_attn,
+        type_k: settings.type_k,
+        type_v: settings.type_v,
+        kv_unified: false,
+    }
+}
+
+/// Model parameters for where the weights go on the CPU: `--no-repack` and `--amx`.
+pub fn weight_params(settings: &RunSettings) -> ModelParams {
+    ModelParams {
+        repack: settings.repack,
+        amx: settings.amx,
+        ..ModelParams::default()
+    }
+}
+
+/// A context degradation as the user asked for it: per sequence.
+fn per_sequence(d: Degradation, n_seq: u32) -> Degradation {
+    match d {
+        Degradation::Context { from, to } => Degradation::Context {
+            from: from / n_seq,
+            to: to / n_seq,
+        },
+        other => other,
+    }
+}
+
+/// A planning error with its suggested `--ctx-size` per sequence.
+fn per_sequence_error(err: PlanError<ProbeError>, n_seq: u32) -> PlanError<ProbeError> {
+    match err {
+        PlanError::DoesNotFit {
+            required,
+            budget,
+            breakdown,
+            suggestion: Suggestion::Reconfigure { changes },
+        } if n_seq > 1 => PlanError::DoesNotFit {
+            required,
+            budget,
+            breakdown,
+            suggestion: Suggestion::Reconfigure {
+                changes: changes
+                    .into_iter()
+                    .map(|d| per_sequence(d, n_seq))
+                    .collect(),
+            },
+        },
+        other => other,
+    }
+}
+
+fn stream_param(err: impl std::fmt::Display, expected: &'static str) -> ParamError {
+    ParamError {
+        name: "stream",
+        value: err.to_string(),
+        expected,
+    }
+}
+
+/// Decides how to run `settings` without loading the model (see the module docs).
+pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
+    let path = &settings.model;
+    let gguf = crate::check_model_file(path)?;
+    let n_ctx_train = training_context(&gguf);
+    let n_seq = settings.n_seq.max(1);
+    let ledger = Ledger::from_gguf(&gguf);
+    let mut notes = Vec::new();
+    let requested = requested_context_params(settings, n_ctx_train);
+    let n_gpu = gpu::gpu_layers(
+        settings,
+        &gguf,
+        ledger.as_ref().ok(),
+        &requested,
+        &mut notes,
+    );
+    let params = ModelParams {
+        n_gpu_layers: n_gpu,
+        ..weight_params(settings)
+    };
+    let mut repacked_bytes = None;
+    let (ctx_params, mut plan) = match settings.max_mem {
+        None => (requested, None),
+        Some(budget) => {
+            let request = PlanRequest {
+                gpu_layers: n_gpu,
+                ..plan_request(settings, budget, n_ctx_train)
+            };
+            // One sizer (one dry-run model, one baseline measurement) serves both attempts.
+            let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
+                .map_err(PlanError::Sizer)?;
+            repacked_bytes = Some(sizer.repacked_bytes());
+            let plan = match planner::plan(&request, &mut sizer) {
+                Err(PlanError::DoesNotFit { .. }) if settings.stream != StreamMode::Off => {
+                    // The weights do not fit: plan with only a streaming window of them resident.
+                    let ledger = ledger
+                        .as_ref()
+                        .map_err(|e| stream_param(e, "a model whose layers can be streamed"))?;
+                    sizer.stream_weights(ledger.minimum_budget());
+                    let plan = planner::plan(&request, &mut sizer).map_err(|source| {
+                        RunError::StreamingDoesNotFit {
+                            layer_bytes: ledger.max_layer_bytes(),
+                            weight_bytes: ledger.total_bytes(),
+                            source: per_sequence_error(source, n_seq),
+                        }
+                    })?;
+                    notes.push(format!(
+                        "the weights ({}) do not fit --max-mem {}; streaming layers from disk",
+                        crate::ByteSize(ledger.total_bytes()),
+                        crate::ByteSize(budget)
+                    ));
+                    plan
+                }
+                other => other.map_err(|e| per_sequence_error(e, n_seq))?,
+            };
+            let parallel = if n_seq > 1 {
+                format!(" with --parallel {n_seq}")
+            } else {
+                String::new()
+            };
+            notes.extend(plan.degraded.iter().map(|d| {
+                format!(
+                    "{} to fit --max-mem {}{parallel}",
+                    per_sequence(*d, n_seq),
+                    planner::max_mem_arg(plan.budget)
+                )
+            }));
+            let mut ctx_params = budget::context_params(&plan.candidate, settings.threads);
+            ctx_params.n_outputs_max = n_seq;
+            (ctx_params, Some(plan))
+        }
+    };
+    // Layer placement: what the budget leaves for weights after the anonymous memory.
+    let weight_budget = plan.as_ref().map(|p| {
+        p.budget
+            .saturating_sub(p.breakdown.total() - p.breakdown.weights)
+    });
+    let n_gpu_layers = usize::try_from(n_gpu).unwrap_or(usize::MAX);
+    let stream = match (&ledger, settings.stream) {
+        (_, StreamMode::Off) => None,
+        (Ok(ledger), mode) => mode
+            .placement(ledger, n_gpu_layers, weight_budget)
+            .map_err(|e| {
+                stream_param(e, "a budget that holds the global tensors plus one layer")
+            })?,
+        (Err(err), StreamMode::On) => {
+            return Err(stream_param(err, "a model whose layers can be streamed").into())
+        }
+        (Err(_), StreamMode::Auto) => None,
+    };
+    if stream.is_some() && !crate::ffi::streaming_load_supported() {
+        return Err(RunError::StreamingUnavailable {
+            reason: "this build has no mmap interposer (it exists on 64-bit Linux only), so the model cannot be mapped without faulting it all in".into(),
+        });
+    }
+    let streams = stream.is_some();
+    let placement = match stream {
+        Some(p) => Some(p),
+        None => ledger
+            .as_ref()
+            .ok()
+            .and_then(|l| Placement::plan_with_gpu(l, n_gpu_layers, u64::MAX).ok()),
+    };
+    if let (true, Some(plan), Some(placement)) = (streams, plan.as_mut(), placement.as_ref()) {
+        // The planner counted the smallest window; the placement used what the budget left
+        // (a wider window, pinned layers): plan with what will actually be resident.
+        plan.breakdown.weights = placement.peak_bytes;
+    }
+    let params = ModelParams {
+        // Repacked weights are copied into anonymous memory and cannot be streamed.
+        repack: !streams && params.repack,
+        ..params
+    };
+    Ok(Prepared {
+        settings: settings.clone(),
+        gguf,
+        params,
+        ctx_params,
+        plan,
+        ledger,
+        placement,
+        streams,
+        repacked_bytes: repacked_bytes.filter(|_| !streams),
+        notes,
+    })
+}

@@ -1,0 +1,156 @@
+//! The second half of the run path: load what [`super::prepare`] decided and start the engine.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::arena::{ArenaCounters, LayerStreamer, Placement};
+use crate::budget;
+use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::ffi::{set_streaming_load, Model, ModelMapping};
+use crate::metrics::BudgetCounters;
+use crate::planner::Plan;
+use crate::ModelCacheSpec;
+
+use super::{Prepared, RunError};
+
+/// How the engine of a run is set up, beyond what was planned.
+pub struct StartOptions<'a> {
+    /// Requests that may wait for a free sequence.
+    pub queue_capacity: usize,
+    /// Where sessions evicted from the KV cache are saved (`None`: dropped).
+    pub state_dir: Option<PathBuf>,
+    /// Sees the load's progress from 0 to 1; returning false cancels the load.
+    pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
+}
+
+impl Default for StartOptions<'_> {
+    fn default() -> Self {
+        StartOptions {
+            queue_capacity: 64,
+            state_dir: None,
+            progress: None,
+        }
+    }
+}
+
+/// What layer streaming reports while the model runs.
+#[derive(Debug, Clone)]
+pub struct Streaming {
+    /// The placement streamed with.
+    pub placement: Placement,
+    /// The streamer's counters.
+    pub counters: Arc<ArenaCounters>,
+}
+
+/// A model loaded and its engine running.
+#[derive(Debug)]
+pub struct Running {
+    /// The engine: the one generation loop.
+    pub engine: Engine,
+    /// The memory plan, with `--max-mem`.
+    pub plan: Option<Plan>,
+    /// Planned vs actual memory.
+    pub counters: BudgetCounters,
+    /// Layer streaming, when layers are streamed from disk.
+    pub streaming: Option<Streaming>,
+    /// Time spent loading the model and starting the engine.
+    pub load_time: Duration,
+}
+
+impl Prepared {
+    /// Loads the model and starts the engine: the `RLIMIT_DATA` backstop first (with a plan),
+    /// then the model (mapped without `MAP_POPULATE` when layers are streamed, with the layer
+    /// streamer watching the graph), then the context and scheduler sized as planned.
+    pub fn start(self, options: StartOptions<'_>) -> Result<Running, RunError> {
+        let started = Instant::now();
+        let Prepared {
+            settings,
+            gguf,
+            params,
+            ctx_params,
+            plan,
+            ledger,
+            placement,
+            streams,
+            ..
+        } = self;
+        let cache = ModelCacheSpec::from_gguf(&gguf).map_err(|e| EngineError::Start {
+            message: format!("{}: {e}", settings.model.display()),
+        })?;
+        if let Some(plan) = &plan {
+            tracing::info!(plan = ?plan.breakdown, "memory plan");
+            match budget::install_data_limit(plan, gguf.file_size()) {
+                Ok(limit) => tracing::info!(limit, "data segment limit set"),
+                Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
+            }
+        }
+        set_streaming_load(streams);
+        let model = Model::load_unchecked(&settings.model, &params, options.progress);
+        set_streaming_load(false);
+        let model = Arc::new(model?);
+        let mut streaming = None;
+        let observer = match (streams, ledger, placement) {
+            (true, Ok(ledger), Some(placement)) => {
+                let mapping = ModelMapping::of_model(&model).ok_or_else(|| {
+                    RunError::StreamingUnavailable {
+                        reason: format!(
+                            "llama.cpp's mapping of {} was not found",
+                            settings.model.display()
+                        ),
+                    }
+                })?;
+                tracing::info!(
+                    window = placement.window,
+                    pinned = placement.pinned_bytes,
+                    peak = placement.peak_bytes,
+                    "streaming layers"
+                );
+                let streamer = LayerStreamer::new(Arc::new(mapping), ledger, placement.clone());
+                streaming = Some(Streaming {
+                    placement,
+                    counters: streamer.counters(),
+                });
+                Some(streamer)
+            }
+            (true, _, _) => {
+                return Err(RunError::StreamingUnavailable {
+                    reason: "the model's layers could not be placed".into(),
+                })
+            }
+            _ => None,
+        };
+        let n_seq = settings.n_seq.max(1);
+        let mut config = EngineConfig::for_context(&ctx_params, n_seq, &cache).map_err(|e| {
+            EngineError::Start {
+                message: e.to_string(),
+            }
+        })?;
+        if let Some(plan) = &plan {
+            // The KV bytes llama.cpp's dry run reported for the planned context.
+            config.kv_budget_bytes = plan.breakdown.kv;
+        }
+        config.state_dir = options.state_dir;
+        config.queue_capacity = options.queue_capacity;
+        config.model_fingerprint = gguf.fingerprint().ok();
+        tracing::info!(
+            n_seq,
+            n_ctx_per_seq = config.n_ctx_per_seq,
+            kv_budget_bytes = config.kv_budget_bytes,
+            "starting the engine"
+        );
+        let engine = match observer {
+            Some(streamer) => {
+                Engine::start_with_observer(model, &cache, config, Box::new(streamer))?
+            }
+            None => Engine::start(model, &cache, config)?,
+        };
+        Ok(Running {
+            engine,
+            counters: BudgetCounters::new(settings.max_mem, plan.as_ref().map(|p| p.breakdown)),
+            plan,
+            streaming,
+            load_time: started.elapsed(),
+        })
+    }
+}
