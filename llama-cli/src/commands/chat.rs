@@ -16,8 +16,7 @@ use crate::cli::ChatArgs;
 use crate::error::CliError;
 use crate::runtime;
 
-const HELP: &str =
-    "commands: /reset (forget the conversation), /help, /exit (or Ctrl-D). Ctrl-C stops an answer.";
+const HELP: &str = "commands: /reset (forget the conversation), /save FILE (save it, KV cache included), /load FILE (continue a saved one), /help, /exit (or Ctrl-D). Ctrl-C stops an answer.";
 
 /// Runs the command.
 pub fn run(args: ChatArgs) -> Result<(), CliError> {

@@ -388,6 +388,7 @@ fn plan_shows_the_tier_of_every_layer() {
 #[test]
 fn gpu_flags_on_a_cpu_build_warn_and_run_on_the_cpu() {
     if !llama_core::ffi::compiled_gpu_backends().is_empty() {
+        eprintln!("skipped: this build has a GPU backend; the test is for CPU-only builds");
         return;
     }
     let m = model();

@@ -63,6 +63,9 @@ fn commands_reset_help_exit() {
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("/reset"), "help shown: {stderr}");
+    for command in ["/save FILE", "/load FILE", "/help", "/exit"] {
+        assert!(stderr.contains(command), "/help lists {command}: {stderr}");
+    }
     assert!(stderr.contains("conversation reset"));
     let stats = prompt_stats(&stderr);
     assert_eq!(stats.len(), 2, "two turns before /exit: {stderr}");

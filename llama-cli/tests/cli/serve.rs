@@ -777,3 +777,49 @@ fn eight_conversations_over_the_kv_budget_finish_within_max_mem() {
         "server peak RSS {peak_kib} KiB over the 400 MiB budget"
     );
 }
+
+#[test]
+fn serve_streams_layers_under_a_budget_below_the_weights_with_the_answer_prompt_gives() {
+    // The same run path as `prompt`: a budget below the 92 MiB of weights streams layers from
+    // disk in the server too, and the greedy answer is the one `prompt` gives under it.
+    let question = "What is the capital of France?";
+    let budget = ["--max-mem", "110M"];
+    let prompt = llama_cli()
+        .args([
+            "prompt",
+            "-m",
+            model().to_str().unwrap(),
+            "--temp",
+            "0",
+            "-n",
+            "16",
+        ])
+        .args(["-c", "512", "-t", "2"])
+        .args(budget)
+        .arg(question)
+        .output()
+        .unwrap();
+    let prompt_err = String::from_utf8_lossy(&prompt.stderr).into_owned();
+    assert!(prompt.status.success(), "{prompt_err}");
+    assert!(
+        prompt_err.contains("streaming layers from disk"),
+        "{prompt_err}"
+    );
+    let server = Server::start(&["--parallel", "1", "--api-key", KEY, budget[0], budget[1]]);
+    assert!(
+        server.log().contains("streaming layers from disk"),
+        "{}",
+        server.log()
+    );
+    let reply = server.post("/v1/chat/completions", &chat_body(question, 16, false));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let answer = reply.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        answer.trim(),
+        String::from_utf8_lossy(&prompt.stdout).trim(),
+        "serve and prompt give the same greedy answer under the same budget"
+    );
+}

@@ -1,7 +1,9 @@
 //! The engine: many conversations on one model and one KV budget, decoded together.
 //!
-//! One llama.cpp context with a unified KV cache holds up to `n_parallel` sequences. A
-//! scheduler thread owns it and, every step, builds one batch holding the next token of every
+//! One llama.cpp context holds up to `n_parallel` sequences, by default with one KV stream per
+//! sequence (see below). The engine is the one generation loop of llama-rs: the server's
+//! requests and the terminal's conversation (`prompt`, `chat`: one sequence, through
+//! [`crate::Session`]) run on it. A scheduler thread owns the context and, every step, builds one batch holding the next token of every
 //! generating session plus chunks of waiting prompts (continuous batching), decodes it, samples
 //! each session's token and streams its text to that session's consumer through a bounded
 //! channel. KV memory is accounted by the [`crate::kv_pool`] block pool: a session's tokens are
