@@ -80,6 +80,12 @@ option_group! {
         #[arg(long = "stream", value_name = "MODE", value_parser = parse_stream_mode)]
         stream: llama_core::arena::StreamMode = Some(llama_core::arena::StreamMode::Auto),
 
+        /// Give sliding-window layers (Gemma 2/3, GPT-OSS, ...) a cache of the whole context
+        /// instead of the window plus a micro-batch (llama.cpp's --swa-full). More memory; a
+        /// conversation can then be cut back anywhere without evaluating it again.
+        #[arg(long = "swa-full", num_args = 0, default_missing_value = "true")]
+        swa_full: bool = Some(false),
+
         /// Keep the weights in the mapped file: no repacking into the CPU backend's extra
         /// buffer types (also -nr; llama.cpp's --no-repack). Costs prompt speed on the types
         /// those kernels speed up (Q4_0, Q4_K, IQ4_NL, Q8_0).
@@ -305,6 +311,7 @@ impl RunOptions {
             stream: o.stream.unwrap_or_default(),
             repack: !o.no_repack.unwrap_or_default(),
             amx: o.amx.unwrap_or_default(),
+            swa_full: o.swa_full.unwrap_or_default(),
             n_predict,
             seed_was_random: seed.is_none(),
             sampling,
@@ -362,6 +369,8 @@ pub struct Settings {
     pub repack: bool,
     /// The AMX buffer type is offered too.
     pub amx: bool,
+    /// Sliding-window layers sized for the whole context.
+    pub swa_full: bool,
     /// Token limit.
     pub n_predict: Option<usize>,
     /// Sampling.

@@ -63,6 +63,7 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
         stream: settings.stream,
         repack: settings.repack,
         amx: settings.amx,
+        swa_full: settings.swa_full,
     })
 }
 

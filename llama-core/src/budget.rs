@@ -28,6 +28,8 @@ pub struct LlamaSizer {
     /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
     repacked: u64,
     threads: i32,
+    /// Sliding-window layers sized for the whole context (`--swa-full`).
+    swa_full: bool,
 }
 
 impl LlamaSizer {
@@ -49,11 +51,18 @@ impl LlamaSizer {
             repacked,
             overhead: baseline.saturating_add(RUNTIME_MARGIN),
             threads,
+            swa_full: false,
         })
     }
 }
 
 impl LlamaSizer {
+    /// Sizes sliding-window layers for the whole context (`--swa-full`) instead of the window.
+    pub fn with_swa_full(mut self, swa_full: bool) -> LlamaSizer {
+        self.swa_full = swa_full;
+        self
+    }
+
     /// Bytes of weights llama.cpp repacks into anonymous memory (0 with `--no-repack`).
     pub fn repacked_bytes(&self) -> u64 {
         self.repacked
@@ -66,8 +75,9 @@ impl LlamaSizer {
     }
 }
 
-/// The context parameters a candidate stands for.
-pub fn context_params(candidate: &Candidate, threads: i32) -> ContextParams {
+/// The context parameters a candidate stands for; `swa_full` gives sliding-window layers a
+/// cache of the whole context (`--swa-full`).
+pub fn context_params(candidate: &Candidate, threads: i32, swa_full: bool) -> ContextParams {
     ContextParams {
         n_ctx: candidate.n_ctx,
         n_batch: candidate.n_batch,
@@ -84,6 +94,7 @@ pub fn context_params(candidate: &Candidate, threads: i32) -> ContextParams {
         type_k: candidate.type_k,
         type_v: candidate.type_v,
         kv_unified: false,
+        swa_full,
     }
 }
 
@@ -93,7 +104,7 @@ impl BufferSizer for LlamaSizer {
     fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, ProbeError> {
         let sizes = self
             .probe
-            .measure(&context_params(candidate, self.threads))?;
+            .measure(&context_params(candidate, self.threads, self.swa_full))?;
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,

@@ -21,6 +21,7 @@ pub mod error;
 pub mod ffi;
 pub mod gguf;
 pub mod kv_pool;
+pub mod machine;
 pub mod memory_probe;
 pub mod metrics;
 pub mod model_file;

@@ -17,10 +17,10 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     };
     let mut out = std::io::stdout().lock();
     settings.model.as_ref().ok_or(CliError::NoModel)?;
-    let budget = settings.max_mem.ok_or(CliError::NoBudget)?;
     let prepared = runtime::prepare(&settings)?;
     let path = &prepared.settings.model;
     let plan = prepared.plan.as_ref().ok_or(CliError::NoBudget)?;
+    let budget = ByteSize(plan.budget);
     let request = llama_core::run::plan_request(
         &prepared.settings,
         budget.0,
@@ -57,6 +57,7 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             "global_bytes": prepared.ledger.as_ref().ok().map(|l| l.global_bytes),
             "layers": layers,
             "planner_peak_rss": llama_core::ProcessMemory::current().peak_rss,
+            "machine": prepared.machine,
         });
         super::write_json(&mut out, &value)?;
         return Ok(());
@@ -69,6 +70,16 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         "plan for {} under --max-mem {}",
         path.display(),
         budget
+    )?;
+    let m = &prepared.machine;
+    let cgroup = match &m.cgroup {
+        Some(c) => format!("cgroup limit {} ({})", ByteSize(c.bytes), c.file.display()),
+        None => "no cgroup memory limit".to_string(),
+    };
+    writeln!(
+        out,
+        "machine: {} of physical memory, {cgroup}",
+        ByteSize(m.physical)
     )?;
     writeln!(out)?;
     writeln!(out, "| setting | value |")?;
@@ -128,11 +139,13 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
     if let Some(max) = plan.max_ctx_that_fits {
         writeln!(out, "largest context that fits: --ctx-size {max}")?;
     }
-    for note in plan.announcements() {
-        writeln!(out, "degraded: {note}")?;
-    }
-    for note in prepared.notes.iter().filter(|n| n.starts_with("warning:")) {
-        writeln!(out, "{note}")?;
+    // Degradations, streaming, budget and GPU notes, as prompt prints them on stderr.
+    for note in &prepared.notes {
+        if note.starts_with("warning:") {
+            writeln!(out, "{note}")?;
+        } else {
+            writeln!(out, "note: {note}")?;
+        }
     }
     write_tiers(&mut out, &prepared)
 }

@@ -4,6 +4,7 @@ mod bad_input;
 mod budget;
 mod chat;
 mod config;
+mod machine;
 mod prompt;
 mod serve;
 mod session_files;

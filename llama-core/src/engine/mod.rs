@@ -81,6 +81,9 @@ pub struct EngineConfig {
     /// (`false`, the default: attention only scans a sequence's own cells, which is faster with
     /// several sessions; each holds at most the budget divided by `n_parallel`).
     pub kv_unified: bool,
+    /// Sliding-window layers get a cache of the whole context (`true`) or only of the window
+    /// plus a micro-batch (`false`, the default, as llama-server does).
+    pub swa_full: bool,
 }
 
 impl EngineConfig {
@@ -108,6 +111,7 @@ impl EngineConfig {
             state_dir: state_dir.into(),
             model_fingerprint: None,
             kv_unified: false,
+            swa_full: false,
         }
     }
 }
@@ -128,8 +132,8 @@ impl EngineConfig {
             n_seq: u64::from(n_seq),
             type_k: params.type_k,
             type_v: params.type_v,
-            swa_full: true,
-            unified: true,
+            swa_full: params.swa_full,
+            unified: false,
         })?;
         let mut config =
             EngineConfig::new(n_seq, (params.n_ctx / n_seq).max(1), kv.total_bytes(), None);
@@ -139,6 +143,7 @@ impl EngineConfig {
         config.flash_attention = params.flash_attention;
         config.type_k = params.type_k;
         config.type_v = params.type_v;
+        config.swa_full = params.swa_full;
         Ok(config)
     }
 }

@@ -94,6 +94,53 @@ fn argmax(logits: &[f32]) -> Token {
     best as Token
 }
 
+/// How the KV cache the engine creates is laid out in bytes.
+struct KvLayout {
+    /// Bytes per token of context the block pool accounts (every layer, or only the global
+    /// ones when the sliding-window layers are capped).
+    per_token: u64,
+    /// Bytes llama.cpp allocates up front for capped sliding-window layers (0 otherwise).
+    sliding_bytes: u64,
+    /// The capped sliding window, when there is one.
+    sliding_window: Option<u32>,
+}
+
+impl KvLayout {
+    fn of(
+        cache: &ModelCacheSpec,
+        config: &EngineConfig,
+        n_parallel: u32,
+    ) -> Result<KvLayout, crate::cache_spec::CacheSpecError> {
+        let split = cache.kv_bytes_per_token_split(config.type_k, config.type_v)?;
+        let window = cache
+            .sliding_window
+            .filter(|_| cache.n_sliding_layers() > 0);
+        match window {
+            Some(window) if !config.swa_full && split.global > 0 => {
+                // llama.cpp gives each stream's sliding-window layers the window (times the
+                // sequences sharing a unified stream) plus a micro-batch, padded to 256 cells,
+                // allocated when the context is created.
+                let (streams, seqs) = if config.kv_unified {
+                    (1, u64::from(n_parallel))
+                } else {
+                    (u64::from(n_parallel), 1)
+                };
+                let cells = (window * seqs + u64::from(config.n_ubatch)).next_multiple_of(256);
+                Ok(KvLayout {
+                    per_token: split.global,
+                    sliding_bytes: split.sliding.saturating_mul(cells).saturating_mul(streams),
+                    sliding_window: u32::try_from(window).ok(),
+                })
+            }
+            _ => Ok(KvLayout {
+                per_token: split.global + split.sliding,
+                sliding_bytes: 0,
+                sliding_window: None,
+            }),
+        }
+    }
+}
+
 fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -105,13 +152,12 @@ pub(super) fn start(
     observer: Option<Box<dyn EvalObserver>>,
 ) -> Result<Engine, EngineError> {
     let start_err = |message: String| EngineError::Start { message };
-    let per_token = cache
-        .kv_bytes_per_token(config.type_k, config.type_v)
-        .map_err(|e| start_err(e.to_string()))?;
-    let spec =
-        PoolSpec::new(per_token, config.kv_budget_bytes).with_block_tokens(config.block_tokens);
-    let mut pool = BlockPool::new(spec).map_err(|e| start_err(e.to_string()))?;
     let n_parallel = config.n_parallel.clamp(1, 256);
+    let kv = KvLayout::of(cache, &config, n_parallel).map_err(|e| start_err(e.to_string()))?;
+    let per_token = kv.per_token;
+    let budget = config.kv_budget_bytes.saturating_sub(kv.sliding_bytes);
+    let spec = PoolSpec::new(per_token, budget).with_block_tokens(config.block_tokens);
+    let mut pool = BlockPool::new(spec).map_err(|e| start_err(e.to_string()))?;
     let needed = pool
         .spec()
         .blocks_for_tokens(config.n_ctx_per_seq.min(config.block_tokens).max(1));
@@ -163,6 +209,7 @@ pub(super) fn start(
         type_k: config.type_k,
         type_v: config.type_v,
         kv_unified: config.kv_unified,
+        swa_full: config.swa_full,
     };
     let ctx = match observer {
         Some(observer) => Context::with_eval_observer(model.clone(), &params, observer),
@@ -209,6 +256,7 @@ pub(super) fn start(
         next_file: 0,
         model: model.clone(),
         next_first: 0,
+        swa_window: kv.sliding_window,
     };
     let thread = std::thread::Builder::new()
         .name("llama-rs-engine".into())
@@ -275,6 +323,9 @@ struct Scheduler {
     /// The slot whose token goes first into the next batch (rotates, so that with more
     /// generating sessions than the batch holds each gets its turn).
     next_first: usize,
+    /// The window of the sliding-window layers when their cache is capped to it: older
+    /// positions are gone, so a sequence cannot be cut back further than the window reaches.
+    swa_window: Option<u32>,
 }
 
 impl Scheduler {
@@ -584,8 +635,19 @@ impl Scheduler {
             }
         }
         let slot = &mut self.slots[chosen];
+        let mut reuse = reuse;
         if reuse < slot.tokens.len() {
-            self.ctx.kv_remove(slot.seq, reuse as i32, -1);
+            // A capped sliding-window cache no longer holds what a cut further back than the
+            // window needs; a recurrent state cannot be cut at all (llama.cpp refuses). Then
+            // the prompt is evaluated again from the start.
+            let window_ok = self.swa_window.is_none_or(|window| {
+                let oldest = self.ctx.kv_pos_min(slot.seq).max(0) as usize;
+                oldest <= reuse.saturating_sub(window as usize)
+            });
+            if !window_ok || !self.ctx.kv_remove(slot.seq, reuse as i32, -1) {
+                self.ctx.kv_remove(slot.seq, 0, -1);
+                reuse = 0;
+            }
             slot.tokens.truncate(reuse);
             // Re-account the kept tokens (the pool tracks how many blocks a session holds).
             let session = Self::session(slot.seq);

@@ -57,6 +57,10 @@ pub struct ContextParams {
     pub type_v: KvCacheType,
     /// Whether all sequences share one pool of cells.
     pub kv_unified: bool,
+    /// Whether sliding-window layers get a cache of the whole context (`true`, llama.cpp's
+    /// library default) or only of the window plus a micro-batch (`false`, what llama-server
+    /// and llama-cli use, and our default: `--swa-full` turns it on).
+    pub swa_full: bool,
 }
 
 impl Default for ContextParams {
@@ -73,6 +77,7 @@ impl Default for ContextParams {
             type_k: KvCacheType::F16,
             type_v: KvCacheType::F16,
             kv_unified: false,
+            swa_full: false,
         }
     }
 }
@@ -184,6 +189,7 @@ impl Context {
         raw.type_k = ggml_type_of(params.type_k);
         raw.type_v = ggml_type_of(params.type_v);
         raw.kv_unified = params.kv_unified;
+        raw.swa_full = params.swa_full;
         let abort = Box::new(AbortState::default());
         raw.abort_callback = Some(abort_trampoline);
         raw.abort_callback_data = (&*abort as *const AbortState).cast_mut().cast();
@@ -304,6 +310,13 @@ impl Context {
     pub fn kv_clear(&mut self) {
         // SAFETY: valid memory handle.
         unsafe { sys::llama_memory_clear(self.memory(), true) };
+    }
+
+    /// Smallest position held for `seq` (in a sliding-window cache: the oldest position still
+    /// in the window), or -1 when it is empty.
+    pub fn kv_pos_min(&self, seq: i32) -> i32 {
+        // SAFETY: valid memory handle.
+        unsafe { sys::llama_memory_seq_pos_min(self.memory(), seq) }
     }
 
     /// Largest position held for `seq`, or -1 when it is empty.

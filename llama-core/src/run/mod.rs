@@ -23,6 +23,7 @@ use crate::cache_spec::KvCacheType;
 use crate::error::{LoadError, ParamError};
 use crate::ffi::{ContextParams, FlashAttention, ModelParams};
 use crate::gguf::GgufModel;
+use crate::machine::MachineMemory;
 use crate::memory_probe::ProbeError;
 use crate::planner::{self, Degradation, FlashAttnMode, Plan, PlanError, PlanRequest, Suggestion};
 
@@ -63,6 +64,9 @@ pub struct RunSettings {
     pub repack: bool,
     /// The AMX buffer type is offered too.
     pub amx: bool,
+    /// Sliding-window layers get a cache of the whole context (`--swa-full`) instead of the
+    /// window plus a micro-batch.
+    pub swa_full: bool,
 }
 
 /// Why a run could not be prepared or started.
@@ -123,6 +127,8 @@ pub struct Prepared {
     pub streams: bool,
     /// Bytes of weights repacked into the CPU backend's extra buffer types, when planned.
     pub repacked_bytes: Option<u64>,
+    /// The machine's memory and the process's cgroup limit, which bound the budget.
+    pub machine: MachineMemory,
     /// What the user should know: degradations, streaming, GPU fallbacks. Warnings start
     /// with `warning:`.
     pub notes: Vec<String>,
@@ -183,6 +189,7 @@ fn requested_context_params(settings: &RunSettings, n_ctx_train: u32) -> Context
         type_k: settings.type_k,
         type_v: settings.type_v,
         kv_unified: false,
+        swa_full: settings.swa_full,
     }
 }
 
@@ -257,26 +264,30 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
         n_gpu_layers: n_gpu,
         ..weight_params(settings)
     };
+    let machine = MachineMemory::read();
+    let budget = effective_budget(settings.max_mem, &machine, &mut notes);
     let mut repacked_bytes = None;
-    let (ctx_params, mut plan) = match settings.max_mem {
+    let (ctx_params, mut plan) = match budget {
         None => (requested, None),
         Some(budget) => {
             let request = PlanRequest {
                 gpu_layers: n_gpu,
                 ..plan_request(settings, budget, n_ctx_train)
             };
-            // One sizer (one dry-run model, one baseline measurement) serves both attempts.
+            // One sizer (one dry-run model, one baseline measurement) serves every attempt.
             let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
-                .map_err(PlanError::Sizer)?;
+                .map_err(PlanError::Sizer)?
+                .with_swa_full(settings.swa_full);
             repacked_bytes = Some(sizer.repacked_bytes());
-            let plan = match planner::plan(&request, &mut sizer) {
+            let kv_cap = context_cap(&gguf, settings, budget);
+            let plan = match plan_capped(&request, &mut sizer, kv_cap) {
                 Err(PlanError::DoesNotFit { .. }) if settings.stream != StreamMode::Off => {
                     // The weights do not fit: plan with only a streaming window of them resident.
                     let ledger = ledger
                         .as_ref()
                         .map_err(|e| stream_param(e, "a model whose layers can be streamed"))?;
                     sizer.stream_weights(ledger.minimum_budget());
-                    let plan = planner::plan(&request, &mut sizer).map_err(|source| {
+                    let plan = plan_capped(&request, &mut sizer, kv_cap).map_err(|source| {
                         RunError::StreamingDoesNotFit {
                             layer_bytes: ledger.max_layer_bytes(),
                             weight_bytes: ledger.total_bytes(),
@@ -304,7 +315,8 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
                     planner::max_mem_arg(plan.budget)
                 )
             }));
-            let mut ctx_params = budget::context_params(&plan.candidate, settings.threads);
+            let mut ctx_params =
+                budget::context_params(&plan.candidate, settings.threads, settings.swa_full);
             ctx_params.n_outputs_max = n_seq;
             (ctx_params, Some(plan))
         }
@@ -360,6 +372,113 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
         placement,
         streams,
         repacked_bytes: repacked_bytes.filter(|_| !streams),
+        machine,
         notes,
     })
+}
+
+/// The budget to plan for: `--max-mem`, at most what the machine (or the process's cgroup) has;
+/// without it, inside a cgroup with a memory limit, that limit less a margin. Says so in
+/// `notes`.
+fn effective_budget(
+    max_mem: Option<u64>,
+    machine: &MachineMemory,
+    notes: &mut Vec<String>,
+) -> Option<u64> {
+    match (max_mem, machine.limit()) {
+        (Some(asked), Some(limit)) if asked > limit => {
+            notes.push(format!(
+                "warning: --max-mem {} is more than {}; planning for {}",
+                crate::ByteSize(asked),
+                machine.describe(),
+                crate::ByteSize(limit)
+            ));
+            Some(limit)
+        }
+        (Some(asked), _) => Some(asked),
+        (None, _) => {
+            let budget = machine.default_budget()?;
+            notes.push(format!(
+                "no --max-mem: planning for {} less a margin of {}, {} (--max-mem sets another budget)",
+                machine.describe(),
+                crate::ByteSize(machine.limit().unwrap_or(budget) - budget),
+                crate::ByteSize(budget)
+            ));
+            Some(budget)
+        }
+    }
+}
+
+/// The largest context (a multiple of 256) whose KV cache alone fits `budget`, by arithmetic
+/// from the model's cache spec; `None` when the model's cache cannot be described. The
+/// planner's dry runs never go above it: a dry run at a context of many millions of cells
+/// allocates llama.cpp's per-cell bookkeeping for real.
+fn context_cap(gguf: &GgufModel, settings: &RunSettings, budget: u64) -> Option<u32> {
+    let spec = crate::ModelCacheSpec::from_gguf(gguf).ok()?;
+    let split = spec
+        .kv_bytes_per_token_split(settings.type_k, settings.type_v)
+        .ok()?;
+    let capped_swa = !settings.swa_full && spec.sliding_window.is_some() && split.global > 0;
+    let per_token = if capped_swa {
+        split.global
+    } else {
+        split.global + split.sliding
+    };
+    let tokens = budget / per_token.max(1);
+    let cap = (tokens / 256 * 256).min(u64::from(u32::MAX) / 256 * 256);
+    Some((cap as u32).max(256))
+}
+
+/// [`planner::plan`] with the request's context, and the contexts the search tries, kept at
+/// most `cap` (see [`context_cap`]). A request above the cap is planned from the cap; the
+/// degradation then says it was reduced from what was asked. With `strict`, a request above
+/// the cap is refused with the context that would fit.
+fn plan_capped(
+    request: &PlanRequest,
+    sizer: &mut LlamaSizer,
+    cap: Option<u32>,
+) -> Result<Plan, PlanError<ProbeError>> {
+    let asked = request.effective_n_ctx();
+    let Some(cap) = cap.filter(|&c| asked > c || request.n_ctx_train > c) else {
+        return planner::plan(request, sizer);
+    };
+    let capped = PlanRequest {
+        n_ctx: asked.min(cap),
+        n_ctx_train: request.n_ctx_train.min(cap),
+        strict: request.strict && asked <= cap,
+        ..request.clone()
+    };
+    let mut plan = planner::plan(&capped, sizer)?;
+    if asked > cap {
+        match plan
+            .degraded
+            .iter_mut()
+            .find(|d| matches!(d, Degradation::Context { .. }))
+        {
+            Some(Degradation::Context { from, .. }) => *from = asked,
+            _ => plan.degraded.insert(
+                0,
+                Degradation::Context {
+                    from: asked,
+                    to: plan.candidate.n_ctx,
+                },
+            ),
+        }
+        if request.strict {
+            let breakdown = crate::planner::Breakdown {
+                kv: (plan.breakdown.kv / u64::from(plan.candidate.n_ctx.max(1)))
+                    .saturating_mul(u64::from(asked)),
+                ..plan.breakdown
+            };
+            return Err(PlanError::DoesNotFit {
+                required: breakdown.total(),
+                budget: request.budget,
+                breakdown,
+                suggestion: Suggestion::Reconfigure {
+                    changes: plan.degraded,
+                },
+            });
+        }
+    }
+    Ok(plan)
 }

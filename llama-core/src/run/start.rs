@@ -147,7 +147,10 @@ impl Prepared {
         };
         Ok(Running {
             engine,
-            counters: BudgetCounters::new(settings.max_mem, plan.as_ref().map(|p| p.breakdown)),
+            counters: BudgetCounters::new(
+                plan.as_ref().map(|p| p.budget),
+                plan.as_ref().map(|p| p.breakdown),
+            ),
             plan,
             streaming,
             load_time: started.elapsed(),
