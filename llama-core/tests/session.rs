@@ -223,3 +223,32 @@ fn cache_spec_matches_the_kv_buffer_llama_cpp_allocates() {
         assert!(reported.compute > 0);
     }
 }
+
+#[test]
+fn saving_a_long_session_streams_it_to_disk() {
+    // 4000 tokens of SmolLM2's KV cache are 88 MiB; saving them must not copy them into RAM.
+    let mut s = session(8192);
+    let text = "The quick brown fox jumps over the lazy dog. ".repeat(600);
+    let prompt: Vec<i32> = model().tokenize(&text, true, false).unwrap()[..4000].to_vec();
+    s.feed_prompt(&prompt).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.session");
+    // Reset the peak RSS (VmHWM) to the current RSS, then save.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let before = llama_core::ProcessMemory::current();
+    let n = s.save_state(&path, b"extra").unwrap();
+    let after = llama_core::ProcessMemory::current();
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert_eq!(n, prompt.len());
+    assert!(size > 80 << 20, "the state is in the file: {size}");
+    let growth = after.peak_rss.saturating_sub(before.rss);
+    eprintln!("saving {size} bytes raised the peak RSS by {growth} bytes");
+    assert!(
+        growth < size / 4,
+        "peak grew by {growth} for a {size}-byte state"
+    );
+    // And it reads back into a fresh session.
+    let mut t = session(8192);
+    assert_eq!(t.load_state(&path).unwrap(), b"extra");
+    assert_eq!(t.tokens(), prompt);
+}

@@ -84,6 +84,9 @@ pub struct EngineConfig {
     /// Sliding-window layers get a cache of the whole context (`true`) or only of the window
     /// plus a micro-batch (`false`, the default, as llama-server does).
     pub swa_full: bool,
+    /// An idle session evicted after this long without use is dropped, not saved to disk:
+    /// it is unlikely to return, and saving it would pause every other session.
+    pub keep_idle: Duration,
 }
 
 impl EngineConfig {
@@ -112,6 +115,7 @@ impl EngineConfig {
             model_fingerprint: None,
             kv_unified: false,
             swa_full: false,
+            keep_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -286,6 +290,12 @@ pub struct EngineStats {
     pub evictions: u64,
     /// Saved sessions brought back.
     pub restores: u64,
+    /// Evicted sessions dropped instead of saved (idle longer than the keep limit).
+    pub dropped: u64,
+    /// Time spent saving evicted sessions (every other session waits meanwhile), in seconds.
+    pub save_seconds_total: f64,
+    /// The longest such pause, in seconds.
+    pub save_seconds_max: f64,
     /// Prompt tokens received.
     pub tokens_in: u64,
     /// Prompt tokens served from cached KV.

@@ -16,7 +16,7 @@ use crate::ffi::{
 };
 use crate::kv_pool::{BlockPool, PoolSpec, SessionId};
 use crate::session::FinishReason;
-use crate::state_file::{model_identity, read_state, write_state, SavedSession, StateFileError};
+use crate::state_file::{self, model_identity, SavedSession, StateFileError};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
@@ -462,8 +462,15 @@ impl Scheduler {
         extra: &[u8],
     ) -> Result<usize, StateFileError> {
         let i = self.idle_slot(seq).ok_or_else(|| Self::busy(path))?;
-        let state = self.ctx.seq_state(self.slots[i].seq);
-        write_state(path, &self.identity, &self.slots[i].tokens, extra, &state)?;
+        let seq = self.slots[i].seq;
+        state_file::save(
+            &mut self.ctx,
+            seq,
+            path,
+            &self.identity,
+            &self.slots[i].tokens,
+            extra,
+        )?;
         Ok(self.slots[i].tokens.len())
     }
 
@@ -473,24 +480,28 @@ impl Scheduler {
         path: &std::path::Path,
     ) -> Result<(Vec<u8>, usize), StateFileError> {
         let i = self.idle_slot(seq).ok_or_else(|| Self::busy(path))?;
-        let file = read_state(path, &self.identity)?;
-        if file.tokens.len() >= self.n_ctx_seq {
-            return Err(StateFileError::Malformed {
-                path: path.to_path_buf(),
-            });
-        }
+        // Checked before the sequence is touched: another model's file leaves it as it was.
+        state_file::check(path, &self.identity)?;
         self.clear_slot(i);
-        if !self.ensure_pool(i, file.tokens.len())
-            || !self.ctx.set_seq_state(self.slots[i].seq, &file.state)
-        {
-            self.clear_slot(i);
-            return Err(StateFileError::Malformed {
-                path: path.to_path_buf(),
-            });
-        }
-        self.slots[i].tokens = file.tokens;
+        let max = self.n_ctx_seq.saturating_sub(1);
+        let loaded = state_file::load(&mut self.ctx, self.slots[i].seq, path, &self.identity, max);
+        let (tokens, extra) = match loaded {
+            Ok(loaded) if self.ensure_pool(i, loaded.0.len()) => loaded,
+            Ok(_) => {
+                self.clear_slot(i);
+                return Err(StateFileError::LlamaCpp {
+                    path: path.to_path_buf(),
+                    what: "restore",
+                });
+            }
+            Err(err) => {
+                self.clear_slot(i);
+                return Err(err);
+            }
+        };
+        self.slots[i].tokens = tokens;
         self.slots[i].last_used = Instant::now();
-        Ok((file.extra, self.slots[i].tokens.len()))
+        Ok((extra, self.slots[i].tokens.len()))
     }
 
     /// Saves an idle slot's session to disk and frees its KV.
@@ -501,36 +512,54 @@ impl Scheduler {
         self.clear_slot(i);
     }
 
-    /// Saves a slot's session to disk (its KV stays). False if there was nothing to save or
-    /// writing failed.
+    /// Saves a slot's session to disk (its KV stays). False if there was nothing to save, the
+    /// session has been idle longer than [`EngineConfig::keep_idle`] (it is unlikely to
+    /// return: dropped instead), or writing failed. The state streams to the file; the time it
+    /// takes is the pause every other session sees, and is counted.
     fn save(&mut self, i: usize) -> bool {
         let seq = self.slots[i].seq;
-        let tokens = self.slots[i].tokens.clone();
         let Some(state_dir) = self.shared.config.state_dir.clone() else {
             return false;
         };
-        if !tokens.is_empty() {
-            let state = self.ctx.seq_state(seq);
-            self.next_file += 1;
-            let path = state_dir.join(format!(
-                "session-{}-{}.state",
-                std::process::id(),
-                self.next_file
-            ));
-            match write_state(&path, &self.identity, &tokens, &[], &state) {
-                Ok(()) => {
-                    self.saved.push_back(SavedSession { path, tokens });
-                    if self.saved.len() > MAX_SAVED {
-                        if let Some(old) = self.saved.pop_front() {
-                            let _ = std::fs::remove_file(old.path);
-                        }
+        if self.slots[i].tokens.is_empty() {
+            return false;
+        }
+        if self.slots[i].last_used.elapsed() > self.shared.config.keep_idle {
+            self.stats().dropped += 1;
+            return false;
+        }
+        self.next_file += 1;
+        let path = state_dir.join(format!(
+            "session-{}-{}.state",
+            std::process::id(),
+            self.next_file
+        ));
+        let started = Instant::now();
+        let tokens = &self.slots[i].tokens;
+        let saved = state_file::save(&mut self.ctx, seq, &path, &self.identity, tokens, &[]);
+        let pause = started.elapsed();
+        {
+            let mut stats = self.stats();
+            stats.save_seconds_total += pause.as_secs_f64();
+            stats.save_seconds_max = stats.save_seconds_max.max(pause.as_secs_f64());
+        }
+        match saved {
+            Ok(bytes) => {
+                tracing::debug!(bytes, ?pause, "saved an evicted session");
+                let tokens = self.slots[i].tokens.clone();
+                self.saved.push_back(SavedSession { path, tokens });
+                if self.saved.len() > MAX_SAVED {
+                    if let Some(old) = self.saved.pop_front() {
+                        let _ = std::fs::remove_file(old.path);
                     }
-                    return true;
                 }
-                Err(err) => tracing::warn!("could not save an evicted session: {err}"),
+                true
+            }
+            Err(err) => {
+                tracing::warn!("could not save an evicted session: {err}");
+                false
             }
         }
-        false
     }
 
     /// Grows a slot's blocks to `n_tokens`, evicting idle sessions (least recently used first)
@@ -731,9 +760,9 @@ impl Scheduler {
             return false;
         }
         let seq = self.slots[i].seq;
-        let ok = match read_state(&saved.path, &self.identity) {
-            Ok(file) if file.tokens == saved.tokens => self.ctx.set_seq_state(seq, &file.state),
-            Ok(_) => false,
+        let max = self.n_ctx_seq.saturating_sub(1).max(saved.tokens.len());
+        let ok = match state_file::load(&mut self.ctx, seq, &saved.path, &self.identity, max) {
+            Ok((tokens, _)) => tokens == saved.tokens,
             Err(err) => {
                 tracing::warn!("could not restore a saved session: {err}");
                 false

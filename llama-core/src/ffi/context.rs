@@ -1,6 +1,7 @@
 //! An owned `llama_context`: decoding batches, the KV cache of its sequences, cancellation.
 
 use std::ffi::c_void;
+use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 
@@ -332,27 +333,55 @@ impl Context {
         unsafe { sys::llama_memory_seq_cp(self.memory(), src, dst, p0, p1) };
     }
 
-    /// The serialised KV state of sequence `seq` (to save a session to disk).
-    pub fn seq_state(&mut self, seq: i32) -> Vec<u8> {
-        // SAFETY: valid context; the size query has no other preconditions.
-        let size = unsafe { sys::llama_state_seq_get_size(self.ptr.as_ptr(), seq) };
-        let mut buf = vec![0u8; size];
-        // SAFETY: `buf` has room for `size` bytes, the size llama.cpp just reported.
-        let written = unsafe {
-            sys::llama_state_seq_get_data(self.ptr.as_ptr(), buf.as_mut_ptr(), size, seq)
+    /// Writes sequence `seq`'s state (its KV cells, or recurrent state) and `tokens` to a new
+    /// file at `path` in llama.cpp's sequence-state format. llama.cpp streams it there one
+    /// tensor range at a time: no copy of the whole state is held in memory. Returns the bytes
+    /// written, `None` when llama.cpp failed.
+    pub fn save_seq_file(&mut self, seq: i32, path: &Path, tokens: &[Token]) -> Option<u64> {
+        let c_path = path_to_c(path)?;
+        // SAFETY: valid context; `c_path` is a C string and `tokens` valid for its length.
+        let n = unsafe {
+            sys::llama_state_seq_save_file(
+                self.ptr.as_ptr(),
+                c_path.as_ptr(),
+                seq,
+                tokens.as_ptr(),
+                tokens.len(),
+            )
         };
-        buf.truncate(written);
-        buf
+        (n > 0).then_some(n as u64)
     }
 
-    /// Restores a state from [`seq_state`](Self::seq_state) into sequence `seq`. Returns false
-    /// when llama.cpp rejects it (another model or cache layout, or no room).
-    pub fn set_seq_state(&mut self, seq: i32, state: &[u8]) -> bool {
-        // SAFETY: `state` is valid for `state.len()` bytes; llama.cpp validates its contents.
+    /// Replaces sequence `seq`'s state with the one in the llama.cpp sequence-state file at
+    /// `path` (bytes after it are ignored), streaming it in; returns its tokens, at most
+    /// `max_tokens` of them. `None` when llama.cpp rejects the file (another model or cache
+    /// layout, too many tokens, no room).
+    pub fn load_seq_file(
+        &mut self,
+        seq: i32,
+        path: &Path,
+        max_tokens: usize,
+    ) -> Option<Vec<Token>> {
+        let c_path = path_to_c(path)?;
+        let mut tokens: Vec<Token> = vec![0; max_tokens.max(1)];
+        let mut n_tokens = 0usize;
+        // SAFETY: valid context; `tokens` has room for `tokens.len()` ids and llama.cpp writes
+        // at most that many (it refuses a file with more).
         let read = unsafe {
-            sys::llama_state_seq_set_data(self.ptr.as_ptr(), state.as_ptr(), state.len(), seq)
+            sys::llama_state_seq_load_file(
+                self.ptr.as_ptr(),
+                c_path.as_ptr(),
+                seq,
+                tokens.as_mut_ptr(),
+                tokens.len(),
+                &mut n_tokens,
+            )
         };
-        read != 0
+        if read == 0 {
+            return None;
+        }
+        tokens.truncate(n_tokens);
+        Some(tokens)
     }
 
     /// The logits row of output `index` (`-1`: the last output), one value per vocabulary entry.
@@ -399,6 +428,11 @@ impl Context {
         }
         (done, DecodeOutcome::Done)
     }
+}
+
+fn path_to_c(path: &Path) -> Option<std::ffi::CString> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).ok()
 }
 
 impl Drop for Context {
