@@ -1,22 +1,54 @@
 //! Writes a small model with random weights (see `llama_core::gguf::synthetic`), for trying
 //! commands and benchmarks on shapes other than the test model's.
 //!
-//!   cargo run --release -p llama-core --example synthetic_model -- OUT.gguf [TYPE]
+//!   cargo run --release -p llama-core --example synthetic_model -- OUT.gguf [SHAPE] [TYPE]
 //!
-//! TYPE is the weight type of the matrices: f32, f16, q4_0 (default), q4_1 or q8_0.
+//! SHAPE is llama (default), gemma3-swa, large-vocab, moe or mamba. TYPE is the weight type of
+//! the matrices: f32, f16, q4_0 (default), q4_1 or q8_0. `OUT.gguf TYPE` (no shape) writes the
+//! llama shape.
 
-use llama_core::gguf::synthetic::SyntheticModel;
+use llama_core::gguf::synthetic::Shape;
 use llama_core::gguf::GgmlType;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+const USAGE: &str = "usage: synthetic_model OUT.gguf [SHAPE] [TYPE]\n  \
+    SHAPE: llama (default), gemma3-swa, large-vocab, moe, mamba\n  \
+    TYPE: f32, f16, q4_0 (default), q4_1, q8_0";
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let out = args
-        .next()
-        .ok_or("usage: synthetic_model OUT.gguf [TYPE]")?;
-    let type_name = args.next().unwrap_or_else(|| "q4_0".to_string());
-    let weight_type = GgmlType::from_name(&type_name)
-        .ok_or_else(|| format!("unknown weight type {type_name}"))?;
-    SyntheticModel::llama(weight_type).write_to(std::path::Path::new(&out))?;
-    println!("{out}");
+    let out = args.next().ok_or(USAGE)?;
+    let mut shape = Shape::Llama;
+    let mut weight_type = GgmlType::Q4_0;
+    for (i, arg) in args.enumerate() {
+        match (i, Shape::from_name(&arg), GgmlType::from_name(&arg)) {
+            (0, Some(s), _) => shape = s,
+            (0 | 1, None, Some(t)) => weight_type = t,
+            _ => return Err(format!("unexpected argument {arg}\n{USAGE}")),
+        }
+    }
+    let model = shape.model(weight_type);
+    let path = std::path::Path::new(&out);
+    model
+        .write_to(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    println!(
+        "{out}: {shape} ({} architecture, {} layers, width {}, {} tokens, {weight_type}), {:.1} MiB",
+        model.architecture.name(),
+        model.n_layer,
+        model.n_embd,
+        model.n_vocab,
+        size as f64 / 1048576.0
+    );
     Ok(())
 }

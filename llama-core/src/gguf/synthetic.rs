@@ -4,7 +4,15 @@
 //! architecture, a SentencePiece-style vocabulary (control tokens, the 256 byte tokens, filler
 //! words) and random weights of the chosen type. The text such a model writes is noise, but its
 //! memory, planning and API behaviour are those of a real model of that shape, so tests can cover
-//! shapes the one real test model (SmolLM2) does not have.
+//! shapes the one real test model (SmolLM2) does not have. Each [`Shape`] is one call:
+//!
+//! | shape | constructor | architecture | what it has |
+//! | --- | --- | --- | --- |
+//! | `llama` | [`SyntheticModel::llama`] | `llama` | dense, grouped-query attention |
+//! | `gemma3-swa` | [`SyntheticModel::gemma3_swa`] | `gemma3` | sliding-window layers, 256-wide heads, 1 KV head |
+//! | `large-vocab` | [`SyntheticModel::large_vocab`] | `llama` | 262,144 tokens, tiny width |
+//! | `moe` | [`SyntheticModel::moe`] | `llama` | 8 experts, 2 used per token (Mixtral-style) |
+//! | `mamba` | [`SyntheticModel::mamba`] | `mamba` | recurrent (Mamba-1), no KV cache |
 //!
 //! ```
 //! # use llama_core::gguf::{synthetic::SyntheticModel, GgufFile, GgmlType};
@@ -12,35 +20,104 @@
 //! let file = GgufFile::parse(&model.to_writer().to_bytes()).unwrap();
 //! assert_eq!(file.tensors.len(), 3 + 9 * model.n_layer as usize);
 //! ```
+//!
+//! Each architecture's metadata and layer tensors are in a module of their own (`llama`,
+//! `gemma3`, `mamba`), following llama.cpp's loader for it (src/models/*.cpp).
 
-use half::f16;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod gemma3;
+mod llama;
+mod mamba;
+mod tensors;
+mod vocab;
 
+use std::fmt;
+
+use self::tensors::TensorWriter;
+use self::vocab::N_FIXED_TOKENS;
 use super::ggml_type::GgmlType;
-use super::value::{ArrayValue, Value};
 use super::writer::GgufWriter;
+
+/// The architecture of a generated model, with the parameters only it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Architecture {
+    /// `llama`: RMS norm, rotary attention, SwiGLU feed-forward; with `experts`, the
+    /// feed-forward is a mixture of experts (Mixtral's layout: `ffn_gate_inp` routes each token
+    /// to `experts.used` of `experts.count` experts of width `n_ff`).
+    Llama {
+        /// The mixture of experts, if any.
+        experts: Option<Experts>,
+    },
+    /// `gemma3`: Q/K norms, post-attention and post-feed-forward norms, embeddings scaled by
+    /// the width, heads of `head_dim` (`key_length` / `value_length`, independent of the
+    /// width). Layers slide over a window of `sliding_window` tokens in llama.cpp's gemma3
+    /// pattern: five sliding layers, then one full-attention layer (the period of 6 llama.cpp
+    /// uses when the file sets no `sliding_window_pattern`, as gemma3 files do not).
+    Gemma3 {
+        /// Elements per attention head (K and V).
+        head_dim: u32,
+        /// `gemma3.attention.sliding_window`, in tokens (0: no sliding window).
+        sliding_window: u32,
+    },
+    /// `mamba` (Mamba-1): each layer is a selective state-space block (`ssm_in`, a causal
+    /// convolution, `ssm_x`, `ssm_dt`, `ssm_a`, `ssm_d`, `ssm_out`); no attention, so no KV
+    /// cache, but a recurrent state per sequence.
+    Mamba(SsmShape),
+}
+
+impl Architecture {
+    /// `general.architecture`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Architecture::Llama { .. } => "llama",
+            Architecture::Gemma3 { .. } => "gemma3",
+            Architecture::Mamba(_) => "mamba",
+        }
+    }
+}
+
+/// A mixture of experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Experts {
+    /// Experts per layer (`{arch}.expert_count`).
+    pub count: u32,
+    /// Experts each token is routed to (`{arch}.expert_used_count`).
+    pub used: u32,
+}
+
+/// The state-space block of a Mamba layer (`mamba.ssm.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SsmShape {
+    /// Inner width (`inner_size`); llama.cpp supports only twice the embedding width.
+    pub d_inner: u32,
+    /// State size per inner channel (`state_size`).
+    pub d_state: u32,
+    /// Convolution kernel width (`conv_kernel`).
+    pub d_conv: u32,
+    /// Rank of the time-step projection (`time_step_rank`).
+    pub dt_rank: u32,
+}
 
 /// The shape of a generated model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticModel {
-    /// `general.architecture`; today `llama`.
-    pub architecture: &'static str,
-    /// Transformer blocks.
+    /// `general.architecture` and the parameters only that architecture has.
+    pub architecture: Architecture,
+    /// Transformer (or state-space) blocks.
     pub n_layer: u32,
     /// Embedding width.
     pub n_embd: u32,
-    /// Attention heads.
+    /// Attention heads (0 for `mamba`).
     pub n_head: u32,
-    /// Key/value heads (grouped-query attention when below `n_head`).
+    /// Key/value heads (grouped-query attention when below `n_head`; 0 for `mamba`).
     pub n_head_kv: u32,
-    /// Feed-forward width.
+    /// Feed-forward width (of each expert in a mixture of experts; 0 for `mamba`).
     pub n_ff: u32,
     /// Vocabulary size (at least 259: three control tokens and 256 byte tokens).
     pub n_vocab: u32,
     /// Training context length.
     pub context_length: u32,
-    /// Type of the 2-D weight matrices (F32, F16, Q4_0, Q4_1 or Q8_0); norms are F32.
+    /// Type of the weight matrices (F32, F16, Q4_0, Q4_1 or Q8_0); norms, and matrices whose
+    /// rows are not a whole number of the type's blocks, are F32.
     pub weight_type: GgmlType,
     /// Whether the output head is its own tensor (`false`: tied to the token embedding).
     pub separate_output: bool,
@@ -53,7 +130,7 @@ impl SyntheticModel {
     /// 1024-token vocabulary) whose matrices have `weight_type`.
     pub fn llama(weight_type: GgmlType) -> SyntheticModel {
         SyntheticModel {
-            architecture: "llama",
+            architecture: Architecture::Llama { experts: None },
             n_layer: 4,
             n_embd: 256,
             n_head: 4,
@@ -67,14 +144,104 @@ impl SyntheticModel {
         }
     }
 
-    /// Width of one attention head.
+    /// A small gemma3 model with sliding-window attention shaped like Gemma 3 270M's layers:
+    /// 4 heads of 256 elements with 1 KV head, a 512-token window, 6 layers (layers 0-4
+    /// slide, layer 5 attends to the whole context), width 256, tied output, a 1024-token
+    /// vocabulary.
+    pub fn gemma3_swa(weight_type: GgmlType) -> SyntheticModel {
+        SyntheticModel {
+            architecture: Architecture::Gemma3 {
+                head_dim: 256,
+                sliding_window: 512,
+            },
+            n_layer: 6,
+            n_embd: 256,
+            n_head: 4,
+            n_head_kv: 1,
+            n_ff: 512,
+            n_vocab: 1024,
+            context_length: 32768,
+            weight_type,
+            separate_output: false,
+            seed: 1,
+        }
+    }
+
+    /// A llama model with Gemma 3's vocabulary size, 262,144 tokens, and otherwise tiny (2
+    /// layers, width 64, 2 heads with 1 KV head, tied output), so the embedding dominates the
+    /// file and the logits (1 MiB per output row) dominate the output buffer.
+    pub fn large_vocab(weight_type: GgmlType) -> SyntheticModel {
+        SyntheticModel {
+            n_layer: 2,
+            n_embd: 64,
+            n_head: 2,
+            n_head_kv: 1,
+            n_ff: 128,
+            n_vocab: 262_144,
+            separate_output: false,
+            ..SyntheticModel::llama(weight_type)
+        }
+    }
+
+    /// A Mixtral-style mixture of experts: the llama model's attention, with each layer's
+    /// feed-forward made of 8 experts of width 256, 2 used per token.
+    pub fn moe(weight_type: GgmlType) -> SyntheticModel {
+        SyntheticModel {
+            architecture: Architecture::Llama {
+                experts: Some(Experts { count: 8, used: 2 }),
+            },
+            n_ff: 256,
+            ..SyntheticModel::llama(weight_type)
+        }
+    }
+
+    /// A small Mamba-1 model: 4 layers of width 256 (inner width 512, state 16, convolution
+    /// kernel 4, time-step rank 16 as Mamba's `ceil(width / 16)`), tied output, a 1024-token
+    /// vocabulary.
+    pub fn mamba(weight_type: GgmlType) -> SyntheticModel {
+        SyntheticModel {
+            architecture: Architecture::Mamba(SsmShape {
+                d_inner: 512,
+                d_state: 16,
+                d_conv: 4,
+                dt_rank: 16,
+            }),
+            n_layer: 4,
+            n_embd: 256,
+            n_head: 0,
+            n_head_kv: 0,
+            n_ff: 0,
+            n_vocab: 1024,
+            // Mamba has no trained context limit; any large value does.
+            context_length: 1 << 20,
+            weight_type,
+            separate_output: false,
+            seed: 1,
+        }
+    }
+
+    /// Width of one attention head (0 without attention).
     pub fn head_dim(&self) -> u32 {
-        self.n_embd / self.n_head.max(1)
+        match self.architecture {
+            Architecture::Gemma3 { head_dim, .. } => head_dim,
+            Architecture::Mamba(_) => 0,
+            Architecture::Llama { .. } => self.n_embd / self.n_head.max(1),
+        }
     }
 
     /// The GGUF file, ready to serialise.
+    ///
+    /// # Panics
+    ///
+    /// If `n_vocab` is below 259, or the weight type is not one of those listed on
+    /// [`weight_type`](Self::weight_type).
     pub fn to_writer(&self) -> GgufWriter {
-        let arch = self.architecture;
+        assert!(
+            self.n_vocab >= N_FIXED_TOKENS,
+            "a synthetic vocabulary has at least {N_FIXED_TOKENS} tokens, not {}",
+            self.n_vocab
+        );
+        let arch = self.architecture.name();
         let mut w = GgufWriter::new();
         w.add("general.architecture", arch)
             .add("general.name", format!("synthetic-{arch}").as_str())
@@ -84,34 +251,33 @@ impl SyntheticModel {
             .add(format!("{arch}.feed_forward_length"), self.n_ff)
             .add(format!("{arch}.attention.head_count"), self.n_head)
             .add(format!("{arch}.attention.head_count_kv"), self.n_head_kv)
-            .add(format!("{arch}.rope.dimension_count"), self.head_dim())
-            .add(format!("{arch}.attention.layer_norm_rms_epsilon"), 1e-5f32)
             .add(format!("{arch}.vocab_size"), self.n_vocab);
-        self.add_vocabulary(&mut w);
-        let mut rng = StdRng::seed_from_u64(self.seed);
-        let (embd, ff, vocab) = (
-            u64::from(self.n_embd),
-            u64::from(self.n_ff),
-            u64::from(self.n_vocab),
-        );
-        let kv = u64::from(self.head_dim() * self.n_head_kv);
-        let t = self.weight_type;
-        add_random(&mut w, &mut rng, "token_embd.weight", &[embd, vocab], t);
-        add_norm(&mut w, "output_norm.weight", embd);
+        match self.architecture {
+            Architecture::Llama { experts } => llama::add_metadata(&mut w, self, experts),
+            Architecture::Gemma3 {
+                head_dim,
+                sliding_window,
+            } => gemma3::add_metadata(&mut w, head_dim, sliding_window),
+            Architecture::Mamba(ssm) => mamba::add_metadata(&mut w, ssm),
+        }
+        vocab::add_spm_vocabulary(&mut w, self.n_vocab);
+
+        let (embd, vocab) = (u64::from(self.n_embd), u64::from(self.n_vocab));
+        let mut t = TensorWriter::new(&mut w, self.seed, self.weight_type);
+        t.matrix("token_embd.weight", &[embd, vocab]);
+        t.norm("output_norm.weight", embd);
         if self.separate_output {
-            add_random(&mut w, &mut rng, "output.weight", &[embd, vocab], t);
+            t.matrix("output.weight", &[embd, vocab]);
         }
         for layer in 0..self.n_layer {
-            let name = |part: &str| format!("blk.{layer}.{part}.weight");
-            add_norm(&mut w, &name("attn_norm"), embd);
-            add_random(&mut w, &mut rng, &name("attn_q"), &[embd, embd], t);
-            add_random(&mut w, &mut rng, &name("attn_k"), &[embd, kv], t);
-            add_random(&mut w, &mut rng, &name("attn_v"), &[embd, kv], t);
-            add_random(&mut w, &mut rng, &name("attn_output"), &[embd, embd], t);
-            add_norm(&mut w, &name("ffn_norm"), embd);
-            add_random(&mut w, &mut rng, &name("ffn_gate"), &[embd, ff], t);
-            add_random(&mut w, &mut rng, &name("ffn_up"), &[embd, ff], t);
-            add_random(&mut w, &mut rng, &name("ffn_down"), &[ff, embd], t);
+            let name = |part: &str| format!("blk.{layer}.{part}");
+            match self.architecture {
+                Architecture::Llama { experts } => llama::add_layer(&mut t, self, experts, name),
+                Architecture::Gemma3 { head_dim, .. } => {
+                    gemma3::add_layer(&mut t, self, head_dim, name)
+                }
+                Architecture::Mamba(ssm) => mamba::add_layer(&mut t, self, ssm, name),
+            }
         }
         w
     }
@@ -120,123 +286,66 @@ impl SyntheticModel {
     pub fn write_to(&self, path: &std::path::Path) -> std::io::Result<()> {
         self.to_writer().write_to_path(path)
     }
+}
 
-    /// A SentencePiece ("llama") vocabulary: `<unk>`, `<s>`, `</s>`, the 256 byte tokens, then
-    /// filler words up to `n_vocab`.
-    fn add_vocabulary(&self, w: &mut GgufWriter) {
-        const NORMAL: i32 = 1;
-        const UNKNOWN: i32 = 2;
-        const CONTROL: i32 = 3;
-        const BYTE: i32 = 6;
-        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
-        let mut types = vec![UNKNOWN, CONTROL, CONTROL];
-        for b in 0..=255u8 {
-            tokens.push(format!("<0x{b:02X}>"));
-            types.push(BYTE);
+/// The model shapes tests use, by name (`SyntheticModel::gemma3_swa` is `gemma3-swa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shape {
+    /// [`SyntheticModel::llama`].
+    Llama,
+    /// [`SyntheticModel::gemma3_swa`].
+    Gemma3Swa,
+    /// [`SyntheticModel::large_vocab`].
+    LargeVocab,
+    /// [`SyntheticModel::moe`].
+    Moe,
+    /// [`SyntheticModel::mamba`].
+    Mamba,
+}
+
+impl Shape {
+    /// Every shape.
+    pub const ALL: [Shape; 5] = [
+        Shape::Llama,
+        Shape::Gemma3Swa,
+        Shape::LargeVocab,
+        Shape::Moe,
+        Shape::Mamba,
+    ];
+
+    /// The shape's name: `llama`, `gemma3-swa`, `large-vocab`, `moe` or `mamba`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Llama => "llama",
+            Shape::Gemma3Swa => "gemma3-swa",
+            Shape::LargeVocab => "large-vocab",
+            Shape::Moe => "moe",
+            Shape::Mamba => "mamba",
         }
-        let mut k = 0u32;
-        while tokens.len() < self.n_vocab as usize {
-            tokens.push(format!("\u{2581}w{k}"));
-            types.push(NORMAL);
-            k += 1;
+    }
+
+    /// The shape called `name` (as [`name`](Self::name) gives it).
+    pub fn from_name(name: &str) -> Option<Shape> {
+        Shape::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The model of this shape whose matrices have `weight_type`.
+    pub fn model(self, weight_type: GgmlType) -> SyntheticModel {
+        match self {
+            Shape::Llama => SyntheticModel::llama(weight_type),
+            Shape::Gemma3Swa => SyntheticModel::gemma3_swa(weight_type),
+            Shape::LargeVocab => SyntheticModel::large_vocab(weight_type),
+            Shape::Moe => SyntheticModel::moe(weight_type),
+            Shape::Mamba => SyntheticModel::mamba(weight_type),
         }
-        let scores: Vec<f32> = (0..tokens.len()).map(|i| -(i as f32)).collect();
-        w.add("tokenizer.ggml.model", "llama")
-            .add(
-                "tokenizer.ggml.tokens",
-                Value::Array(ArrayValue::String(tokens)),
-            )
-            .add("tokenizer.ggml.scores", Value::Array(scores.into()))
-            .add("tokenizer.ggml.token_type", Value::Array(types.into()))
-            .add("tokenizer.ggml.bos_token_id", 1u32)
-            .add("tokenizer.ggml.eos_token_id", 2u32)
-            .add("tokenizer.ggml.unknown_token_id", 0u32);
     }
 }
 
-fn add_norm(w: &mut GgufWriter, name: &str, n: u64) {
-    let data = (0..n).flat_map(|_| 1.0f32.to_le_bytes()).collect();
-    w.add_tensor(name, &[n], GgmlType::F32, data);
-}
-
-/// A tensor of random values of about 0.02 in magnitude (as in a trained model), stored in `t`.
-fn add_random(w: &mut GgufWriter, rng: &mut StdRng, name: &str, dims: &[u64], t: GgmlType) {
-    let n: u64 = dims.iter().product();
-    let scale = f16::from_f32(0.02 / 8.0).to_le_bytes();
-    let mut data = Vec::new();
-    match t {
-        GgmlType::F32 => (0..n)
-            .for_each(|_| data.extend_from_slice(&rng.random_range(-0.02f32..0.02).to_le_bytes())),
-        GgmlType::F16 => (0..n).for_each(|_| {
-            data.extend_from_slice(&f16::from_f32(rng.random_range(-0.02f32..0.02)).to_le_bytes())
-        }),
-        GgmlType::Q8_0 => (0..n / 32).for_each(|_| {
-            data.extend_from_slice(&f16::from_f32(0.02 / 127.0).to_le_bytes());
-            data.extend((0..32).map(|_| rng.random::<u8>()));
-        }),
-        GgmlType::Q4_0 => (0..n / 32).for_each(|_| {
-            data.extend_from_slice(&scale);
-            data.extend((0..16).map(|_| rng.random::<u8>()));
-        }),
-        GgmlType::Q4_1 => (0..n / 32).for_each(|_| {
-            data.extend_from_slice(&f16::from_f32(0.04 / 15.0).to_le_bytes());
-            data.extend_from_slice(&f16::from_f32(-0.02).to_le_bytes());
-            data.extend((0..16).map(|_| rng.random::<u8>()));
-        }),
-        other => {
-            panic!("synthetic models support F32, F16, Q4_0, Q4_1 and Q8_0 weights, not {other}")
-        }
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
-    w.add_tensor(name, dims, t, data);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::gguf::GgufFile;
-
-    #[test]
-    fn tensor_sizes_match_their_types() {
-        for t in [
-            GgmlType::F32,
-            GgmlType::F16,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q8_0,
-        ] {
-            let model = SyntheticModel::llama(t);
-            let bytes = model.to_writer().to_bytes();
-            let file = GgufFile::parse(&bytes).unwrap();
-            for tensor in &file.tensors {
-                let end = tensor.file_offset + tensor.n_bytes;
-                assert!(
-                    end <= bytes.len() as u64,
-                    "{} overruns the file",
-                    tensor.name
-                );
-            }
-            let embd = file
-                .tensors
-                .iter()
-                .find(|x| x.name == "token_embd.weight")
-                .unwrap();
-            assert_eq!(
-                embd.n_bytes,
-                t.row_size(256).unwrap() * 1024,
-                "{t}: embedding bytes"
-            );
-        }
-    }
-
-    #[test]
-    fn the_same_seed_gives_the_same_file() {
-        let a = SyntheticModel::llama(GgmlType::Q4_0).to_writer().to_bytes();
-        let b = SyntheticModel::llama(GgmlType::Q4_0).to_writer().to_bytes();
-        assert_eq!(a, b);
-        let c = SyntheticModel {
-            seed: 2,
-            ..SyntheticModel::llama(GgmlType::Q4_0)
-        };
-        assert_ne!(a, c.to_writer().to_bytes());
-    }
-}
+mod tests;
