@@ -10,10 +10,10 @@ use crate::memory_probe::{MemoryProbe, ProbeError};
 use crate::planner::{self, Breakdown, BufferSizer, Candidate, Plan, PlanError, PlanRequest};
 use crate::process_memory::ProcessMemory;
 
-/// Memory the process uses beyond the planned buffers while it runs: the vocabulary and
-/// tokenizer tables, sampler state, thread stacks touched, allocator slack. Measured on
-/// SmolLM2 (see docs/MEMORY.md) and rounded up.
-pub const RUNTIME_MARGIN: u64 = 24 << 20;
+/// Memory the process uses beyond the planned buffers and the model's own host structures while
+/// it runs: sampler state, the engine's thread and channels, thread stacks touched, allocator
+/// slack. Measured (see docs/MEMORY.md) and rounded up.
+pub const RUNTIME_MARGIN: u64 = 6 << 20;
 
 /// Sizes candidates with llama.cpp's dry run and adds what the dry run does not see.
 #[derive(Debug)]
@@ -22,9 +22,12 @@ pub struct LlamaSizer {
     /// Resident bytes of the weights: the mapped file (llama.cpp faults all of it in at load)
     /// plus any weights repacked into anonymous memory.
     weights: u64,
-    /// Process baseline (binary, libraries, allocator) measured before loading, plus
-    /// [`RUNTIME_MARGIN`].
+    /// Process baseline (binary, libraries, allocator) measured before loading, the model's
+    /// host structures (vocabulary, tokenizer, metadata: measured as what loading the dry-run
+    /// model added), plus [`RUNTIME_MARGIN`].
     overhead: u64,
+    /// The model's host structures alone.
+    model_host: u64,
     /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
     repacked: u64,
     threads: i32,
@@ -40,8 +43,17 @@ impl LlamaSizer {
         model_params: &ModelParams,
         threads: i32,
     ) -> Result<LlamaSizer, ProbeError> {
+        crate::ffi::release_free_heap();
         let baseline = ProcessMemory::current().rss;
         let probe = MemoryProbe::new(path, model_params)?;
+        // The dry-run model holds everything llama.cpp keeps on the host for a model but its
+        // weights and buffers: the vocabulary and tokenizer (in proportion to n_vocab), the
+        // metadata and tensor descriptions. The real load allocates the same again.
+        // What the loader freed again (the GGUF metadata it parsed) goes back first, so that
+        // only what the model keeps is counted.
+        crate::ffi::release_free_heap();
+        let model_host = ProcessMemory::current().rss.saturating_sub(baseline);
+        tracing::info!(baseline, model_host, "process memory before planning");
         let mapped = gguf.file_size();
         let repacked = probe.repacked_bytes();
         let weights = mapped.saturating_add(repacked);
@@ -49,7 +61,10 @@ impl LlamaSizer {
             probe,
             weights,
             repacked,
-            overhead: baseline.saturating_add(RUNTIME_MARGIN),
+            overhead: baseline
+                .saturating_add(model_host)
+                .saturating_add(RUNTIME_MARGIN),
+            model_host,
             threads,
             swa_full: false,
         })
@@ -61,6 +76,12 @@ impl LlamaSizer {
     pub fn with_swa_full(mut self, swa_full: bool) -> LlamaSizer {
         self.swa_full = swa_full;
         self
+    }
+
+    /// Bytes of host memory the model's own structures take (vocabulary, tokenizer,
+    /// metadata), as measured when the dry-run model was loaded.
+    pub fn model_host_bytes(&self) -> u64 {
+        self.model_host
     }
 
     /// Bytes of weights llama.cpp repacks into anonymous memory (0 with `--no-repack`).

@@ -360,13 +360,45 @@ fn mamba_keeps_a_recurrent_state_and_no_kv_cache() {
     assert!(spec.layers.iter().all(|l| l.n_head_kv == 0));
     assert_eq!(spec.kv_bytes(&kv_params(true)).unwrap().total_bytes(), 0);
 
-    // The engine (and so `Session`) sizes its KV block pool from that spec, and refuses a
-    // model with no KV bytes per token: recurrent models run on a raw context only, so far.
-    let err = Session::start(run.llama.clone(), &ctx_params()).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("global_bytes_per_token must be at least 1"),
-        "{err}"
+    // The engine (and so `Session`) runs it: no KV bytes per token, so its block pool only
+    // counts tokens against the context; two turns, the second one reusing the first's state
+    // as a prefix (a recurrent state cannot be cut back: a diverging turn is evaluated again).
+    let mut session = Session::start(run.llama.clone(), &ctx_params()).unwrap();
+    let prompt: Vec<i32> = run
+        .llama
+        .tokenize("xyz ".repeat(40).as_str(), true, false)
+        .unwrap();
+    let options = llama_core::GenerateOptions {
+        sampling: llama_core::SamplingParams::greedy(),
+        max_tokens: Some(8),
+        ..Default::default()
+    };
+    let (_, first) = session
+        .generate(&prompt, &options)
+        .unwrap()
+        .collect_text()
+        .unwrap();
+    assert_eq!(first.n_generated, 8);
+    let mut longer = session.tokens();
+    longer.extend(run.llama.tokenize(" more", false, false).unwrap());
+    let (_, second) = session
+        .generate(&longer, &options)
+        .unwrap()
+        .collect_text()
+        .unwrap();
+    assert!(second.prompt.n_reused > 0 || second.prompt.n_evaluated == longer.len());
+    let other: Vec<i32> = run
+        .llama
+        .tokenize("abc ".repeat(10).as_str(), true, false)
+        .unwrap();
+    let (_, third) = session
+        .generate(&other, &options)
+        .unwrap()
+        .collect_text()
+        .unwrap();
+    assert_eq!(
+        third.prompt.n_evaluated + third.prompt.n_reused,
+        other.len()
     );
 }
 

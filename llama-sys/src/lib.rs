@@ -77,6 +77,22 @@ unsafe extern "C" {
     ) -> usize;
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+}
+
+/// Returns freed heap memory to the operating system (glibc's `malloc_trim(0)`), so memory a
+/// dry run freed is not still counted in the process's RSS when the real load allocates its
+/// own. Does nothing on other C libraries.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only releases free pages of the heap.
+    unsafe {
+        malloc_trim(0);
+    }
+}
+
 // libc's mincore(2), for residency checks of mapped model files (not in llama.cpp's bindings).
 unsafe extern "C" {
     /// mincore(2): one byte per page of `[addr, addr + length)`, bit 0 set when it is resident.

@@ -8,6 +8,7 @@ mod machine;
 mod prompt;
 mod serve;
 mod session_files;
+mod shapes;
 mod show;
 mod support;
 mod weights;

@@ -103,6 +103,8 @@ struct KvLayout {
     sliding_bytes: u64,
     /// The capped sliding window, when there is one.
     sliding_window: Option<u32>,
+    /// No layer keeps a KV cache (a recurrent model): the pool counts tokens, a byte each.
+    tokens_only: bool,
 }
 
 impl KvLayout {
@@ -125,17 +127,30 @@ impl KvLayout {
                 } else {
                     (u64::from(n_parallel), 1)
                 };
-                let cells = (window * seqs + u64::from(config.n_ubatch)).next_multiple_of(256);
+                let context = u64::from(config.n_ctx_per_seq).next_multiple_of(256) * seqs;
+                let cells = (window * seqs + u64::from(config.n_ubatch))
+                    .min(context)
+                    .next_multiple_of(256);
                 Ok(KvLayout {
                     per_token: split.global,
                     sliding_bytes: split.sliding.saturating_mul(cells).saturating_mul(streams),
                     sliding_window: u32::try_from(window).ok(),
+                    tokens_only: false,
                 })
             }
+            // A recurrent model (Mamba, RWKV) keeps a fixed state per sequence and no KV
+            // cache: the pool then only counts tokens against the context, one byte each.
+            _ if split.global + split.sliding == 0 => Ok(KvLayout {
+                per_token: 1,
+                sliding_bytes: 0,
+                sliding_window: None,
+                tokens_only: true,
+            }),
             _ => Ok(KvLayout {
                 per_token: split.global + split.sliding,
                 sliding_bytes: 0,
                 sliding_window: None,
+                tokens_only: false,
             }),
         }
     }
@@ -155,7 +170,12 @@ pub(super) fn start(
     let n_parallel = config.n_parallel.clamp(1, 256);
     let kv = KvLayout::of(cache, &config, n_parallel).map_err(|e| start_err(e.to_string()))?;
     let per_token = kv.per_token;
-    let budget = config.kv_budget_bytes.saturating_sub(kv.sliding_bytes);
+    let budget = if kv.tokens_only {
+        // Nothing in the cache grows with the context: the pool counts its tokens.
+        u64::from(config.n_ctx_per_seq).next_multiple_of(256) * u64::from(n_parallel)
+    } else {
+        config.kv_budget_bytes.saturating_sub(kv.sliding_bytes)
+    };
     let spec = PoolSpec::new(per_token, budget).with_block_tokens(config.block_tokens);
     let mut pool = BlockPool::new(spec).map_err(|e| start_err(e.to_string()))?;
     let needed = pool

@@ -28,6 +28,11 @@ pub use system::{
     compiled_gpu_backends, cpu_has_amx, AmxInfo, DeviceInfo, ExtraBufferType, SystemInfo,
 };
 
+/// Returns freed heap memory to the operating system (after a dry run, before a real load).
+pub fn release_free_heap() {
+    llama_sys::release_free_heap();
+}
+
 /// A token id in the model's vocabulary.
 pub type Token = i32;
 

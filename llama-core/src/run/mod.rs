@@ -321,6 +321,8 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
             (ctx_params, Some(plan))
         }
     };
+    // The dry-run model is gone: give its memory back before the real load allocates its own.
+    crate::ffi::release_free_heap();
     // Layer placement: what the budget leaves for weights after the anonymous memory.
     let weight_budget = plan.as_ref().map(|p| {
         p.budget
