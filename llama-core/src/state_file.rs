@@ -220,7 +220,7 @@ pub fn check(path: &Path, identity: &str) -> Result<Trailer, StateFileError> {
         return Err(malformed());
     }
     let trailer_len = u64::from_le_bytes(tail[..8].try_into().map_err(|_| malformed())?);
-    if trailer_len > size || trailer_len < 16 || trailer_len > (64 << 20) {
+    if trailer_len > size || !(16..=(64 << 20)).contains(&trailer_len) {
         return Err(malformed());
     }
     let mut bytes = vec![0u8; trailer_len as usize];
