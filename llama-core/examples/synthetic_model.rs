@@ -5,12 +5,12 @@
 //!
 //! SHAPE is llama (default), gemma3-swa, large-vocab, moe or mamba. TYPE is the weight type of
 //! the matrices: f32, f16, q4_0 (default), q4_1 or q8_0. `OUT.gguf TYPE` (no shape) writes the
-//! llama shape.
+//! llama shape. A number last sets the training context length (`{arch}.context_length`).
 
 use llama_core::gguf::synthetic::Shape;
 use llama_core::gguf::GgmlType;
 
-const USAGE: &str = "usage: synthetic_model OUT.gguf [SHAPE] [TYPE]\n  \
+const USAGE: &str = "usage: synthetic_model OUT.gguf [SHAPE] [TYPE] [CONTEXT_LENGTH]\n  \
     SHAPE: llama (default), gemma3-swa, large-vocab, moe, mamba\n  \
     TYPE: f32, f16, q4_0 (default), q4_1, q8_0";
 
@@ -29,14 +29,19 @@ fn run() -> Result<(), String> {
     let out = args.next().ok_or(USAGE)?;
     let mut shape = Shape::Llama;
     let mut weight_type = GgmlType::Q4_0;
+    let mut context_length = None;
     for (i, arg) in args.enumerate() {
         match (i, Shape::from_name(&arg), GgmlType::from_name(&arg)) {
             (0, Some(s), _) => shape = s,
             (0 | 1, None, Some(t)) => weight_type = t,
+            (_, None, None) if arg.parse::<u32>().is_ok() => context_length = arg.parse().ok(),
             _ => return Err(format!("unexpected argument {arg}\n{USAGE}")),
         }
     }
-    let model = shape.model(weight_type);
+    let mut model = shape.model(weight_type);
+    if let Some(n) = context_length {
+        model.context_length = n;
+    }
     let path = std::path::Path::new(&out);
     model
         .write_to(path)
