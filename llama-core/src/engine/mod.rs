@@ -87,6 +87,10 @@ pub struct EngineConfig {
     /// An idle session evicted after this long without use is dropped, not saved to disk:
     /// it is unlikely to return, and saving it would pause every other session.
     pub keep_idle: Duration,
+    /// Fault injection for tests: this many decode calls fail (as llama.cpp's code -1) before
+    /// the real ones run.
+    #[doc(hidden)]
+    pub inject_decode_failures: u32,
 }
 
 impl EngineConfig {
@@ -116,6 +120,7 @@ impl EngineConfig {
             kv_unified: false,
             swa_full: false,
             keep_idle: Duration::from_secs(3600),
+            inject_decode_failures: 0,
         }
     }
 }
@@ -296,6 +301,10 @@ pub struct EngineStats {
     pub save_seconds_total: f64,
     /// The longest such pause, in seconds.
     pub save_seconds_max: f64,
+    /// Prompts preempted (their blocks given back) so that prompts blocking them could go on.
+    pub preempted: u64,
+    /// Decode calls that failed and were retried with half the batch.
+    pub decode_retries: u64,
     /// Prompt tokens received.
     pub tokens_in: u64,
     /// Prompt tokens served from cached KV.

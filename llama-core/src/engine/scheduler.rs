@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::slot::{Phase, Running, Slot, Step};
+use super::slot::{Phase, Running, Slot, Step, Undelivered};
 use super::{
     Engine, EngineConfig, EngineError, EngineEvent, EngineRequest, EngineStats, ResponseStream,
     Shared, SubmitError,
@@ -277,6 +277,10 @@ pub(super) fn start(
         model: model.clone(),
         next_first: 0,
         swa_window: kv.sliding_window,
+        undelivered: Vec::new(),
+        batch_limit: None,
+        preempted: Vec::new(),
+        injected_failures: config.inject_decode_failures,
     };
     let thread = std::thread::Builder::new()
         .name("llama-rs-engine".into())
@@ -346,6 +350,15 @@ struct Scheduler {
     /// The window of the sliding-window layers when their cache is capped to it: older
     /// positions are gone, so a sequence cannot be cut back further than the window reaches.
     swa_window: Option<u32>,
+    /// Final events that consumers' full channels could not take yet.
+    undelivered: Vec<Undelivered>,
+    /// After a failed decode, the next batches hold at most this many tokens (halved on each
+    /// failure, as llama-server does, restored after a success).
+    batch_limit: Option<usize>,
+    /// Requests preempted to unblock others: they are queued again once a request ends.
+    preempted: Vec<Job>,
+    /// Decode calls still to fail on purpose ([`EngineConfig::inject_decode_failures`]).
+    injected_failures: u32,
 }
 
 impl Scheduler {
@@ -357,6 +370,7 @@ impl Scheduler {
                 return;
             }
             self.run_commands();
+            self.undelivered.retain_mut(Undelivered::flush);
             self.reap_abandoned();
             self.admit();
             let progressed = self.step();
@@ -404,16 +418,46 @@ impl Scheduler {
     /// Ends a cancelled request and frees its KV at once.
     fn cancel_slot(&mut self, i: usize) {
         self.stats().cancelled += 1;
-        self.slots[i].finish(FinishReason::Cancelled);
+        self.end_slot(i, FinishReason::Cancelled);
         self.clear_slot(i);
+    }
+
+    /// Ends slot `i`'s request: its final events go out now or later, and requests preempted
+    /// to make room may try again.
+    fn end_slot(&mut self, i: usize, reason: FinishReason) {
+        if let Some((_, undelivered)) = self.slots[i].finish(reason) {
+            if !undelivered.pending.is_empty() {
+                self.undelivered.push(undelivered);
+            }
+        }
+        self.requeue_preempted();
+    }
+
+    /// Puts preempted requests back at the head of the queue.
+    fn requeue_preempted(&mut self) {
+        if self.preempted.is_empty() {
+            return;
+        }
+        let mut queue = lock(&self.shared.queue);
+        for job in self.preempted.drain(..).rev() {
+            queue.push_front(job);
+        }
     }
 
     fn cancel_everything(&mut self) {
         for i in 0..self.slots.len() {
             if !self.slots[i].is_idle() {
-                self.slots[i].finish(FinishReason::Cancelled);
+                self.end_slot(i, FinishReason::Cancelled);
                 self.stats().cancelled += 1;
             }
+        }
+        for undelivered in &mut self.undelivered {
+            undelivered.flush();
+        }
+        for job in self.preempted.drain(..) {
+            let _ = job.events.try_send(EngineEvent::Failed(EngineError::Start {
+                message: "the engine stopped".into(),
+            }));
         }
         for job in lock(&self.shared.queue).drain(..) {
             let _ = job.events.try_send(EngineEvent::Failed(EngineError::Start {
@@ -722,6 +766,7 @@ impl Scheduler {
         slot.phase = Phase::Prompt;
         slot.last_used = Instant::now();
         slot.running = Some(Running {
+            options: job.request.options.clone(),
             prompt: job.request.prompt,
             sampler,
             utf8: Utf8Decoder::new(),
@@ -800,7 +845,9 @@ impl Scheduler {
     /// One decode step over every runnable slot. False when there was nothing to do.
     fn step(&mut self) -> bool {
         self.batch.clear();
-        let mut budget = self.batch.capacity();
+        let mut budget = self.batch_limit.map_or(self.batch.capacity(), |limit| {
+            limit.min(self.batch.capacity())
+        });
         // (slot, number of tokens added, batch index of its output if any)
         let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new();
         let mut blocked = Vec::new();
@@ -863,12 +910,23 @@ impl Scheduler {
             budget -= n;
         }
         if self.batch.is_empty() {
-            // Prompts that can never get room while nothing else runs are refused.
             let others_running = self
                 .slots
                 .iter()
                 .any(|s| matches!(s.phase, Phase::Generate { .. }));
+            if !others_running && blocked.len() > 1 {
+                // Prompts that block each other: the youngest gives its blocks back and waits,
+                // the others go on.
+                if let Some(&youngest) = blocked
+                    .iter()
+                    .max_by_key(|&&i| self.slots[i].running.as_ref().map(|r| r.submitted))
+                {
+                    self.preempt_slot(youngest);
+                    return true;
+                }
+            }
             if !others_running {
+                // A prompt that can never get room while nothing else runs is refused.
                 for i in blocked {
                     let needed = self.slots[i].running.as_ref().map_or(0, |r| r.prompt.len());
                     self.fail_slot(i, EngineError::KvFull { needed });
@@ -883,7 +941,12 @@ impl Scheduler {
             .filter_map(|&(i, _, _)| self.slots[i].running.as_ref().map(|r| r.cancel.clone()))
             .collect();
         self.ctx.abort_when_all_cancelled(requests);
-        let outcome = self.ctx.decode(&self.batch);
+        let outcome = if self.injected_failures > 0 {
+            self.injected_failures -= 1;
+            DecodeOutcome::Failed(-1)
+        } else {
+            self.ctx.decode(&self.batch)
+        };
         self.ctx.abort_when_all_cancelled(Vec::new());
         match outcome {
             DecodeOutcome::Done => {}
@@ -900,12 +963,30 @@ impl Scheduler {
                     DecodeOutcome::Failed(c) => c,
                     DecodeOutcome::Done | DecodeOutcome::Aborted => 0,
                 };
-                for (i, _, _) in plan {
-                    self.fail_slot(i, EngineError::Decode { code });
+                // Part of the batch may have been processed: drop it from the cache.
+                for &(i, _, _) in &plan {
+                    let (seq, kept) = (self.slots[i].seq, self.slots[i].tokens.len());
+                    self.ctx.kv_remove(seq, kept as i32, -1);
+                }
+                let n_tokens = self.batch.len();
+                if n_tokens > 1 {
+                    // Try again with half the batch before failing anyone.
+                    tracing::warn!(
+                        code,
+                        n_tokens,
+                        "decode failed; retrying with half the batch"
+                    );
+                    self.batch_limit = Some(n_tokens / 2);
+                    self.stats().decode_retries += 1;
+                } else {
+                    for (i, _, _) in plan {
+                        self.fail_slot(i, EngineError::Decode { code });
+                    }
                 }
                 return true;
             }
         }
+        self.batch_limit = None;
         let n_ctx_seq = self.n_ctx_seq;
         for (i, n, output) in plan {
             let slot = &mut self.slots[i];
@@ -972,14 +1053,39 @@ impl Scheduler {
                 stats.cancelled += 1;
             }
         }
-        self.slots[i].finish(reason);
+        self.end_slot(i, reason);
     }
 
     fn fail_slot(&mut self, i: usize, error: EngineError) {
         self.stats().finished += 1;
         if let Some(run) = self.slots[i].running.take() {
-            let _ = run.events.try_send(EngineEvent::Failed(error));
+            let undelivered = Undelivered::send(run.events, vec![EngineEvent::Failed(error)]);
+            if !undelivered.pending.is_empty() {
+                self.undelivered.push(undelivered);
+            }
         }
+        self.slots[i].phase = Phase::Idle;
+        self.clear_slot(i);
+        self.requeue_preempted();
+    }
+
+    /// Frees slot `i` and keeps its request to run again later (from its whole prompt), so the
+    /// others can use its blocks.
+    fn preempt_slot(&mut self, i: usize) {
+        let Some(run) = self.slots[i].running.take() else {
+            return;
+        };
+        tracing::debug!(seq = self.slots[i].seq, "preempting a blocked prompt");
+        self.stats().preempted += 1;
+        self.preempted.push(Job {
+            request: EngineRequest {
+                prompt: run.prompt,
+                options: run.options,
+                cancel: run.cancel,
+            },
+            events: run.events,
+            submitted: run.submitted,
+        });
         self.slots[i].phase = Phase::Idle;
         self.clear_slot(i);
     }

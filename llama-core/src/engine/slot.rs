@@ -26,6 +26,8 @@ pub(super) enum Phase {
 /// The request a slot is answering.
 pub(super) struct Running {
     pub(super) prompt: Vec<Token>,
+    /// The request's options, to queue it again if it is preempted.
+    pub(super) options: crate::session::GenerateOptions,
     pub(super) sampler: SamplerChain,
     pub(super) utf8: Utf8Decoder,
     pub(super) stop: StopMatcher,
@@ -130,17 +132,20 @@ impl Slot {
     }
 
     /// Ends the request: flushes held text, sends the completion, leaves the KV for reuse.
-    /// Returns the completion (for the engine's counters).
-    pub(super) fn finish(&mut self, reason: FinishReason) -> Option<Completion> {
+    /// Returns the completion (for the engine's counters) and what could not be delivered yet
+    /// (a consumer whose channel is full): the scheduler delivers that later, so a final event
+    /// is never lost.
+    pub(super) fn finish(&mut self, reason: FinishReason) -> Option<(Completion, Undelivered)> {
         let mut run = self.running.take()?;
         self.phase = Phase::Idle;
         self.last_used = Instant::now();
+        let mut events = Vec::new();
         if reason != FinishReason::StopString && reason != FinishReason::Cancelled {
             let rest = run.utf8.finish();
             let check = run.stop.push(&rest);
             let tail = check.emit + &run.stop.finish();
             if !tail.is_empty() {
-                send(&run.events, EngineEvent::Text(tail));
+                events.push(EngineEvent::Text(tail));
             }
         }
         let completion = Completion {
@@ -156,17 +161,51 @@ impl Slot {
             },
             generation_time: run.prompt_done.map(|t| t.elapsed()).unwrap_or_default(),
         };
-        send(&run.events, EngineEvent::Done(completion.clone()));
-        Some(completion)
+        events.push(EngineEvent::Done(completion.clone()));
+        let undelivered = Undelivered::send(run.events, events);
+        Some((completion, undelivered))
     }
 }
 
-/// Sends without waiting; false when the consumer is gone. A full channel cannot happen: slots
-/// are only stepped when their consumer has room ([`Slot::consumer_ready`]).
-fn send(events: &Sender<EngineEvent>, event: EngineEvent) -> bool {
-    match events.try_send(event) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => true,
-        Err(TrySendError::Closed(_)) => false,
+/// Events a consumer's full channel could not take yet, kept for a later attempt.
+pub(super) struct Undelivered {
+    pub(super) events: Sender<EngineEvent>,
+    pub(super) pending: std::collections::VecDeque<EngineEvent>,
+}
+
+impl Undelivered {
+    /// Sends `events` in order as far as the channel takes them; the rest stay pending.
+    pub(super) fn send(events: Sender<EngineEvent>, pending: Vec<EngineEvent>) -> Undelivered {
+        let mut u = Undelivered {
+            events,
+            pending: pending.into(),
+        };
+        u.flush();
+        u
     }
+
+    /// Sends what it can. True when nothing is left to send (all sent, or the consumer is gone).
+    pub(super) fn flush(&mut self) -> bool {
+        while let Some(event) = self.pending.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.pending.push_front(event);
+                    return false;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    self.pending.clear();
+                    return true;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// Sends a piece of text without waiting; false when the consumer is gone. A full channel
+/// does not happen here: slots are only stepped when their consumer has room for a step's
+/// events ([`Slot::consumer_ready`]).
+fn send(events: &Sender<EngineEvent>, event: EngineEvent) -> bool {
+    !matches!(events.try_send(event), Err(TrySendError::Closed(_)))
 }
