@@ -169,4 +169,3 @@ mod tests {
         assert!(!cpuinfo_has_amx("model name\t: amx_int8 in a name\n"));
     }
 }
-
