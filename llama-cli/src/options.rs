@@ -17,6 +17,11 @@ pub struct RunOptions {
     #[arg(short = 'm', long = "model", value_name = "FILE")]
     pub model: Option<PathBuf>,
 
+    /// Hugging Face repository instead of -m (also -hf): REPO[:QUANT], from the cache or
+    /// downloaded into it (llama.cpp's flag).
+    #[arg(long = "hf-repo", value_name = "REPO[:QUANT]")]
+    pub hf_repo: Option<String>,
+
     /// Context size in tokens (0: the model's training context) [default: 4096].
     #[arg(short = 'c', long = "ctx-size", value_name = "N")]
     pub ctx_size: Option<u32>,
@@ -198,10 +203,16 @@ macro_rules! layer {
 impl RunOptions {
     /// Fills every field this one leaves empty from `lower` (this one takes precedence).
     pub fn over(self, lower: RunOptions) -> RunOptions {
-        layer!(
+        // -m and -hf name one thing: the layer that names either wins for both.
+        let (model, hf_repo) = match self.model.is_some() || self.hf_repo.is_some() {
+            true => (self.model.clone(), self.hf_repo.clone()),
+            false => (lower.model.clone(), lower.hf_repo.clone()),
+        };
+        let merged = layer!(
             self,
             lower,
             model,
+            hf_repo,
             ctx_size,
             batch_size,
             ubatch_size,
@@ -234,7 +245,12 @@ impl RunOptions {
             system,
             chat_template,
             stats,
-        )
+        );
+        RunOptions {
+            model,
+            hf_repo,
+            ..merged
+        }
     }
 
     /// The effective settings: this layer over the built-in defaults, checked.
@@ -338,6 +354,7 @@ impl RunOptions {
             type_k,
             type_v,
             model: self.model,
+            hf_repo: self.hf_repo,
             ctx_size: self.ctx_size.unwrap_or(4096),
             batch_size: positive("batch-size", self.batch_size.unwrap_or(2048))?,
             ubatch_size: positive("ubatch-size", self.ubatch_size.unwrap_or(512))?,
@@ -384,6 +401,8 @@ pub struct Settings {
     pub type_v: KvCacheType,
     /// Model file.
     pub model: Option<PathBuf>,
+    /// Hugging Face repository (`REPO[:QUANT]`), resolved to a file in the cache.
+    pub hf_repo: Option<String>,
     /// Context size (0: the model's).
     pub ctx_size: u32,
     /// Logical batch size.

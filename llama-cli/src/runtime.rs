@@ -273,6 +273,7 @@ pub struct Prepared {
 /// they do not fit and `--stream` allows it), and places every layer. A request that cannot
 /// fit is refused here, before anything is loaded.
 pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
+    let settings = &crate::model_source::resolved(settings)?;
     let path = settings.model.clone().ok_or(CliError::NoModel)?;
     let gguf = llama_core::check_model_file(&path)?;
     let n_ctx_train = training_context(&gguf);

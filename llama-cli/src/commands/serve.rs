@@ -396,6 +396,7 @@ struct Started {
 
 impl Started {
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
+        let settings = &crate::model_source::resolved(settings)?;
         let path = settings.model.clone().ok_or(CliError::NoModel)?;
         let gguf = llama_core::check_model_file(&path)?;
         let params = runtime::model_params(settings, &gguf);

@@ -333,6 +333,9 @@ fn finish(
         "cannot move the download into place at",
         job.destination,
     ))?;
-    progress.finish(job.label);
+    progress.finish(
+        job.label,
+        job.digest.expected().map(|_| job.digest.algorithm()),
+    );
     Ok(actual)
 }

@@ -14,8 +14,9 @@ pub trait Progress {
     fn retry(&mut self, _file: &str, _attempt: u32, _delay: Duration, _error: &str) {}
     /// Another process is downloading this file; waiting for it.
     fn waiting(&mut self, _file: &str) {}
-    /// The file is complete and verified.
-    fn finish(&mut self, _file: &str) {}
+    /// The file is complete; `checked` names the digest it was verified against (`sha256`,
+    /// `git-sha1`), `None` when nothing was published to check.
+    fn finish(&mut self, _file: &str, _checked: Option<&'static str>) {}
 }
 
 /// Reports nothing.
