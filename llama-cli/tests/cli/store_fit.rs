@@ -144,3 +144,37 @@ fn store_fit_refusal_under_strict_names_a_smaller_context() {
     assert!(stderr.contains("--ctx-size"), "{stderr}");
     assert!(sandbox.hub.served("test/big", "big-Q4_1.gguf") * 100 < q4.content.len() as u64);
 }
+
+#[test]
+fn store_fit_plans_a_sparse_header_copy_as_the_real_file() {
+    // What the fit check relies on: llama.cpp's dry run on the header alone, in a sparse file
+    // of the full size, plans the same buffers as on the real file.
+    let sandbox = Sandbox::new(vec![]);
+    let model = big_model(GgmlType::Q4_1);
+    let header = llama_core::gguf::GgufFile::parse(&model)
+        .unwrap()
+        .data_offset as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let (real, sparse) = (dir.path().join("real.gguf"), dir.path().join("sparse.gguf"));
+    std::fs::write(&real, &model).unwrap();
+    let file = std::fs::File::create(&sparse).unwrap();
+    file.set_len(model.len() as u64).unwrap();
+    std::io::Write::write_all(&mut &file, &model[..header]).unwrap();
+    let plan = |path: &std::path::Path| {
+        let out = sandbox
+            .cli()
+            .args(["plan", "--json", "--max-mem", "1G", "-c", "1024", "-m"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(&out).0).unwrap();
+        let b = &v["plan"]["breakdown"];
+        (
+            b["weights"].clone(),
+            b["kv"].clone(),
+            b["compute"].clone(),
+            b["output"].clone(),
+        )
+    };
+    assert_eq!(plan(&sparse), plan(&real));
+}

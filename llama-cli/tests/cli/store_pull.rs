@@ -529,3 +529,44 @@ fn store_plain_urls_are_downloaded_and_listed() {
     ok(&sandbox.cli().args(["rm", &url]).output().unwrap());
     assert!(!std::path::Path::new(stdout.trim()).exists());
 }
+
+#[test]
+fn store_progress_bar_on_a_terminal_shows_bytes_rate_and_eta() {
+    // `script` (util-linux) gives the binary a pseudo-terminal for stderr.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed, no pseudo-terminal to draw on");
+        return;
+    }
+    let sandbox = Sandbox::new(vec![tiny_repo()]);
+    sandbox.hub.set_faults(
+        "test/tiny",
+        "tiny-Q4_0.gguf",
+        Faults {
+            chunk_delay: Some(Duration::from_millis(40)),
+            ..Faults::default()
+        },
+    );
+    let binary = assert_cmd::cargo::cargo_bin("llama-cli");
+    let mut cmd = std::process::Command::new("script");
+    cmd.args([
+        "-qefc",
+        &format!("{} pull test/tiny:Q4_0", binary.display()),
+        "/dev/null",
+    ]);
+    for (k, v) in sandbox.vars() {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .env_remove("HF_TOKEN")
+        .env_remove("LLAMA_CACHE")
+        .output()
+        .unwrap();
+    let (screen, _) = ok(&out);
+    assert!(screen.contains("tiny-Q4_0.gguf ["), "{screen}");
+    assert!(screen.contains("/s eta "), "{screen}");
+    assert!(screen.contains("iB/s"), "a rate: {screen}");
+}

@@ -88,6 +88,9 @@ pub enum StoreError {
         /// How many parts there should be.
         count: u32,
     },
+    /// No cache directory could be chosen (none of the variables is set, not even `HOME`).
+    #[error("no cache directory: set HF_HUB_CACHE (or HF_HOME, LLAMA_CACHE or HOME)")]
+    NoCacheDir,
     /// The model is not in the cache, and the network may not be used.
     #[error("{model} is not in the cache ({cache}) and {why}; run `llama-cli pull {model}` while online")]
     NotCached {

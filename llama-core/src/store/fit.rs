@@ -108,7 +108,7 @@ pub fn check(
         })
         .collect();
     // The largest (best quality) first: the first that fits is the suggestion.
-    smaller.sort_by(|a, b| b.1.cmp(&a.1));
+    smaller.sort_by_key(|(_, size)| std::cmp::Reverse(*size));
     let mut suggestion = None;
     for (parts, size) in smaller.into_iter().take(MAX_ALTERNATIVES) {
         let (verdict, fetched) = plan_parts(client, listing, &parts, planner)?;

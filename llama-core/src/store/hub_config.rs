@@ -97,7 +97,7 @@ mod tests {
         assert_eq!(config.endpoint, "http://127.0.0.1:9");
         assert_eq!(config.token, Token::new("hf_secret"));
         assert!(config.offline);
-        assert_eq!(format!("{config:?}").contains("hf_secret"), false);
+        assert!(!format!("{config:?}").contains("hf_secret"));
         let none = HubConfig::from_env(&|_: &str| None);
         assert_eq!(none.endpoint, DEFAULT_ENDPOINT);
         assert!(!none.offline && none.token.is_none());

@@ -91,10 +91,7 @@ impl Store {
 
     /// The store `env` configures (see [`cache_dir`] and [`hub_config`]).
     pub fn with_env(env: Env<'_>) -> Result<Store, StoreError> {
-        let (cache, source) = CacheDir::from_env(env).ok_or(StoreError::InvalidReference {
-            input: String::new(),
-            reason: "no cache directory: set HF_HUB_CACHE (or HOME)",
-        })?;
+        let (cache, source) = CacheDir::from_env(env).ok_or(StoreError::NoCacheDir)?;
         let url_root =
             url_cache_dir(env).unwrap_or_else(|| cache.root().join("..").join("llama-rs-urls"));
         Ok(Store {

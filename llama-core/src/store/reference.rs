@@ -99,8 +99,7 @@ impl ModelRef {
             reason,
         };
         let (repo_part, tag) = match text.split_once(':') {
-            Some((repo, tag)) if tag.is_empty() => {
-                let _ = repo;
+            Some((_, "")) => {
                 return Err(invalid(
                     "nothing after ':'; expected a quantisation such as Q4_K_M",
                 ));
