@@ -198,3 +198,40 @@ impl Progress for DownloadProgress {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::RunOptions;
+
+    #[test]
+    fn the_layer_naming_a_model_wins_for_both_flags() {
+        let flags = RunOptions {
+            hf_repo: Some("a/b:Q4_0".into()),
+            ..Default::default()
+        };
+        let file = RunOptions {
+            model: Some("x.gguf".into()),
+            ..Default::default()
+        };
+        let settings = flags.over(file).resolve().unwrap();
+        assert_eq!(settings.model, None);
+        assert_eq!(settings.hf_repo.as_deref(), Some("a/b:Q4_0"));
+        let both = RunOptions {
+            model: Some("x.gguf".into()),
+            hf_repo: Some("a/b".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(matches!(resolved(&both), Err(CliError::ModelTwice)));
+        let plain = RunOptions::default().over(RunOptions {
+            model: Some("x.gguf".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            resolved(&plain.resolve().unwrap()).unwrap().model,
+            Some("x.gguf".into())
+        );
+    }
+}

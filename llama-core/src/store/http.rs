@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ureq::http::{self, Response, Uri};
+use ureq::http::{Response, Uri};
 use ureq::Body;
 
 use super::error::StoreError;
@@ -196,11 +196,6 @@ fn transport_message(err: &ureq::Error) -> String {
         ureq::Error::ConnectionFailed => "connection failed (no network?)".to_string(),
         other => display_url(&other.to_string()),
     }
-}
-
-/// The status as an `http::StatusCode`, for matching.
-pub fn status_of(answer: &Answer) -> http::StatusCode {
-    answer.response.status()
 }
 
 #[cfg(test)]
