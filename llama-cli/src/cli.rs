@@ -39,6 +39,13 @@ pub enum Command {
     Show(ShowArgs),
     /// Serve an OpenAI-compatible HTTP API (chat and text completions, streaming, metrics).
     Serve(ServeArgs),
+    /// Download a GGUF model from the Hugging Face Hub (REPO[:QUANT]) or a URL into the
+    /// Hugging Face cache, verified, resumable; with --max-mem, refuses first if it cannot run.
+    Pull(crate::commands::pull::PullArgs),
+    /// List the models in the cache: name, quantisation, size, path, last used.
+    List(crate::commands::list::ListArgs),
+    /// Remove a model from the cache and the blobs nothing else references.
+    Rm(crate::commands::rm::RmArgs),
     /// Print our version, llama.cpp's build, the compiled backends and the devices found.
     Version(VersionArgs),
 }
@@ -58,10 +65,19 @@ pub struct ServeArgs {
 
 /// `llama-cli show`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["stored", "model", "hf_repo"]))]
 pub struct ShowArgs {
+    /// A model in the cache: REPO[:QUANT] (see `llama-cli list`).
+    #[arg(value_name = "REPO[:QUANT]")]
+    pub stored: Option<String>,
+
     /// Path of the GGUF model file.
     #[arg(short = 'm', long = "model", value_name = "FILE")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+
+    /// Hugging Face repository (also -hf): REPO[:QUANT], from the cache or downloaded.
+    #[arg(long = "hf-repo", value_name = "REPO[:QUANT]")]
+    pub hf_repo: Option<String>,
 
     /// Also list every tensor.
     #[arg(long = "tensors")]
@@ -133,10 +149,15 @@ pub struct PlanArgs {
 
 /// `llama-cli bench`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["model", "hf_repo"]))]
 pub struct BenchArgs {
     /// Path of the GGUF model file.
     #[arg(short = 'm', long = "model", value_name = "FILE")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
+
+    /// Hugging Face repository (also -hf): REPO[:QUANT], from the cache or downloaded.
+    #[arg(long = "hf-repo", value_name = "REPO[:QUANT]")]
+    pub hf_repo: Option<String>,
 
     /// Prompt tokens per prompt-processing test (0 skips it).
     #[arg(short = 'p', long = "n-prompt", default_value_t = 512)]
@@ -213,7 +234,8 @@ pub fn command() -> clap::Command {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 7] = [
+    const ALIASES: [(&str, &str); 8] = [
+        ("-hf", "--hf-repo"),
         ("-nr", "--no-repack"),
         ("-np", "--parallel"),
         ("-ub", "--ubatch-size"),
@@ -253,6 +275,11 @@ mod tests {
         };
         assert_eq!(b.ubatch_size, 64);
         assert_eq!(b.gpu_layers, 3);
+        let args = normalize_args(["llama-cli", "bench", "-hf", "a/b:Q4_0"].map(OsString::from));
+        let Some(Command::Bench(b)) = Cli::try_parse_from(args).unwrap().command else {
+            panic!("not bench")
+        };
+        assert_eq!(b.hf_repo.as_deref(), Some("a/b:Q4_0"));
     }
 
     #[test]

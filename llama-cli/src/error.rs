@@ -49,8 +49,14 @@ pub enum CliError {
     #[error(transparent)]
     StateFile(#[from] llama_core::state_file::StateFileError),
     /// No model was given.
-    #[error("no model given: pass -m FILE (or set `model` in a --config file); scripts/fetch-model.sh downloads the default one")]
+    #[error("no model given: pass -m FILE or -hf REPO[:QUANT] (or set `model` or `hf-repo` in a --config file); scripts/fetch-model.sh downloads the default one")]
     NoModel,
+    /// Both `-m` and `-hf` were given.
+    #[error("both -m and -hf name a model: pass only one")]
+    ModelTwice,
+    /// The model store failed (a download, the cache, the Hub).
+    #[error(transparent)]
+    Store(#[from] llama_core::store::StoreError),
     /// No prompt text was given.
     #[error("no prompt given: pass the text as an argument or pipe it on stdin")]
     NoPrompt,

@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod config;
 mod error;
+mod model_source;
 mod option_group;
 mod options;
 mod runtime;
@@ -44,6 +45,9 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Show(args) => commands::show::run(args),
         Command::Serve(args) => commands::serve::run(args),
+        Command::Pull(args) => commands::pull::run(args),
+        Command::List(args) => commands::list::run(args),
+        Command::Rm(args) => commands::rm::run(args),
         Command::Version(args) => commands::version::run(args),
     };
     match result {

@@ -3,7 +3,8 @@
 //! in kebab-case) and its default, and generates:
 //!
 //! - the struct of optional values that is both the clap flags and the config file's keys;
-//! - `over`, which layers one set over another (flag > config file > default);
+//! - `over`, which layers one set over another (flag > config file > default), with the
+//!   fields listed after `exclusive` taken together from the set that gives any of them;
 //! - `defaults`, the built-in defaults;
 //! - `keys` and `is_key`, the group's TOML keys;
 //! - `document_defaults`, which appends `[default: ...]` to each flag's help.
@@ -15,7 +16,7 @@
 macro_rules! option_group {
     (
         $(#[$struct_meta:meta])*
-        pub struct $name:ident {
+        pub struct $name:ident $(exclusive($($exclusive:ident),+))? {
             $(
                 $(#[$field_meta:meta])*
                 $field:ident : $ty:ty = $default:expr
@@ -35,8 +36,17 @@ macro_rules! option_group {
 
         impl $name {
             /// Fills every field this set leaves empty from `lower` (this one takes precedence).
+            /// Fields declared `exclusive` name one thing (`-m` or `-hf`): the set that gives any
+            /// of them gives all of them.
             pub fn over(self, lower: Self) -> Self {
-                Self { $($field: self.$field.or(lower.$field),)* }
+                #[allow(unused_mut)]
+                let (high, mut lower) = (self, lower);
+                $(
+                    if false $(|| high.$exclusive.is_some())+ {
+                        $(lower.$exclusive = None;)+
+                    }
+                )?
+                Self { $($field: high.$field.or(lower.$field),)* }
             }
 
             /// The built-in defaults (a field without one stays empty).

@@ -12,10 +12,15 @@ use crate::option_group::option_group;
 option_group! {
     /// Options for running a model. Every field is optional so that flags and config files can
     /// be layered; [`RunOptions::resolve`] fills the defaults and checks the values.
-    pub struct RunOptions {
+    pub struct RunOptions exclusive(model, hf_repo) {
         /// Path of the GGUF model file.
         #[arg(short = 'm', long = "model", value_name = "FILE")]
         model: PathBuf = None,
+
+        /// Hugging Face repository instead of -m (also -hf): REPO[:QUANT], from the cache or
+        /// downloaded into it (llama.cpp's flag).
+        #[arg(long = "hf-repo", value_name = "REPO[:QUANT]")]
+        hf_repo: String = None,
 
         /// Context size in tokens (0: the model's training context).
         #[arg(short = 'c', long = "ctx-size", value_name = "N")]
@@ -300,6 +305,7 @@ impl RunOptions {
             type_k,
             type_v,
             model: o.model,
+            hf_repo: o.hf_repo,
             ctx_size: o.ctx_size.unwrap_or_default(),
             batch_size: positive("batch-size", o.batch_size.unwrap_or_default())?,
             ubatch_size: positive("ubatch-size", o.ubatch_size.unwrap_or_default())?,
@@ -347,6 +353,8 @@ pub struct Settings {
     pub type_v: KvCacheType,
     /// Model file.
     pub model: Option<PathBuf>,
+    /// Hugging Face repository (`REPO[:QUANT]`), resolved to a file in the cache.
+    pub hf_repo: Option<String>,
     /// Context size (0: the model's).
     pub ctx_size: u32,
     /// Logical batch size.

@@ -70,7 +70,8 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
 /// Decides how to run `settings` (one sequence) without loading the model; see
 /// [`llama_core::run::prepare`].
 pub fn prepare(settings: &Settings) -> Result<Prepared, CliError> {
-    Ok(llama_core::run::prepare(&run_settings(settings, 1)?)?)
+    let settings = crate::model_source::resolved(settings)?;
+    Ok(llama_core::run::prepare(&run_settings(&settings, 1)?)?)
 }
 
 /// Prints notes to stderr: warnings as they are, the rest after `note:`.

@@ -7,6 +7,8 @@
 //! - [`chat`]: chat templates from GGUF metadata or by name.
 //! - [`gguf`]: a pure-Rust GGUF reader that vets files before llama.cpp sees them.
 //! - [`sampling`], [`size`], [`process_memory`], [`cancel`]: parameters and measurements.
+//! - [`store`]: the model store (pull from the Hugging Face Hub into its cache, list, rm); no
+//!   llama.cpp.
 #![deny(unsafe_code)]
 
 pub mod arena;
@@ -33,6 +35,7 @@ pub mod session;
 pub mod size;
 pub mod state_file;
 pub mod stop;
+pub mod store;
 pub mod utf8;
 
 pub use cache_spec::{KvCacheType, ModelCacheSpec};

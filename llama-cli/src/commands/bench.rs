@@ -15,8 +15,9 @@ use crate::options::default_threads;
 pub fn run(args: BenchArgs) -> Result<(), CliError> {
     let mut out = std::io::stdout().lock();
     let threads = args.threads.unwrap_or_else(default_threads);
+    let path = crate::model_source::model_path_of(args.model.as_deref(), args.hf_repo.as_deref())?;
     let (model, gguf) = llama_core::load_model(
-        &args.model,
+        &path,
         &ModelParams {
             n_gpu_layers: args.gpu_layers,
             repack: !args.no_repack,
@@ -57,7 +58,7 @@ pub fn run(args: BenchArgs) -> Result<(), CliError> {
             .iter()
             .map(|r| {
                 serde_json::json!({
-                    "model_filename": args.model.display().to_string(),
+                    "model_filename": path.display().to_string(),
                     "model_type": description,
                     "model_size": model.size_bytes(),
                     "model_n_params": model.n_params(),

@@ -2,8 +2,11 @@
 
 pub mod bench;
 pub mod chat;
+pub mod list;
 pub mod plan;
 pub mod prompt;
+pub mod pull;
+pub mod rm;
 pub mod serve;
 pub mod show;
 pub mod version;

@@ -16,7 +16,9 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         return Ok(());
     };
     let mut out = std::io::stdout().lock();
-    settings.model.as_ref().ok_or(CliError::NoModel)?;
+    if settings.model.is_none() && settings.hf_repo.is_none() {
+        return Err(CliError::NoModel);
+    }
     let prepared = runtime::prepare(&settings)?;
     let path = &prepared.settings.model;
     let plan = prepared.plan.as_ref().ok_or(CliError::NoBudget)?;

@@ -295,6 +295,7 @@ impl Started {
     /// Plans, loads and starts the engine on llama-core's run path, as `prompt` does, with
     /// `--parallel` sequences: the same plan, streaming and GPU fitting.
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
+        let settings = &crate::model_source::resolved(settings)?;
         let run = runtime::run_settings(settings, serve.parallel)?;
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;

@@ -36,10 +36,28 @@ struct TensorRow<'a> {
     split: usize,
 }
 
+/// The cached file of `reference` (`show REPO[:QUANT]` reads the cache only).
+fn stored_model(reference: &str) -> Result<std::path::PathBuf, CliError> {
+    let store = llama_core::store::Store::from_env()?;
+    let model = llama_core::store::ModelRef::parse(reference)?;
+    match store.find_cached(&model)? {
+        Some(local) => Ok(local.path().to_path_buf()),
+        None => Err(llama_core::store::StoreError::NotInCache {
+            model: model.to_string(),
+            cache: store.cache().root().display().to_string(),
+        }
+        .into()),
+    }
+}
+
 /// Runs the command.
 pub fn run(args: ShowArgs) -> Result<(), CliError> {
+    let path = match &args.stored {
+        Some(stored) => stored_model(stored)?,
+        None => crate::model_source::model_path_of(args.model.as_deref(), args.hf_repo.as_deref())?,
+    };
     let mut out = std::io::stdout().lock();
-    let gguf: GgufModel = llama_core::check_model_file(&args.model)?;
+    let gguf: GgufModel = llama_core::check_model_file(&path)?;
     let summary = gguf.summary();
     let groups = gguf.weight_groups();
     let spec = ModelCacheSpec::from_gguf(&gguf).ok();
@@ -83,7 +101,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
     };
     if args.json {
         let value = serde_json::json!({
-            "path": args.model.display().to_string(),
+            "path": path.display().to_string(),
             "summary": summary,
             "global_weight_bytes": groups.global_bytes,
             "layers": layers,
@@ -95,7 +113,7 @@ pub fn run(args: ShowArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-    writeln!(out, "model:            {}", args.model.display())?;
+    writeln!(out, "model:            {}", path.display())?;
     writeln!(
         out,
         "architecture:     {}",

@@ -50,6 +50,14 @@ impl GgufFile {
         parse_input(Input::new(bytes, len))
     }
 
+    /// Parses the header of a file of `file_size` bytes from its first bytes, `prefix` (e.g.
+    /// fetched by a ranged HTTP request). Tensor bounds are checked against `file_size`. A
+    /// prefix too short for the header fails with [`GgufError::Truncated`]; fetch more and
+    /// parse again.
+    pub fn parse_prefix(prefix: &[u8], file_size: u64) -> Result<GgufFile, GgufError> {
+        parse_input(Input::new(prefix, file_size.max(prefix.len() as u64)))
+    }
+
     /// Opens `path` and parses its header, reading only the header through a buffer.
     /// Errors are wrapped in [`GgufError::InFile`] with the path.
     pub fn read_from_path(path: &Path) -> Result<GgufFile, GgufError> {
