@@ -57,19 +57,21 @@ fn greedy(ctx: &mut Context) -> Vec<i32> {
     out
 }
 
-fn streaming_load() -> Arc<Model> {
+/// A streaming load of the test model and the mapping it made.
+fn streaming_load() -> (Arc<Model>, ModelMapping) {
     assert!(ffi::streaming_load_supported());
     let before = ffi::populate_cleared_count();
-    ffi::set_streaming_load(true);
+    let load = ffi::StreamingLoad::begin();
     let loaded = load_model(&model_path(), &params(), None);
-    ffi::set_streaming_load(false);
+    let maps = load.finish();
     let model = Arc::new(loaded.unwrap().0);
     assert_eq!(
         ffi::populate_cleared_count(),
         before + 1,
         "the interposer saw llama.cpp's MAP_POPULATE mapping"
     );
-    model
+    let mapping = ModelMapping::of_model(&model, &maps).expect("the model's mapping is found");
+    (model, mapping)
 }
 
 fn fraction(pages: (usize, usize)) -> f64 {
@@ -79,8 +81,7 @@ fn fraction(pages: (usize, usize)) -> f64 {
 #[test]
 fn streaming_load_does_not_fault_the_file_in() {
     let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
-    let model = streaming_load();
-    let mapping = ModelMapping::of_model(&model).expect("the model's mapping is found");
+    let (_model, mapping) = streaming_load();
     let file_len = std::fs::metadata(model_path()).unwrap().len();
     assert_eq!(mapping.len() as u64, file_len);
     let resident = mapping.resident_pages(0..file_len);
@@ -101,14 +102,14 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
         greedy(&mut Context::new(model, &ctx_params()).unwrap())
     };
 
-    let model = streaming_load();
+    let (model, mapping) = streaming_load();
     let ledger = Ledger::from_gguf(&GgufModel::open(&model_path()).unwrap()).unwrap();
     let layer_bytes = ledger.total_bytes() - ledger.global_bytes;
     let budget = ledger.global_bytes + layer_bytes / 2;
     let placement = Placement::plan(&ledger, budget).unwrap();
     assert!(placement.streams() && placement.window >= 1);
     assert!(placement.peak_bytes <= budget);
-    let mapping = Arc::new(ModelMapping::of_model(&model).unwrap());
+    let mapping = Arc::new(mapping);
     let streamer = LayerStreamer::new(Arc::clone(&mapping), ledger.clone(), placement.clone());
     let counters = streamer.counters();
     let mut ctx = Context::with_eval_observer(model, &ctx_params(), Box::new(streamer)).unwrap();
@@ -185,4 +186,50 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
         "counters {c:?}, RssFile {} KiB",
         ProcessMemory::current().rss_file / 1024
     );
+}
+
+#[test]
+fn every_weight_is_where_its_gguf_offset_says() {
+    let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    let (_model, mapping) = streaming_load();
+    let gguf = GgufModel::open(&model_path()).unwrap();
+    let checked = mapping.check_tensor_addresses(gguf.tensors()).unwrap();
+    assert!(
+        checked >= gguf.tensors().len() - 1,
+        "{checked} of {}",
+        gguf.tensors().len()
+    );
+    // Offsets from another file's table do not match: the check refuses.
+    let mut shifted = gguf.tensors().to_vec();
+    for t in &mut shifted {
+        t.file_offset += 4096;
+    }
+    assert!(mapping.check_tensor_addresses(&shifted).is_err());
+}
+
+#[test]
+fn concurrent_loads_keep_their_own_mappings() {
+    let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
+    // One thread loads streaming, another plainly at the same time: only the first one's
+    // mapping is recorded for it (and only it loses MAP_POPULATE).
+    let before = ffi::populate_cleared_count();
+    let plain = std::thread::spawn(|| {
+        let load = ffi::StreamingLoad::begin();
+        drop(load);
+        let (m, _) = load_model(&model_path(), &params(), None).unwrap();
+        m
+    });
+    let load = ffi::StreamingLoad::begin();
+    let loaded = load_model(&model_path(), &params(), None).unwrap();
+    let maps = load.finish();
+    let plain = plain.join().unwrap();
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    assert_eq!(ffi::populate_cleared_count(), before + 1);
+    let model = Arc::new(loaded.0);
+    let mapping = ModelMapping::of_model(&model, &maps).unwrap();
+    // Advice over the whole file (header and all) only reaches what is still the model's.
+    mapping.release(0..mapping.len() as u64);
+    let tokens = greedy(&mut Context::new(model, &ctx_params()).unwrap());
+    assert_eq!(tokens.len(), N_TOKENS);
+    drop(plain);
 }

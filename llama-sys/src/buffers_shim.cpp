@@ -15,6 +15,9 @@
  *    each call rewrites the array from it, so a type removed earlier can be offered again. The
  *    caller serialises calls with model loads (llama-core holds one lock over both).
  *
+ * 3. The data address of every tensor of a loaded model (llama.cpp's internal tensor map), which
+ *    the layer streamer checks against the model file's mapping before it advises any of it.
+ *
  * No function here throws: exceptions end at this boundary.
  */
 #include <cstddef>
@@ -23,8 +26,10 @@
 #include <vector>
 
 #include "ggml-backend.h"
+#include "ggml.h"
 #include "llama.h"
 #include "llama-ext.h"
+#include "llama-model.h"
 
 extern "C" {
 
@@ -138,6 +143,27 @@ size_t llama_rs_cpu_extra_bufts_offer(const char * const * excluded, size_t n_ex
         /* The array holds registered.size() entries plus its terminator. */
         for (size_t i = n; i <= registered.size(); ++i) {
             array[i] = nullptr;
+        }
+        return n;
+    } catch (const std::exception &) {
+        return 0;
+    }
+}
+
+/* Calls `visit` with the name, data address and size of every tensor of `model` (llama.cpp's
+ * internal tensor map, which its loader fills with the address each weight got); returns the
+ * count. The layer streamer checks these against the model file's mapping before it touches it. */
+typedef void (*llama_rs_tensor_visitor)(const char * name, const void * data, size_t n_bytes, void * user);
+
+size_t llama_rs_model_tensors(const struct llama_model * model, llama_rs_tensor_visitor visit, void * user) {
+    if (model == nullptr || visit == nullptr) {
+        return 0;
+    }
+    try {
+        size_t n = 0;
+        for (const auto & [name, tensor] : llama_internal_get_tensor_map(model)) {
+            visit(name.c_str(), tensor->data, ggml_nbytes(tensor), user);
+            ++n;
         }
         return n;
     } catch (const std::exception &) {

@@ -24,10 +24,10 @@ pub const STREAMING_LOAD_SUPPORTED: bool = cfg!(llama_rs_mmap_shim);
 
 #[cfg(llama_rs_mmap_shim)]
 unsafe extern "C" {
-    fn llama_rs_set_streaming_load(on: std::ffi::c_int);
+    fn llama_rs_streaming_load_begin();
+    fn llama_rs_streaming_load_end(addrs: *mut usize, lens: *mut usize, capacity: usize) -> usize;
     // `unsigned long`: 64 bits on the 64-bit Linux targets the shim is built for.
     fn llama_rs_populate_cleared_count() -> u64;
-    fn llama_rs_last_streaming_map(addr: *mut usize, len: *mut usize);
 }
 
 /// One buffer type's share of a context's memory, in bytes (`src/buffers_shim.cpp`). `name` is
@@ -99,37 +99,58 @@ unsafe extern "C" {
     pub fn mincore(addr: *mut std::ffi::c_void, length: usize, vec: *mut u8) -> std::ffi::c_int;
 }
 
-/// Address and length of the last file mapping made while the streaming-load flag was on
-/// (`None` when there was none, or where the interposer is not built).
-pub fn last_streaming_map() -> Option<(usize, usize)> {
+/// Starts a streaming load on the calling thread: until [`streaming_load_end`] (on the same
+/// thread), its `mmap` calls (llama.cpp's mapping of the model among them) have `MAP_POPULATE`
+/// cleared and are recorded, so loading a model maps it without faulting the file in. Other
+/// threads' loads are unaffected. Returns false (and does nothing) where the interposer is not
+/// built.
+pub fn streaming_load_begin() -> bool {
     #[cfg(llama_rs_mmap_shim)]
     {
-        let (mut addr, mut len) = (0usize, 0usize);
-        // SAFETY: writes two integers through valid pointers to locals.
-        unsafe { llama_rs_last_streaming_map(&mut addr, &mut len) };
-        (addr != 0).then_some((addr, len))
-    }
-    #[cfg(not(llama_rs_mmap_shim))]
-    {
-        None
-    }
-}
-
-/// Turns the streaming-load flag on or off: while it is on, `mmap` calls of this process (llama.cpp's
-/// mapping of the model among them) have `MAP_POPULATE` cleared, so loading a model maps it without
-/// faulting the file in. Returns false (and does nothing) where the interposer is not built.
-pub fn set_streaming_load(on: bool) -> bool {
-    #[cfg(llama_rs_mmap_shim)]
-    {
-        // SAFETY: stores an atomic flag; no preconditions.
-        unsafe { llama_rs_set_streaming_load(std::ffi::c_int::from(on)) };
+        // SAFETY: sets thread-local state; no preconditions.
+        unsafe { llama_rs_streaming_load_begin() };
         true
     }
     #[cfg(not(llama_rs_mmap_shim))]
     {
-        let _ = on;
         false
     }
+}
+
+/// Ends the calling thread's streaming load; returns the file mappings (address, length) it made.
+pub fn streaming_load_end() -> Vec<(usize, usize)> {
+    #[cfg(llama_rs_mmap_shim)]
+    {
+        const CAP: usize = 16;
+        let (mut addrs, mut lens) = ([0usize; CAP], [0usize; CAP]);
+        // SAFETY: both arrays have room for CAP entries; the shim writes at most that many.
+        let n = unsafe { llama_rs_streaming_load_end(addrs.as_mut_ptr(), lens.as_mut_ptr(), CAP) };
+        (0..n.min(CAP)).map(|i| (addrs[i], lens[i])).collect()
+    }
+    #[cfg(not(llama_rs_mmap_shim))]
+    {
+        Vec::new()
+    }
+}
+
+/// A visitor of a loaded model's tensors: name, data address, size, user data
+/// (`src/buffers_shim.cpp`).
+#[allow(non_camel_case_types)]
+pub type llama_rs_tensor_visitor = unsafe extern "C" fn(
+    name: *const std::ffi::c_char,
+    data: *const std::ffi::c_void,
+    n_bytes: usize,
+    user: *mut std::ffi::c_void,
+);
+
+unsafe extern "C" {
+    /// Calls `visit` for every tensor of `model` (llama.cpp's internal tensor map); returns the
+    /// number visited.
+    pub fn llama_rs_model_tensors(
+        model: *const llama_model,
+        visit: llama_rs_tensor_visitor,
+        user: *mut std::ffi::c_void,
+    ) -> usize;
 }
 
 /// How many `mmap` calls had `MAP_POPULATE` cleared by the interposer so far (0 where it is not

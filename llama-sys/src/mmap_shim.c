@@ -5,13 +5,14 @@
  * faults the whole file into the process at load. This object defines `mmap` itself: the static
  * linker resolves llama.cpp's reference to this definition instead of libc's (a definition in a
  * regular object wins over a shared library's). The object is pulled into every binary that calls
- * `llama_rs_set_streaming_load`, which lives in the same object file.
+ * `llama_rs_streaming_load_begin`, which lives in the same object file.
  *
- * While the flag is off, the call is passed through unchanged (the raw system call, which is what
- * glibc's mmap does on 64-bit Linux). While it is on, MAP_POPULATE is cleared from file-backed
- * mappings, and posix_madvise(POSIX_MADV_WILLNEED) is skipped (llama.cpp asks for read-ahead of
- * the whole file right after mapping it, which would fill the page cache with every layer);
- * nothing else changes.
+ * Outside a streaming load, the call is passed through unchanged (the raw system call, which is
+ * what glibc's mmap does on 64-bit Linux). During one (begun and ended on the loading thread: the
+ * flag is per thread), MAP_POPULATE is cleared from file-backed mappings, each is recorded, and
+ * posix_madvise(POSIX_MADV_WILLNEED) is skipped (llama.cpp asks for read-ahead of the whole file
+ * right after mapping it, which would fill the page cache with every layer); nothing else
+ * changes.
  */
 #define _GNU_SOURCE
 #include <stdatomic.h>
@@ -23,35 +24,51 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static atomic_int llama_rs_streaming_load = 0;
 static atomic_ulong llama_rs_populate_cleared = 0;
-/* The last file mapping made while the flag was on: address and length. */
-static _Atomic(uintptr_t) llama_rs_last_addr = 0;
-static atomic_size_t llama_rs_last_len = 0;
 
-/* Writes the address and length of the last file mapping made while the flag was on (0, 0: none). */
-void llama_rs_last_streaming_map(uintptr_t *addr, size_t *len) {
-    *addr = atomic_load(&llama_rs_last_addr);
-    *len = atomic_load(&llama_rs_last_len);
+/* The streaming load of this thread: llama.cpp maps the model in the thread that loads it, so a
+ * flag and a record per thread keep concurrent loads apart. */
+#define LLAMA_RS_MAX_MAPS 16
+static __thread int llama_rs_streaming = 0;
+static __thread size_t llama_rs_n_maps = 0;
+static __thread uintptr_t llama_rs_map_addr[LLAMA_RS_MAX_MAPS];
+static __thread size_t llama_rs_map_len[LLAMA_RS_MAX_MAPS];
+
+/* Starts a streaming load on this thread: its file mappings get no MAP_POPULATE and are recorded. */
+void llama_rs_streaming_load_begin(void) {
+    llama_rs_streaming = 1;
+    llama_rs_n_maps = 0;
 }
 
-void llama_rs_set_streaming_load(int on) { atomic_store(&llama_rs_streaming_load, on ? 1 : 0); }
-
-int llama_rs_streaming_load_enabled(void) { return atomic_load(&llama_rs_streaming_load); }
+/* Ends this thread's streaming load; writes up to `capacity` of the file mappings it made
+ * (address, length) and returns how many it made. */
+size_t llama_rs_streaming_load_end(uintptr_t *addrs, size_t *lens, size_t capacity) {
+    llama_rs_streaming = 0;
+    size_t n = llama_rs_n_maps;
+    for (size_t i = 0; i < n && i < capacity && i < LLAMA_RS_MAX_MAPS; ++i) {
+        addrs[i] = llama_rs_map_addr[i];
+        lens[i] = llama_rs_map_len[i];
+    }
+    llama_rs_n_maps = 0;
+    return n;
+}
 
 /* How many mmap calls had MAP_POPULATE cleared since the process started. */
 unsigned long llama_rs_populate_cleared_count(void) { return atomic_load(&llama_rs_populate_cleared); }
 
 void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset) {
-    int streaming = fd >= 0 && atomic_load(&llama_rs_streaming_load);
+    int streaming = fd >= 0 && llama_rs_streaming;
     if (streaming && (flags & MAP_POPULATE)) {
         flags &= ~MAP_POPULATE;
         atomic_fetch_add(&llama_rs_populate_cleared, 1);
     }
     void *p = (void *) syscall(SYS_mmap, addr, length, prot, flags, fd, offset);
     if (streaming && p != MAP_FAILED) {
-        atomic_store(&llama_rs_last_len, length);
-        atomic_store(&llama_rs_last_addr, (uintptr_t) p);
+        if (llama_rs_n_maps < LLAMA_RS_MAX_MAPS) {
+            llama_rs_map_addr[llama_rs_n_maps] = (uintptr_t) p;
+            llama_rs_map_len[llama_rs_n_maps] = length;
+        }
+        llama_rs_n_maps++;
     }
     return p;
 }
@@ -62,7 +79,7 @@ int posix_madvise(void *addr, size_t len, int advice) {
     if (advice == POSIX_MADV_DONTNEED) {
         return 0;
     }
-    if (advice == POSIX_MADV_WILLNEED && atomic_load(&llama_rs_streaming_load)) {
+    if (advice == POSIX_MADV_WILLNEED && llama_rs_streaming) {
         return 0;
     }
     int saved = errno;

@@ -253,6 +253,9 @@ pub struct LayerStreamer {
     /// `read_bytes` of the process when streaming started.
     disk_read_at_start: Option<u64>,
     prefetcher: Prefetcher,
+    /// A weight was found away from its GGUF offset: the streamer stops dropping pages, since
+    /// its file ranges no longer say where the weights are.
+    refused: bool,
 }
 
 impl LayerStreamer {
@@ -302,6 +305,7 @@ impl LayerStreamer {
             counters: Arc::new(ArenaCounters::default()),
             disk_read_at_start: disk_read_bytes(),
             prefetcher,
+            refused: false,
         };
         streamer
             .counters
@@ -350,6 +354,9 @@ impl LayerStreamer {
 
     /// Drops segment `i` from the process and the page cache.
     fn release(&mut self, i: usize) {
+        if self.refused {
+            return;
+        }
         let segment = &self.segments[i];
         {
             let _guard = segment.set_wanted(false);
@@ -451,13 +458,14 @@ impl EvalObserver for LayerStreamer {
                     .addresses_wrong
                     .fetch_add(1, Ordering::Relaxed);
                 if before == 0 {
-                    tracing::warn!(
+                    tracing::error!(
                         tensor = input.name,
                         address = input.address,
                         expected,
-                        "a weight is not where the GGUF offsets place it in the mapping; streaming advice will miss it"
+                        "a weight is not where the GGUF offsets place it in the mapping; streaming stops releasing memory"
                     );
                 }
+                self.refused = true;
             }
         }
     }

@@ -20,8 +20,8 @@ pub use buffers::BufferUsage;
 pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
 pub use residency::{
-    last_streaming_map, populate_cleared_count, set_streaming_load, streaming_load_supported,
-    EvalObserver, ModelMapping, TensorInput,
+    populate_cleared_count, streaming_load_supported, EvalObserver, ModelMapping, StreamingLoad,
+    TensorInput,
 };
 pub use sampler::SamplerChain;
 pub use system::{

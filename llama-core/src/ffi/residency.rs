@@ -1,9 +1,11 @@
 //! Residency control over llama.cpp's mapping of a model file, and the per-node eval callback.
 //!
-//! - [`set_streaming_load`]: while on, llama.cpp maps the model without `MAP_POPULATE` and without
-//!   its whole-file read-ahead (llama-sys interposes on `mmap` and `posix_madvise`).
-//! - [`ModelMapping`]: the mapping of a loaded model's file, found from the interposer's record
-//!   and checked against `/proc/self/maps`. It releases (`MADV_DONTNEED` +
+//! - [`StreamingLoad`]: during it, llama.cpp's load on this thread maps the model without
+//!   `MAP_POPULATE` and without its whole-file read-ahead (llama-sys interposes on `mmap` and
+//!   `posix_madvise`), and the mappings it makes are recorded for that load.
+//! - [`ModelMapping`]: the mapping of a loaded model's file, found among its load's recorded
+//!   mappings and checked against `/proc/self/maps` (and every tensor's address against the
+//!   GGUF offsets). It releases (`MADV_DONTNEED` +
 //!   `POSIX_FADV_DONTNEED`) and prefetches (`MADV_WILLNEED`) file ranges, and reports which pages
 //!   are resident. It keeps the model alive, so the mapping it advises cannot be unmapped under it.
 //! - [`EvalObserver`]: a safe view of llama.cpp's `cb_eval` (see [`super::Context::with_eval_observer`]).
@@ -19,10 +21,39 @@ use llama_sys as sys;
 
 use super::Model;
 
-/// Turns the streaming-load flag on or off (see the module docs). Returns false where the
-/// interposer is not built (not 64-bit Linux): loads then fault the whole file in.
-pub fn set_streaming_load(on: bool) -> bool {
-    sys::set_streaming_load(on)
+/// A streaming load on the calling thread (see the module docs): from [`StreamingLoad::begin`]
+/// to [`StreamingLoad::finish`], llama.cpp's mapping of the model on this thread is made without
+/// `MAP_POPULATE` and recorded. Other threads' loads are unaffected.
+#[derive(Debug)]
+pub struct StreamingLoad {
+    active: bool,
+    /// The interposer's state is per thread: the guard must not move to another one.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+impl StreamingLoad {
+    /// Starts one. Where the interposer is not built (not 64-bit Linux), nothing changes and
+    /// [`finish`](Self::finish) returns no mapping.
+    pub fn begin() -> StreamingLoad {
+        StreamingLoad {
+            active: sys::streaming_load_begin(),
+            _thread: std::marker::PhantomData,
+        }
+    }
+
+    /// Ends it; returns the file mappings (address, length) this thread made meanwhile.
+    pub fn finish(mut self) -> Vec<(usize, usize)> {
+        self.active = false;
+        sys::streaming_load_end()
+    }
+}
+
+impl Drop for StreamingLoad {
+    fn drop(&mut self) {
+        if self.active {
+            let _ = sys::streaming_load_end();
+        }
+    }
 }
 
 /// Whether this build can load a model without faulting the whole file in.
@@ -33,11 +64,6 @@ pub fn streaming_load_supported() -> bool {
 /// How many `mmap` calls had `MAP_POPULATE` cleared so far in this process.
 pub fn populate_cleared_count() -> u64 {
     sys::populate_cleared_count()
-}
-
-/// Address and length of the last file mapping made while the streaming flag was on.
-pub fn last_streaming_map() -> Option<(usize, usize)> {
-    sys::last_streaming_map()
 }
 
 fn page_size() -> usize {
@@ -74,12 +100,19 @@ fn mapped_ranges_of(path: &Path, within: Range<usize>) -> Vec<Range<usize>> {
 }
 
 /// The mapping of a loaded model's file (single-file models only).
+///
+/// Every advice that drops pages is clamped to the address ranges `/proc/self/maps` showed
+/// mapped from the model's file when the mapping was set up, after llama.cpp's load had unmapped
+/// what it does not use (the header, skipped tensors): what remains is the model's for as long
+/// as the model lives, and the mapping holds the model.
 pub struct ModelMapping {
     model: Arc<Model>,
     /// Address of file offset 0.
     base: usize,
     /// File length mapped.
     len: usize,
+    /// The parts of `base..base + len` still mapped from the file at setup.
+    regions: Vec<Range<usize>>,
     /// A descriptor of the same file, for `posix_fadvise`.
     file: File,
 }
@@ -95,25 +128,84 @@ impl std::fmt::Debug for ModelMapping {
 }
 
 impl ModelMapping {
-    /// The mapping the last streaming load of `model` made. `None` when the load was not a
-    /// streaming mmap load, or when `/proc/self/maps` does not show that range mapped from the
-    /// model's file (the check that makes advising it sound).
-    pub fn of_model(model: &Arc<Model>) -> Option<ModelMapping> {
-        let (base, len) = last_streaming_map()?;
+    /// The mapping of `model`'s file among `maps`, the file mappings its streaming load made
+    /// ([`StreamingLoad::finish`]): the one as long as the file that `/proc/self/maps` shows
+    /// mapped from it. `None` when there is none (the check that makes advising it sound).
+    pub fn of_model(model: &Arc<Model>, maps: &[(usize, usize)]) -> Option<ModelMapping> {
         let file = File::open(model.path()).ok()?;
-        if file.metadata().ok()?.len() != len as u64 {
-            return None;
+        let file_len = file.metadata().ok()?.len();
+        maps.iter()
+            .filter(|&&(_, len)| len as u64 == file_len)
+            .find_map(|&(base, len)| {
+                let regions = mapped_ranges_of(model.path(), base..base + len);
+                (!regions.is_empty()).then_some((base, len, regions))
+            })
+            .and_then(|(base, len, regions)| {
+                Some(ModelMapping {
+                    model: Arc::clone(model),
+                    base,
+                    len,
+                    regions,
+                    file: file.try_clone().ok()?,
+                })
+            })
+    }
+
+    /// Checks that every tensor llama.cpp placed in this mapping sits at the mapping's base
+    /// plus its file offset in `tensors` (the GGUF reader's table), as the streamer assumes.
+    /// Returns how many were checked, or the first that is not where it should be.
+    pub fn check_tensor_addresses(
+        &self,
+        tensors: &[crate::gguf::TensorInfo],
+    ) -> Result<usize, String> {
+        let offsets: std::collections::HashMap<&str, u64> = tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.file_offset))
+            .collect();
+        let mut placed: Vec<(String, usize)> = Vec::new();
+        unsafe extern "C" fn visit(
+            name: *const std::ffi::c_char,
+            data: *const c_void,
+            _n_bytes: usize,
+            user: *mut c_void,
+        ) {
+            // SAFETY: `user` is the `placed` vector below, alive for the call that passes it;
+            // `name` is a NUL-terminated string llama.cpp owns for the call.
+            let placed = unsafe { &mut *(user as *mut Vec<(String, usize)>) };
+            let name = unsafe { CStr::from_ptr(name) }
+                .to_string_lossy()
+                .into_owned();
+            placed.push((name, data as usize));
         }
-        let mapped = mapped_ranges_of(model.path(), base..base + len);
-        if mapped.is_empty() {
-            return None;
+        // SAFETY: the model is valid (held by `self`); `visit` has the expected signature and
+        // its user data is `placed`, which outlives the call.
+        unsafe {
+            sys::llama_rs_model_tensors(
+                self.model.as_ptr(),
+                visit,
+                (&mut placed as *mut Vec<(String, usize)>).cast(),
+            )
+        };
+        let mut checked = 0;
+        for (name, address) in &placed {
+            let Some(&offset) = offsets.get(name.as_str()) else {
+                continue;
+            };
+            if !(self.base..self.base + self.len).contains(address) {
+                continue;
+            }
+            let expected = self.base + offset as usize;
+            if *address != expected {
+                return Err(format!(
+                    "{name} is at {address:#x} in the mapping, not at {expected:#x} where the file offset places it"
+                ));
+            }
+            checked += 1;
         }
-        Some(ModelMapping {
-            model: Arc::clone(model),
-            base,
-            len,
-            file,
-        })
+        if checked == 0 {
+            return Err("no tensor of the model lies in the mapping".into());
+        }
+        Ok(checked)
     }
 
     /// The model whose file this is.
@@ -150,27 +242,34 @@ impl ModelMapping {
         (start < end).then_some(self.base + start..self.base + end)
     }
 
-    /// Drops the pages of file range `offsets` from this process (`MADV_DONTNEED`) and, where no
-    /// other process maps them, from the page cache (`POSIX_FADV_DONTNEED`). `offsets` must lie
-    /// within tensor data, which llama.cpp keeps mapped for the model's lifetime.
+    /// Drops the pages of file range `offsets` from this process (`MADV_DONTNEED`, within what
+    /// is still mapped from the model's file) and, where no other process maps them, from the
+    /// page cache (`POSIX_FADV_DONTNEED`).
     pub fn release(&self, offsets: Range<u64>) {
         self.unmap(offsets.clone());
         self.drop_cached(offsets);
     }
 
     /// Drops the pages of file range `offsets` (rounded inward) from this process
-    /// (`MADV_DONTNEED`). `offsets` must lie within tensor data, which llama.cpp keeps mapped for
-    /// the model's lifetime.
+    /// (`MADV_DONTNEED`), within what is still mapped from the model's file.
     pub fn unmap(&self, offsets: Range<u64>) {
-        if let Some(pages) = self.pages(&offsets, true) {
-            // SAFETY: the range lies inside a read-only MAP_SHARED mapping of the model file that
-            // the held `Arc<Model>` keeps mapped (llama.cpp only unmaps the header and tail, not
-            // tensor data, before the model is freed). Dropping clean file-backed pages loses no
-            // data: the next access faults them back in from the file.
+        let Some(pages) = self.pages(&offsets, true) else {
+            return;
+        };
+        for region in &self.regions {
+            let (start, end) = (pages.start.max(region.start), pages.end.min(region.end));
+            if start >= end {
+                continue;
+            }
+            // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
+            // the model's file (read-only, MAP_SHARED) after llama.cpp's load unmapped what it
+            // does not use; llama.cpp unmaps nothing more until the model is freed, and the held
+            // `Arc<Model>` keeps it alive. Dropping clean file-backed pages loses no data: the
+            // next access faults them back in from the file.
             let _ = unsafe {
                 rustix::mm::madvise(
-                    pages.start as *mut c_void,
-                    pages.len(),
+                    start as *mut c_void,
+                    end - start,
                     rustix::mm::Advice::LinuxDontNeed,
                 )
             };

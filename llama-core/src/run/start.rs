@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::arena::{ArenaCounters, LayerStreamer, Placement};
 use crate::budget;
 use crate::engine::{Engine, EngineConfig, EngineError};
-use crate::ffi::{set_streaming_load, Model, ModelMapping};
+use crate::ffi::{Model, ModelMapping, StreamingLoad};
 use crate::metrics::BudgetCounters;
 use crate::planner::Plan;
 use crate::ModelCacheSpec;
@@ -85,14 +85,14 @@ impl Prepared {
                 Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
             }
         }
-        set_streaming_load(streams);
+        let load = streams.then(StreamingLoad::begin);
         let model = Model::load_unchecked(&settings.model, &params, options.progress);
-        set_streaming_load(false);
+        let maps = load.map(StreamingLoad::finish).unwrap_or_default();
         let model = Arc::new(model?);
         let mut streaming = None;
         let observer = match (streams, ledger, placement) {
             (true, Ok(ledger), Some(placement)) => {
-                let mapping = ModelMapping::of_model(&model).ok_or_else(|| {
+                let mapping = ModelMapping::of_model(&model, &maps).ok_or_else(|| {
                     RunError::StreamingUnavailable {
                         reason: format!(
                             "llama.cpp's mapping of {} was not found",
@@ -100,6 +100,12 @@ impl Prepared {
                         ),
                     }
                 })?;
+                // The streamer advises file ranges by their GGUF offsets: every weight must be
+                // there, or streaming is refused before it touches anything.
+                let checked = mapping
+                    .check_tensor_addresses(gguf.tensors())
+                    .map_err(|reason| RunError::StreamingUnavailable { reason })?;
+                tracing::info!(checked, "tensor addresses match the GGUF offsets");
                 tracing::info!(
                     window = placement.window,
                     pinned = placement.pinned_bytes,
