@@ -169,9 +169,9 @@ impl ModelMapping {
             _n_bytes: usize,
             user: *mut c_void,
         ) {
-            // SAFETY: `user` is the `placed` vector below, alive for the call that passes it;
-            // `name` is a NUL-terminated string llama.cpp owns for the call.
+            // SAFETY: `user` is the `placed` vector below, alive for the call that passes it.
             let placed = unsafe { &mut *(user as *mut Vec<(String, usize)>) };
+            // SAFETY: `name` is a NUL-terminated string llama.cpp owns for the call.
             let name = unsafe { CStr::from_ptr(name) }
                 .to_string_lossy()
                 .into_owned();
