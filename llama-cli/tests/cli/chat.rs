@@ -1,6 +1,6 @@
 //! `chat` over a pipe: both turns answered, the second evaluating only the new tokens.
 
-use super::support::{greedy_args, llama_cli};
+use super::support::{greedy_args, llama_cli, model};
 
 /// Parses `stats: prompt N tokens (R reused, E evaluated)` lines.
 fn prompt_stats(stderr: &str) -> Vec<(usize, usize, usize)> {
@@ -73,4 +73,47 @@ fn commands_reset_help_exit() {
     // still shares: reset clears it, so nothing is reused.
     assert_eq!(stats[1].1, 0, "{stderr}");
     assert_eq!(stats[0].0, stats[1].0);
+}
+
+#[test]
+fn ctrl_c_during_a_long_prompt_prints_no_llama_cpp_errors() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let bin = assert_cmd::cargo::cargo_bin("llama-cli");
+    let mut child = Command::new(bin)
+        .args([
+            "chat",
+            "-m",
+            model().to_str().unwrap(),
+            "-c",
+            "8192",
+            "-t",
+            "2",
+        ])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // One turn of about 5000 tokens: its prompt takes seconds to evaluate.
+    let turn = "The quick brown fox jumps over the lazy dog. ".repeat(500);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{turn}").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(stderr.contains("(answer stopped)"), "{stderr}");
+    assert!(
+        !stderr.contains("ERROR"),
+        "llama.cpp's abort errors shown: {stderr}"
+    );
+    assert!(!stderr.contains("failed to decode"), "{stderr}");
 }

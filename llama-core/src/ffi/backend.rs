@@ -76,6 +76,40 @@ unsafe extern "C" fn log_to_tracing(
 }
 
 thread_local! {
+    /// While this thread runs a decode: the flag that says the decode was aborted on purpose.
+    static ABORTED: std::cell::Cell<*const std::sync::atomic::AtomicBool> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Runs `decode` (a `llama_decode` call on this thread) with `aborted` as the flag that tells
+/// whether an abort was asked for: then the errors llama.cpp logs about the aborted graph are
+/// logged at debug level, not shown as errors.
+pub(super) fn while_decoding<R>(
+    aborted: &std::sync::atomic::AtomicBool,
+    decode: impl FnOnce() -> R,
+) -> R {
+    let previous = ABORTED.with(|a| a.replace(aborted));
+    let result = decode();
+    ABORTED.with(|a| a.set(previous));
+    result
+}
+
+/// Whether `line` is one of llama.cpp's reports of a graph that was aborted, logged while this
+/// thread's decode was aborted on purpose.
+fn is_requested_abort(line: &str) -> bool {
+    let aborted = ABORTED.with(|a| {
+        let flag = a.get();
+        // SAFETY: a non-null pointer is the running decode's flag, which lives in its context
+        // for the whole `while_decoding` call during which it is set.
+        !flag.is_null() && unsafe { &*flag }.load(std::sync::atomic::Ordering::Relaxed)
+    });
+    aborted
+        && (line.contains("graph_compute")
+            || line.contains("failed to compute graph")
+            || line.contains("failed to decode"))
+}
+
+thread_local! {
     /// The unfinished log line of this thread and its level: llama.cpp may log a line in
     /// pieces, and threads log concurrently, so lines are assembled per thread.
     static PENDING_LINE: std::cell::RefCell<(String, u32)> =
@@ -109,6 +143,9 @@ fn forward(level: u32, line: &str) {
         tap(line);
     }
     match level {
+        sys::GGML_LOG_LEVEL_ERROR if is_requested_abort(line) => {
+            tracing::debug!(target: "llama_cpp", "{line} (the decode was cancelled)")
+        }
         sys::GGML_LOG_LEVEL_ERROR => tracing::error!(target: "llama_cpp", "{line}"),
         sys::GGML_LOG_LEVEL_WARN => tracing::warn!(target: "llama_cpp", "{line}"),
         sys::GGML_LOG_LEVEL_INFO => tracing::info!(target: "llama_cpp", "{line}"),

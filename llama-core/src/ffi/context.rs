@@ -130,18 +130,25 @@ impl std::fmt::Debug for Context {
 struct AbortState {
     own: CancelToken,
     requests: Mutex<Vec<CancelToken>>,
+    /// Whether the running decode was told to stop (llama.cpp then logs the aborted graph as
+    /// errors, which the log bridge turns into debug lines: an abort we asked for is no error).
+    fired: std::sync::atomic::AtomicBool,
 }
 
 impl AbortState {
     fn should_abort(&self) -> bool {
-        if self.own.is_cancelled() {
-            return true;
+        let abort = self.own.is_cancelled()
+            // The scheduler replaces the list between decode calls only; never wait for it.
+            || match self.requests.try_lock() {
+                Ok(requests) => {
+                    !requests.is_empty() && requests.iter().all(CancelToken::is_cancelled)
+                }
+                Err(_) => false,
+            };
+        if abort {
+            self.fired.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        // The scheduler replaces the list between decode calls only; never wait for it here.
-        match self.requests.try_lock() {
-            Ok(requests) => !requests.is_empty() && requests.iter().all(CancelToken::is_cancelled),
-            Err(_) => false,
-        }
+        abort
     }
 }
 
@@ -280,8 +287,15 @@ impl Context {
         if batch.is_empty() {
             return DecodeOutcome::Done;
         }
+        self.abort
+            .fired
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let ptr = self.ptr.as_ptr();
         // SAFETY: the batch's arrays are valid for its n_tokens entries and outlive the call.
-        match unsafe { sys::llama_decode(self.ptr.as_ptr(), batch.raw()) } {
+        let code = super::backend::while_decoding(&self.abort.fired, || unsafe {
+            sys::llama_decode(ptr, batch.raw())
+        });
+        match code {
             0 => DecodeOutcome::Done,
             1 => DecodeOutcome::NoKvSlot,
             2 => DecodeOutcome::Aborted,
