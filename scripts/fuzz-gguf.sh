@@ -11,7 +11,8 @@
 # If cargo-fuzz cannot be installed or run, it falls back to gguf_mutate, a plain
 # mutation fuzzer that needs no nightly features.
 #
-# Neither path builds llama.cpp: fuzz/ mounts llama-core/src/gguf by #[path].
+# Neither path builds llama.cpp: fuzz/ depends on llama-core with default-features = false
+# (no `ffi` feature), which builds only its pure parts.
 set -euo pipefail
 
 SECONDS_TO_RUN="${1:-120}"

@@ -1,20 +1,9 @@
-//! Shared code of the GGUF fuzz targets: llama-core's reader mounted by path, and the
-//! check every input goes through.
+//! Shared code of the GGUF fuzz targets: the check every input goes through, and the seeds.
 //!
-//! `gguf` and `cache_spec` are llama-core's own source files (`#[path]` includes), so
-//! fuzzing needs neither llama-core's crate nor llama.cpp.
+//! The reader is llama-core's, built without its `ffi` feature (`default-features = false`),
+//! so fuzzing never builds llama.cpp.
 
-#[path = "../../llama-core/src/gguf/mod.rs"]
-#[allow(dead_code)]
-pub mod gguf;
-
-#[path = "../../llama-core/src"]
-#[allow(dead_code)]
-mod core_src {
-    pub mod cache_spec;
-}
-
-pub use core_src::cache_spec;
+pub use llama_core::{cache_spec, gguf};
 
 use cache_spec::{KvCacheParams, KvCacheType, ModelCacheSpec};
 use gguf::writer::GgufWriter;

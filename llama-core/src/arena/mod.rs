@@ -6,17 +6,24 @@
 //!   tensors, from the GGUF reader.
 //! - [`Placement`]: the deterministic assignment of every layer to a [`Tier`] for a budget, and
 //!   the streaming window.
-//! - [`LayerStreamer`]: the [`EvalObserver`](crate::ffi::EvalObserver) that releases a streamed
-//!   layer when llama.cpp has computed it and prefetches the next ones, with [`ArenaCounters`].
+//! - [`StreamMode`]: `--stream`, and the placement a load streams with.
+//! - `LayerStreamer` (feature `ffi`): the `ffi::EvalObserver` that releases a streamed layer
+//!   when llama.cpp has computed it and prefetches the next ones, with `ArenaCounters`.
 //! - [`gpu_layers_within`]: how many layers a VRAM budget holds (`--max-vram`).
+//!
+//! All but the streamer are pure arithmetic over the GGUF reader's tensors.
 
 mod gpu;
 mod ledger;
+mod mode;
+#[cfg(feature = "ffi")]
 mod stream;
 
 pub use gpu::{gpu_layers_within, GpuFit};
 pub use ledger::{ArenaError, LayerSpan, LayerStage, Ledger, Placement, StageEnd, Tier};
-pub use stream::{disk_read_bytes, ArenaCounters, CounterSnapshot, LayerStreamer, StreamMode};
+pub use mode::StreamMode;
+#[cfg(feature = "ffi")]
+pub use stream::{disk_read_bytes, ArenaCounters, CounterSnapshot, LayerStreamer};
 
 /// Layer index of a graph node name such as `l_out-12` (llama.cpp's per-layer node names).
 pub fn node_layer(name: &str) -> Option<(&str, u32)> {

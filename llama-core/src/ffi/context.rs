@@ -8,79 +8,14 @@ use std::sync::{Arc, Mutex};
 use llama_sys as sys;
 
 use super::residency::{eval_trampoline, EvalObserver, ObserverBox};
-use super::{Batch, Model, Token};
+use super::{Batch, ContextParams, FlashAttention, Model, Token};
 use crate::cache_spec::KvCacheType;
 use crate::cancel::CancelToken;
 use crate::error::ContextError;
 
-/// When llama.cpp uses flash attention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FlashAttention {
-    /// llama.cpp decides (its default).
-    #[default]
-    Auto,
-    /// Always.
-    On,
-    /// Never.
-    Off,
-}
-
 /// The ggml type id of a KV cache element type.
 fn ggml_type_of(t: KvCacheType) -> sys::ggml_type {
     t.ggml_type().id() as sys::ggml_type
-}
-
-/// Parameters for [`Context::new`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ContextParams {
-    /// Context length in tokens (llama.cpp rounds it up to a multiple of 256).
-    pub n_ctx: u32,
-    /// Largest batch submitted to one decode call.
-    pub n_batch: u32,
-    /// Physical batch size the compute buffers are sized for.
-    pub n_ubatch: u32,
-    /// Number of sequences sharing the context.
-    pub n_seq_max: u32,
-    /// Most logits rows one decode call produces (0: `n_batch`). Sessions that only sample
-    /// after the last token of each sequence need one per sequence, which shrinks the compute
-    /// and output buffers llama.cpp reserves.
-    pub n_outputs_max: u32,
-    /// Threads for single-token generation.
-    pub n_threads: i32,
-    /// Threads for prompt processing.
-    pub n_threads_batch: i32,
-    /// Flash attention.
-    pub flash_attention: FlashAttention,
-    /// K cache element type.
-    pub type_k: KvCacheType,
-    /// V cache element type (quantised V needs flash attention).
-    pub type_v: KvCacheType,
-    /// Whether all sequences share one pool of cells.
-    pub kv_unified: bool,
-    /// Whether sliding-window layers get a cache of the whole context (`true`, llama.cpp's
-    /// library default) or only of the window plus a micro-batch (`false`, what llama-server
-    /// and llama-cli use, and our default: `--swa-full` turns it on).
-    pub swa_full: bool,
-}
-
-impl Default for ContextParams {
-    fn default() -> Self {
-        ContextParams {
-            n_ctx: 4096,
-            n_batch: 2048,
-            n_ubatch: 512,
-            n_seq_max: 1,
-            n_outputs_max: 0,
-            n_threads: 4,
-            n_threads_batch: 4,
-            flash_attention: FlashAttention::Auto,
-            type_k: KvCacheType::F16,
-            type_v: KvCacheType::F16,
-            kv_unified: false,
-            swa_full: false,
-        }
-    }
 }
 
 /// What a decode call did.

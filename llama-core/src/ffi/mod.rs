@@ -17,8 +17,8 @@ mod system;
 pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
 pub use buffers::BufferUsage;
-pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
-pub use model::{LoadMode, Model, ModelParams};
+pub use context::{Context, DecodeOutcome};
+pub use model::Model;
 pub use residency::{
     populate_cleared_count, streaming_load_supported, EvalObserver, ModelMapping, StreamingLoad,
     TensorInput,
@@ -28,13 +28,12 @@ pub use system::{
     compiled_gpu_backends, cpu_has_amx, AmxInfo, DeviceInfo, ExtraBufferType, SystemInfo,
 };
 
+pub use crate::params::{ContextParams, FlashAttention, LoadMode, ModelParams, Token};
+
 /// Returns freed heap memory to the operating system (after a dry run, before a real load).
 pub fn release_free_heap() {
     llama_sys::release_free_heap();
 }
-
-/// A token id in the model's vocabulary.
-pub type Token = i32;
 
 /// Converts a Rust string into a C string, or `None` when it holds a NUL byte.
 fn c_string(text: &str) -> Option<std::ffi::CString> {

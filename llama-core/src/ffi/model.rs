@@ -6,55 +6,8 @@ use std::ptr::NonNull;
 
 use llama_sys as sys;
 
-use super::{c_string, Backend, Token};
+use super::{c_string, Backend, LoadMode, ModelParams, Token};
 use crate::error::{LoadError, TemplateError, TokenizeError};
-
-/// How llama.cpp brings the weights into memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoadMode {
-    /// Memory-map the file (llama.cpp's default): pages are shared with the page cache.
-    #[default]
-    Mmap,
-    /// Read the file into anonymous memory.
-    Read,
-}
-
-/// Parameters for [`Model::load`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelParams {
-    /// Layers to offload to a GPU; negative means all. Ignored by CPU-only builds.
-    pub n_gpu_layers: i32,
-    /// How the weights are loaded.
-    pub load_mode: LoadMode,
-    /// Let llama.cpp put weights in the CPU backend's extra buffer types, which repack some
-    /// quantised types for faster kernels (copies them into anonymous memory). `false` is
-    /// llama.cpp's `--no-repack`.
-    pub repack: bool,
-    /// Offer the AMX buffer type too (off by default: its kernels crash on some CPUs, llama.cpp
-    /// #20824; see [`super::buffers`]).
-    pub amx: bool,
-    /// Further extra buffer types (by llama.cpp's name, e.g. `CPU_REPACK`) no weight may go to.
-    pub excluded_buffer_types: Vec<String>,
-    /// Only size the allocations without making them (for planning).
-    pub no_alloc: bool,
-    /// Load only the vocabulary, no weights.
-    pub vocab_only: bool,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        ModelParams {
-            n_gpu_layers: 0,
-            load_mode: LoadMode::Mmap,
-            repack: true,
-            amx: false,
-            excluded_buffer_types: Vec::new(),
-            no_alloc: false,
-            vocab_only: false,
-        }
-    }
-}
 
 /// A loaded model. Freed when dropped; contexts keep it alive through an `Arc`.
 pub struct Model {

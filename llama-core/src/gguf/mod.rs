@@ -19,8 +19,9 @@
 //! into one tensor table, and offers typed metadata getters and the summaries used by
 //! `llama-cli show`. [`writer::GgufWriter`] produces GGUF bytes, for test fixtures.
 //!
-//! The module is self-contained (it refers to nothing outside `gguf/`) so that the
-//! fuzz target can mount it with `#[path]` without building llama.cpp.
+//! The module is pure Rust (it refers to nothing outside `gguf/`) and builds without
+//! llama-core's `ffi` feature, which is how the fuzz crate uses it: without building
+//! llama.cpp.
 
 mod error;
 mod fingerprint;
