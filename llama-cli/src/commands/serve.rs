@@ -18,6 +18,7 @@ use crate::runtime;
 use crate::server::auth::ApiKey;
 use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
+use crate::server::state_dir::StateDir;
 use crate::server::{ServeError, ServerConfig};
 
 option_group! {
@@ -170,36 +171,6 @@ fn api_key(o: &ServeOptions) -> Result<Option<ApiKey>, ServeError> {
         })
 }
 
-/// A directory removed when dropped (the default state directory).
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Removes default state directories (`llama-rs-serve-PID` in the temporary directory) left
-/// by servers that were killed, i.e. whose process no longer exists.
-fn remove_stale_state_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("llama-rs-serve-"))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 /// Runs the command.
 pub fn run(args: ServeArgs) -> Result<(), CliError> {
     let file = match &args.config.config {
@@ -257,11 +228,12 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         limits: Limits {
             max_body: serve.max_body as usize,
             queue_capacity: serve.queue,
+            read_timeout: crate::server::READ_TIMEOUT,
         },
         api_key: key,
         budget: started.counters,
     };
-    let _state_dir = started.temp_dir;
+    let _state_dir = started.state_dir;
     crate::server::serve(
         parts,
         ServerConfig {
@@ -288,7 +260,8 @@ struct Started {
     engine: Engine,
     path: PathBuf,
     counters: BudgetCounters,
-    temp_dir: Option<TempDir>,
+    /// Kept until the server exits (a private default directory is removed then).
+    state_dir: StateDir,
 }
 
 impl Started {
@@ -300,29 +273,17 @@ impl Started {
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
         runtime::print_notes(&prepared.notes);
-        let (state_dir, temp_dir) = match &serve.state_dir {
-            Some(dir) => (dir.clone(), None),
-            None => {
-                remove_stale_state_dirs();
-                let dir =
-                    std::env::temp_dir().join(format!("llama-rs-serve-{}", std::process::id()));
-                (dir.clone(), Some(TempDir(dir)))
-            }
-        };
-        std::fs::create_dir_all(&state_dir).map_err(|source| ServeError::StateDir {
-            path: state_dir.clone(),
-            source,
-        })?;
+        let state_dir = StateDir::prepare(serve.state_dir.as_deref())?;
         let running = prepared.start(StartOptions {
             queue_capacity: serve.queue,
-            state_dir: Some(state_dir),
+            state_dir: Some(state_dir.path().to_path_buf()),
             progress: None,
         })?;
         Ok(Started {
             engine: running.engine,
             path,
             counters: running.counters,
-            temp_dir,
+            state_dir,
         })
     }
 }

@@ -14,15 +14,16 @@ use serde_json::{json, Value};
 
 use super::auth;
 use super::error::ApiError;
-use super::limits::JsonBody;
+use super::limits::{self, JsonBody};
 use super::log::{self, RequestRecord};
-use super::metrics::Gauges;
+use super::metrics::{Gauges, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use super::openai::{self, ChatRequest, Common, CompletionRequest, Envelope, Kind};
 use super::sse;
 use super::state::AppState;
 
 /// The application: `/health` open to all; everything else behind the API key (when one is
-/// set); every request tracked and logged.
+/// set); request bodies limited in size and read time; every request traced (a span with its
+/// id), counted and logged.
 pub fn router(state: Arc<AppState>) -> Router {
     let protected = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
@@ -32,11 +33,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route_layer(from_fn_with_state(Arc::clone(&state), auth::require_key));
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(health))
         .merge(protected)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    // Layers added later wrap the earlier ones: `track` sees every response, the limits' too.
+    limits::apply(routes, &state.limits)
+        .layer(log::trace_layer())
         .layer(from_fn_with_state(Arc::clone(&state), log::track))
         .with_state(state)
 }
@@ -118,10 +122,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         budget: state.budget.snapshot(),
     };
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
         state.metrics.render(&gauges),
     )
         .into_response()

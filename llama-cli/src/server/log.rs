@@ -2,6 +2,11 @@
 //! path, status, tokens, latency. The line is written when the request's [`RequestRecord`]
 //! is dropped, which for a streamed answer is when the stream ends or the client goes away,
 //! so the figures are the final ones. The same moment counts the request in the metrics.
+//!
+//! Around the handler, tower-http's [`TraceLayer`] holds a `request` span with the id, method
+//! and path, so whatever is logged while a request is handled says which request it is about;
+//! the span and the layer's own events (start, response, end of stream, failure) are at debug
+//! level (`-vv`), so by default the line above is the only one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,6 +16,12 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use llama_core::engine::Completion;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse,
+    TraceLayer,
+};
+use tracing::{Level, Span};
 
 use super::state::AppState;
 
@@ -64,8 +75,10 @@ impl Drop for RequestRecord {
         let ms = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
         let latency_ms = ms(elapsed);
         match &outcome.completion {
+            // A root event: the request span's fields (id, path) are not repeated.
             Some(c) => tracing::info!(
                 target: TARGET,
+                parent: None,
                 id = %self.id,
                 method = %self.method,
                 path = %self.path,
@@ -80,6 +93,7 @@ impl Drop for RequestRecord {
             ),
             None => tracing::info!(
                 target: TARGET,
+                parent: None,
                 id = %self.id,
                 method = %self.method,
                 path = %self.path,
@@ -125,4 +139,41 @@ pub async fn track(State(state): State<Arc<AppState>>, mut req: Request, next: N
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// The tracing layer of [`super::app::router`]'s requests.
+pub type Trace = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    fn(&Request) -> Span,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    DefaultOnFailure,
+>;
+
+/// tower-http's HTTP tracing with the `request` span; inside [`track`], which gives the span
+/// its id. Failures (5xx) are logged at debug level like the rest: the request line has them.
+pub fn trace_layer() -> Trace {
+    TraceLayer::new_for_http()
+        .make_span_with(request_span as fn(&Request) -> Span)
+        .on_failure(DefaultOnFailure::new().level(Level::DEBUG))
+}
+
+/// The span of one request: its id (from its [`RequestRecord`]), method and path.
+fn request_span(req: &Request) -> Span {
+    let id = req
+        .extensions()
+        .get::<Arc<RequestRecord>>()
+        .map(|r| r.id.as_str())
+        .unwrap_or_default();
+    // At debug level, like TraceLayer's own span: by default (info) it is off, so the request
+    // line of a stream, which ends inside it, is printed without a span prefix.
+    tracing::debug_span!(
+        target: TARGET,
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    )
 }

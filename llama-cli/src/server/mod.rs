@@ -1,19 +1,23 @@
 //! `llama-cli serve`: an OpenAI-compatible HTTP server (axum on tokio) over the engine.
 //!
 //! - [`app`]: the router and handlers (`/v1/chat/completions`, `/v1/completions`,
-//!   `/v1/models`, `/health`, `/ready`, `/metrics`).
+//!   `/v1/models`, `/health`, `/ready`, `/metrics`); [`http`]: the connections (hyper).
 //! - [`openai`]: request and response shapes, request checks.
 //! - [`sse`]: streamed answers; the event stream owns the engine's response stream, so a
 //!   client that disconnects cancels its request.
-//! - [`auth`], [`limits`]: the API key and the body limits.
-//! - [`metrics`], [`log`]: Prometheus text and one log line per request.
+//! - [`auth`], [`limits`]: the API key; the body size limit and read timeout (tower-http).
+//! - [`metrics`], [`log`]: Prometheus text (prometheus-client); the request span (tower-http's
+//!   `TraceLayer`) and one log line per request.
 //! - [`error`]: OpenAI-style error bodies; [`shutdown`]: SIGINT/SIGTERM.
+//! - [`state_dir`]: where the engine saves evicted sessions (by default a private temporary
+//!   directory).
 //!
 //! The rest of the CLI is synchronous: [`serve`] builds its own multi-thread runtime.
 
 mod app;
 pub mod auth;
 pub mod error;
+mod http;
 mod limits;
 mod log;
 mod metrics;
@@ -21,13 +25,14 @@ pub mod openai;
 mod shutdown;
 mod sse;
 pub mod state;
+pub mod state_dir;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::ServeError;
+pub use limits::READ_TIMEOUT;
 use state::{AppState, StateParts};
 
 /// How the HTTP side runs.
@@ -80,15 +85,14 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
             }
         }
     });
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = app::router(Arc::clone(&state));
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(http::serve(
+        listener,
+        app,
+        state.limits.read_timeout,
+        stop_rx,
+    ));
     eprintln!("listening on http://{local}");
     let early = tokio::select! {
         result = &mut server => Some(result),
@@ -96,11 +100,7 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
     };
     if let Some(result) = early {
         observer.abort();
-        return match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServeError::Serve(e)),
-            Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
-        };
+        return result.map_err(|e| ServeError::Serve(std::io::Error::other(e)));
     }
     let inflight = state.inflight();
     eprintln!(

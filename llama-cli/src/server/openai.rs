@@ -287,11 +287,9 @@ fn api_param(flag: &'static str) -> &'static str {
     }
 }
 
+/// A seed for a request that asks for none when the server's default is random.
 fn random_seed() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish() as u32
+    rand::random()
 }
 
 impl ChatRequest {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use llama_core::engine::{Engine, EngineRequest, EngineStats, ResponseStream};
 use llama_core::metrics::BudgetCounters;
@@ -22,6 +23,9 @@ pub struct Limits {
     pub max_body: usize,
     /// Requests that may wait for a sequence (the engine's queue).
     pub queue_capacity: usize,
+    /// How long reading a request body may wait for its next piece
+    /// ([`READ_TIMEOUT`](super::READ_TIMEOUT) unless configured).
+    pub read_timeout: Duration,
 }
 
 /// The server's shared state.

@@ -25,12 +25,18 @@ struct Server {
 impl Server {
     /// Starts `llama-cli serve` on 127.0.0.1 with a free port and waits for it to listen.
     fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start`] with these environment variables set.
+    fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"));
         cmd.arg("serve")
             .arg("-m")
             .arg(model())
             .args(["--host", "127.0.0.1", "--port", "0", "-c", "512", "-t", "2"])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -578,6 +584,10 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
         "llama_kv_blocks_free",
         "llama_memory_peak_rss_bytes",
         "llama_budget_exceeded_events_total 0",
+        // llama-server's names for the same figures.
+        "# TYPE llamacpp:tokens_predicted_total counter",
+        "llamacpp:requests_processing 0",
+        "llamacpp:requests_deferred 0",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -592,18 +602,48 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     assert!(log.contains("status=401"), "{log}");
 }
 
+/// The `llama-rs-serve-*` directories in `dir`.
+fn state_dirs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("llama-rs-serve-")
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
 #[test]
 fn serve_answers_429_when_the_queue_is_full_and_exits_0_on_sigterm() {
-    let mut server = Server::start(&[
-        "--parallel",
-        "1",
-        "--queue",
-        "1",
-        "--shutdown-timeout",
-        "1",
-        "--api-key",
-        KEY,
-    ]);
+    // The default state directory is private, and no server removes another's: a directory
+    // named as the old scheme named a dead server's (`llama-rs-serve-PID`) stays.
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let other = tmp.path().join("llama-rs-serve-4000000000");
+    std::fs::create_dir(&other).unwrap();
+    let mut server = Server::start_with_env(
+        &[
+            "--parallel",
+            "1",
+            "--queue",
+            "1",
+            "--shutdown-timeout",
+            "1",
+            "--api-key",
+            KEY,
+        ],
+        &[("TMPDIR", tmp.path())],
+    );
+    let dirs = state_dirs(tmp.path());
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
+    let own = dirs.iter().find(|d| **d != other).unwrap().clone();
+    let mode = std::fs::metadata(&own).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{}: {mode:o}", own.display());
     let long = json!({"prompt": "Count from 1 to 500: 1, 2, 3,", "max_tokens": 450,
                       "temperature": 0, "stream": true});
     // One request decoding, one waiting: the next is refused with 429 and Retry-After.
@@ -643,6 +683,11 @@ fn serve_answers_429_when_the_queue_is_full_and_exits_0_on_sigterm() {
         "{finish:?}"
     );
     assert!(server.log().contains("shutting down"), "{}", server.log());
+    assert_eq!(
+        state_dirs(tmp.path()),
+        vec![other],
+        "own directory not removed at exit"
+    );
 }
 
 #[test]
