@@ -104,8 +104,12 @@ pub struct ConfigArgs {
 #[derive(Debug, Args)]
 pub struct PromptArgs {
     /// The prompt; read from stdin when absent or `-`.
-    #[arg(value_name = "TEXT")]
+    #[arg(value_name = "TEXT", conflicts_with = "file")]
     pub text: Option<String>,
+
+    /// Read the prompt from this file (llama.cpp's -f).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
 
     /// Send the text as-is (plain completion), without the chat template.
     #[arg(long = "raw")]
@@ -234,9 +238,10 @@ pub fn command() -> clap::Command {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 8] = [
+    const ALIASES: [(&str, &str); 9] = [
         ("-hf", "--hf-repo"),
         ("-nr", "--no-repack"),
+        ("-tb", "--threads-batch"),
         ("-np", "--parallel"),
         ("-ub", "--ubatch-size"),
         ("-ngl", "--gpu-layers"),

@@ -34,9 +34,22 @@ option_group! {
         #[arg(long = "ubatch-size", value_name = "N")]
         ubatch_size: u32 = Some(512),
 
-        /// Threads for generation and prompt processing (the default is the number of CPUs).
+        /// Threads for generation (the default is the number of physical cores, as llama.cpp's).
         #[arg(short = 't', long = "threads", value_name = "N")]
         threads: i32 = Some(default_threads()),
+
+        /// Threads for prompt processing (also -tb; default: --threads).
+        #[arg(long = "threads-batch", value_name = "N")]
+        threads_batch: i32 = None,
+
+        /// Lock the model's pages in RAM so they are never swapped out (llama.cpp's --mlock).
+        #[arg(long = "mlock", num_args = 0, default_missing_value = "true")]
+        mlock: bool = Some(false),
+
+        /// Read the model into memory instead of mapping the file (llama.cpp's --no-mmap): the
+        /// weights are then anonymous memory, and layers cannot be streamed.
+        #[arg(long = "no-mmap", num_args = 0, default_missing_value = "true")]
+        no_mmap: bool = Some(false),
 
         /// Layers to offload to the GPU (also -ngl); ignored with a warning by CPU-only builds.
         #[arg(long = "gpu-layers", visible_alias = "n-gpu-layers", value_name = "N")]
@@ -102,6 +115,16 @@ option_group! {
         #[arg(long = "amx", num_args = 0, default_missing_value = "true")]
         amx: bool = Some(false),
 
+        /// When a conversation fills the context, drop the oldest half of what follows the
+        /// first --keep tokens and go on, instead of ending the answer (llama.cpp's
+        /// --context-shift); chat also drops its oldest turns to fit a new one.
+        #[arg(long = "context-shift", num_args = 0, default_missing_value = "true")]
+        context_shift: bool = Some(false),
+
+        /// Tokens of the conversation's start a context shift keeps (llama.cpp's --keep).
+        #[arg(long = "keep", value_name = "N")]
+        keep: u32 = Some(0),
+
         /// Tokens to generate; -1 runs until the model stops or the context fills.
         #[arg(
             short = 'n',
@@ -163,6 +186,48 @@ option_group! {
         )]
         frequency_penalty: f32 = Some(SamplingParams::default().frequency_penalty),
 
+        /// Mirostat sampling: 0 off, 1 Mirostat, 2 Mirostat 2.0 (replaces top-k, top-p, min-p and
+        /// typical).
+        #[arg(long = "mirostat", value_name = "N")]
+        mirostat: u8 = Some(SamplingParams::default().mirostat),
+
+        /// Mirostat learning rate (eta).
+        #[arg(long = "mirostat-lr", value_name = "ETA")]
+        mirostat_lr: f32 = Some(SamplingParams::default().mirostat_eta),
+
+        /// Mirostat target entropy (tau).
+        #[arg(long = "mirostat-ent", value_name = "TAU")]
+        mirostat_ent: f32 = Some(SamplingParams::default().mirostat_tau),
+
+        /// DRY repetition penalty multiplier; 0 disables.
+        #[arg(long = "dry-multiplier", value_name = "X")]
+        dry_multiplier: f32 = Some(SamplingParams::default().dry_multiplier),
+
+        /// DRY penalty base.
+        #[arg(long = "dry-base", value_name = "X")]
+        dry_base: f32 = Some(SamplingParams::default().dry_base),
+
+        /// Repeated sequences at most this long are not penalised by DRY.
+        #[arg(long = "dry-allowed-length", value_name = "N")]
+        dry_allowed_length: i32 = Some(SamplingParams::default().dry_allowed_length),
+
+        /// Recent tokens DRY looks at; 0 disables, -1 the context size.
+        #[arg(long = "dry-penalty-last-n", value_name = "N", allow_negative_numbers = true)]
+        dry_penalty_last_n: i32 = Some(SamplingParams::default().dry_penalty_last_n),
+
+        /// A string that breaks a repeated sequence for DRY (repeatable; replaces the default
+        /// newline, colon, quote and asterisk).
+        #[arg(long = "dry-sequence-breaker", value_name = "TEXT")]
+        dry_sequence_breaker: Vec<String> = None,
+
+        /// XTC sampling probability; 0 disables.
+        #[arg(long = "xtc-probability", value_name = "P")]
+        xtc_probability: f32 = Some(SamplingParams::default().xtc_probability),
+
+        /// XTC threshold.
+        #[arg(long = "xtc-threshold", value_name = "P")]
+        xtc_threshold: f32 = Some(SamplingParams::default().xtc_threshold),
+
         /// Random seed; -1 picks one at random.
         #[arg(long = "seed", value_name = "N", allow_negative_numbers = true)]
         seed: i64 = Some(-1),
@@ -175,6 +240,11 @@ option_group! {
         /// Stop generating before this text (repeatable).
         #[arg(long = "stop", value_name = "TEXT")]
         stop: Vec<String> = None,
+
+        /// Hand the turn back when the model writes this text (also -r, repeatable; llama.cpp's
+        /// --reverse-prompt): the answer stops after it, as with --stop, but the text is shown.
+        #[arg(short = 'r', long = "reverse-prompt", value_name = "TEXT")]
+        reverse_prompt: Vec<String> = None,
 
         /// System prompt.
         #[arg(short = 's', long = "system", value_name = "TEXT")]
@@ -229,6 +299,19 @@ impl RunOptions {
             repeat_last_n: o.repeat_last_n.unwrap_or_default(),
             frequency_penalty: o.frequency_penalty.unwrap_or_default(),
             presence_penalty: o.presence_penalty.unwrap_or_default(),
+            mirostat: o.mirostat.unwrap_or_default(),
+            mirostat_tau: o.mirostat_ent.unwrap_or_default(),
+            mirostat_eta: o.mirostat_lr.unwrap_or_default(),
+            dry_multiplier: o.dry_multiplier.unwrap_or_default(),
+            dry_base: o.dry_base.unwrap_or_default(),
+            dry_allowed_length: o.dry_allowed_length.unwrap_or_default(),
+            dry_penalty_last_n: o.dry_penalty_last_n.unwrap_or_default(),
+            dry_sequence_breakers: o
+                .dry_sequence_breaker
+                .clone()
+                .unwrap_or_else(|| SamplingParams::default().dry_sequence_breakers),
+            xtc_probability: o.xtc_probability.unwrap_or_default(),
+            xtc_threshold: o.xtc_threshold.unwrap_or_default(),
             seed: seed.unwrap_or_else(rand::random::<u32>),
         };
         sampling.validate()?;
@@ -310,6 +393,12 @@ impl RunOptions {
             batch_size: positive("batch-size", o.batch_size.unwrap_or_default())?,
             ubatch_size: positive("ubatch-size", o.ubatch_size.unwrap_or_default())?,
             threads,
+            threads_batch: o.threads_batch.filter(|&n| n > 0).unwrap_or(threads),
+            mlock: o.mlock.unwrap_or_default(),
+            mmap: !o.no_mmap.unwrap_or_default(),
+            context_shift: o.context_shift.unwrap_or_default(),
+            keep: o.keep.unwrap_or_default(),
+            reverse_prompt: o.reverse_prompt.unwrap_or_default(),
             gpu_layers: o.gpu_layers.unwrap_or_default(),
             max_mem: o.max_mem,
             max_vram: o.max_vram,
@@ -361,8 +450,20 @@ pub struct Settings {
     pub batch_size: u32,
     /// Physical batch size.
     pub ubatch_size: u32,
-    /// Threads.
+    /// Threads for generation.
     pub threads: i32,
+    /// Threads for prompt processing.
+    pub threads_batch: i32,
+    /// Lock the model in RAM.
+    pub mlock: bool,
+    /// Map the model file (else read it into memory).
+    pub mmap: bool,
+    /// Shift a full context instead of ending the answer.
+    pub context_shift: bool,
+    /// Tokens a context shift keeps.
+    pub keep: u32,
+    /// Texts that hand the turn back (shown, then the answer stops).
+    pub reverse_prompt: Vec<String>,
     /// GPU layers.
     pub gpu_layers: i32,
     /// Memory budget.
@@ -397,11 +498,11 @@ pub struct Settings {
     pub stats: bool,
 }
 
-/// llama.cpp's default: one thread per available CPU.
+/// llama.cpp's default: one thread per physical core (hyper-threads share a core's units).
 pub fn default_threads() -> i32 {
-    std::thread::available_parallelism()
-        .map(|n| n.get() as i32)
-        .unwrap_or(4)
+    llama_core::machine::physical_cores()
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .map_or(4, |n| n as i32)
 }
 
 #[cfg(test)]

@@ -30,9 +30,35 @@ pub struct LlamaSizer {
     model_host: u64,
     /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
     repacked: u64,
-    threads: i32,
+    /// How the run's contexts are made beyond a candidate.
+    choices: RunChoices,
+}
+
+/// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
+/// setting, and whether flash attention is llama.cpp's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunChoices {
+    /// Threads for generation.
+    pub threads: i32,
+    /// Threads for prompt processing.
+    pub threads_batch: i32,
     /// Sliding-window layers sized for the whole context (`--swa-full`).
-    swa_full: bool,
+    pub swa_full: bool,
+    /// `-fa auto`: where the plan has flash attention and does not need it (no quantised V
+    /// cache), llama.cpp still decides.
+    pub flash_auto: bool,
+}
+
+impl RunChoices {
+    /// `threads` for both phases, capped sliding windows, flash attention as planned.
+    pub fn threads(threads: i32) -> RunChoices {
+        RunChoices {
+            threads,
+            threads_batch: threads,
+            swa_full: false,
+            flash_auto: false,
+        }
+    }
 }
 
 impl LlamaSizer {
@@ -65,16 +91,15 @@ impl LlamaSizer {
                 .saturating_add(model_host)
                 .saturating_add(RUNTIME_MARGIN),
             model_host,
-            threads,
-            swa_full: false,
+            choices: RunChoices::threads(threads),
         })
     }
 }
 
 impl LlamaSizer {
-    /// Sizes sliding-window layers for the whole context (`--swa-full`) instead of the window.
-    pub fn with_swa_full(mut self, swa_full: bool) -> LlamaSizer {
-        self.swa_full = swa_full;
+    /// Sizes contexts as `choices` say (threads, `--swa-full`, `-fa auto`).
+    pub fn with_choices(mut self, choices: RunChoices) -> LlamaSizer {
+        self.choices = choices;
         self
     }
 
@@ -96,26 +121,27 @@ impl LlamaSizer {
     }
 }
 
-/// The context parameters a candidate stands for; `swa_full` gives sliding-window layers a
-/// cache of the whole context (`--swa-full`).
-pub fn context_params(candidate: &Candidate, threads: i32, swa_full: bool) -> ContextParams {
+/// The context parameters a candidate stands for, made as `choices` say. A candidate planned
+/// with flash attention gets `auto` (llama.cpp decides) when `-fa auto` was asked and its V
+/// cache is not quantised (a quantised V cache needs flash attention on).
+pub fn context_params(candidate: &Candidate, choices: &RunChoices) -> ContextParams {
     ContextParams {
         n_ctx: candidate.n_ctx,
         n_batch: candidate.n_batch,
         n_ubatch: candidate.n_ubatch,
         n_seq_max: candidate.n_seq.max(1),
         n_outputs_max: candidate.n_seq.max(1),
-        n_threads: threads,
-        n_threads_batch: threads,
-        flash_attention: if candidate.flash_attn {
-            FlashAttention::On
-        } else {
-            FlashAttention::Off
+        n_threads: choices.threads,
+        n_threads_batch: choices.threads_batch,
+        flash_attention: match (candidate.flash_attn, choices.flash_auto) {
+            (false, _) => FlashAttention::Off,
+            (true, true) if !crate::planner::is_quantised(candidate.type_v) => FlashAttention::Auto,
+            (true, _) => FlashAttention::On,
         },
         type_k: candidate.type_k,
         type_v: candidate.type_v,
         kv_unified: false,
-        swa_full,
+        swa_full: choices.swa_full,
     }
 }
 
@@ -125,7 +151,7 @@ impl BufferSizer for LlamaSizer {
     fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, ProbeError> {
         let sizes = self
             .probe
-            .measure(&context_params(candidate, self.threads, self.swa_full))?;
+            .measure(&context_params(candidate, &self.choices))?;
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,

@@ -83,6 +83,30 @@ impl MachineMemory {
     }
 }
 
+/// The number of physical CPU cores this process may use: logical CPUs that share a core
+/// (`/sys/devices/system/cpu/cpuN/topology/thread_siblings_list`) count once. `None` where
+/// the topology cannot be read.
+pub fn physical_cores() -> Option<usize> {
+    let allowed = std::thread::available_parallelism().ok()?.get();
+    let mut cores = std::collections::HashSet::new();
+    for entry in std::fs::read_dir("/sys/devices/system/cpu").ok()?.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name
+            .strip_prefix("cpu")
+            .is_none_or(|n| n.parse::<u32>().is_err())
+        {
+            continue;
+        }
+        if let Ok(siblings) =
+            std::fs::read_to_string(entry.path().join("topology/thread_siblings_list"))
+        {
+            cores.insert(siblings.trim().to_string());
+        }
+    }
+    (!cores.is_empty()).then(|| cores.len().min(allowed))
+}
+
 /// What a default budget leaves of a cgroup's limit: a sixteenth, at least 32 MiB.
 pub fn default_margin(limit: u64) -> u64 {
     (limit / 16).max(32 << 20)

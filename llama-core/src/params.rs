@@ -79,8 +79,29 @@ pub enum LoadMode {
     /// Memory-map the file (llama.cpp's default): pages are shared with the page cache.
     #[default]
     Mmap,
-    /// Read the file into anonymous memory.
+    /// Read the file into anonymous memory (llama.cpp's `--no-mmap`).
     Read,
+    /// Map the file and lock its pages in RAM (`--mlock`).
+    MmapLocked,
+    /// Read the file into anonymous memory and lock it (`--no-mmap --mlock`).
+    ReadLocked,
+}
+
+impl LoadMode {
+    /// The mode for llama.cpp's `--no-mmap` and `--mlock` flags.
+    pub fn from_flags(mmap: bool, mlock: bool) -> LoadMode {
+        match (mmap, mlock) {
+            (true, false) => LoadMode::Mmap,
+            (false, false) => LoadMode::Read,
+            (true, true) => LoadMode::MmapLocked,
+            (false, true) => LoadMode::ReadLocked,
+        }
+    }
+
+    /// Whether the weights stay in the mapped file (else they are copied into anonymous memory).
+    pub fn maps(self) -> bool {
+        matches!(self, LoadMode::Mmap | LoadMode::MmapLocked)
+    }
 }
 
 /// Parameters for `ffi::Model::load`.

@@ -23,6 +23,27 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// Penalty for a token having appeared at all; 0 disables.
     pub presence_penalty: f32,
+    /// Mirostat: 0 off, 1 (Mirostat), 2 (Mirostat 2.0). It replaces top-k, top-p, min-p and
+    /// typical sampling.
+    pub mirostat: u8,
+    /// Mirostat's target entropy (tau).
+    pub mirostat_tau: f32,
+    /// Mirostat's learning rate (eta).
+    pub mirostat_eta: f32,
+    /// DRY ("don't repeat yourself") penalty multiplier; 0 disables.
+    pub dry_multiplier: f32,
+    /// DRY's penalty base.
+    pub dry_base: f32,
+    /// Repeated sequences at most this long are not penalised by DRY.
+    pub dry_allowed_length: i32,
+    /// Recent tokens DRY looks at; 0 disables, -1 the context size.
+    pub dry_penalty_last_n: i32,
+    /// Strings that break a repeated sequence for DRY.
+    pub dry_sequence_breakers: Vec<String>,
+    /// XTC ("exclude top choices") probability; 0 disables.
+    pub xtc_probability: f32,
+    /// XTC's threshold.
+    pub xtc_threshold: f32,
     /// Seed of the random draw.
     pub seed: u32,
 }
@@ -39,6 +60,16 @@ impl Default for SamplingParams {
             repeat_last_n: 64,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            mirostat: 0,
+            mirostat_tau: 5.0,
+            mirostat_eta: 0.1,
+            dry_multiplier: 0.0,
+            dry_base: 1.75,
+            dry_allowed_length: 2,
+            dry_penalty_last_n: -1,
+            dry_sequence_breakers: ["\n", ":", "\"", "*"].map(String::from).to_vec(),
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
             seed: 0,
         }
     }
@@ -53,9 +84,17 @@ impl SamplingParams {
         }
     }
 
-    /// Whether the chain reduces to picking the most likely token.
+    /// Whether the chain reduces to picking the most likely token (after the penalties).
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0 || self.top_k == 1
+        self.temperature <= 0.0 || (self.top_k == 1 && self.mirostat == 0)
+    }
+
+    /// Whether any penalty (repeat, frequency, presence, DRY) changes the logits.
+    pub fn has_penalties(&self) -> bool {
+        self.repeat_penalty != 1.0
+            || self.frequency_penalty != 0.0
+            || self.presence_penalty != 0.0
+            || self.dry_multiplier != 0.0
     }
 
     /// Checks every value's range; the error names the flag / config key.
@@ -130,6 +169,55 @@ impl SamplingParams {
             "presence-penalty",
             self.presence_penalty,
             "a finite number",
+        )?;
+        check(self.mirostat <= 2, "mirostat", self.mirostat, "0, 1 or 2")?;
+        check(
+            finite(self.mirostat_tau) && self.mirostat_tau > 0.0,
+            "mirostat-ent",
+            self.mirostat_tau,
+            "a number > 0",
+        )?;
+        check(
+            finite(self.mirostat_eta) && self.mirostat_eta > 0.0,
+            "mirostat-lr",
+            self.mirostat_eta,
+            "a number > 0",
+        )?;
+        check(
+            finite(self.dry_multiplier) && self.dry_multiplier >= 0.0,
+            "dry-multiplier",
+            self.dry_multiplier,
+            "a number >= 0 (0 disables)",
+        )?;
+        check(
+            finite(self.dry_base) && self.dry_base >= 1.0,
+            "dry-base",
+            self.dry_base,
+            "a number >= 1",
+        )?;
+        check(
+            self.dry_allowed_length >= 0,
+            "dry-allowed-length",
+            self.dry_allowed_length,
+            "an integer >= 0",
+        )?;
+        check(
+            self.dry_penalty_last_n >= -1,
+            "dry-penalty-last-n",
+            self.dry_penalty_last_n,
+            "an integer >= -1 (-1: the context size, 0 disables)",
+        )?;
+        check(
+            finite(self.xtc_probability) && (0.0..=1.0).contains(&self.xtc_probability),
+            "xtc-probability",
+            self.xtc_probability,
+            "a number between 0 and 1 (0 disables)",
+        )?;
+        check(
+            finite(self.xtc_threshold) && (0.0..=1.0).contains(&self.xtc_threshold),
+            "xtc-threshold",
+            self.xtc_threshold,
+            "a number between 0 and 1",
         )?;
         Ok(())
     }

@@ -27,6 +27,9 @@ pub struct GenerateOptions {
     pub max_tokens: Option<usize>,
     /// Generation ends before any of these strings would be shown.
     pub stop: Vec<String>,
+    /// Generation ends after any of these strings, which are shown (llama.cpp's reverse
+    /// prompts, `-r`).
+    pub reverse_prompts: Vec<String>,
     /// Keep generating past end-of-generation tokens (for benchmarks, like llama.cpp's
     /// `--ignore-eos`).
     pub ignore_eos: bool,

@@ -1,10 +1,13 @@
 //! Stop strings: ends generation when the output contains one, without ever showing it. Text
-//! that could be the start of a stop string is held back until it is clearly not one.
+//! that could be the start of a stop string is held back until it is clearly not one. Reverse
+//! prompts (llama.cpp's `-r`) end it the same way but are shown.
 
 /// Watches streamed text for stop strings.
 #[derive(Debug, Clone, Default)]
 pub struct StopMatcher {
     stops: Vec<String>,
+    /// How many of `stops` (the last ones) are shown when they end the text.
+    n_shown: usize,
     held: String,
 }
 
@@ -22,8 +25,17 @@ impl StopMatcher {
     pub fn new(stops: &[String]) -> StopMatcher {
         StopMatcher {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            n_shown: 0,
             held: String::new(),
         }
+    }
+
+    /// Adds strings that end the text too, but are shown (reverse prompts).
+    pub fn with_shown(mut self, shown: &[String]) -> StopMatcher {
+        let shown: Vec<String> = shown.iter().filter(|s| !s.is_empty()).cloned().collect();
+        self.n_shown = shown.len();
+        self.stops.extend(shown);
+        self
     }
 
     /// Feeds new text.
@@ -35,13 +47,18 @@ impl StopMatcher {
                 stopped: false,
             };
         }
-        if let Some(at) = self
+        let first_shown = self.stops.len() - self.n_shown;
+        if let Some((_, end)) = self
             .stops
             .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min()
+            .enumerate()
+            .filter_map(|(k, s)| {
+                let at = self.held.find(s.as_str())?;
+                Some((at, if k >= first_shown { at + s.len() } else { at }))
+            })
+            .min_by_key(|&(at, _)| at)
         {
-            let emit = self.held[..at].to_string();
+            let emit = self.held[..end].to_string();
             self.held.clear();
             return StopCheck {
                 emit,
@@ -85,6 +102,17 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reverse_prompts_end_the_text_and_are_shown() {
+        let mut m = StopMatcher::new(&["STOP".into()]).with_shown(&["User:".into()]);
+        let a = m.push("Hello. Us");
+        assert_eq!((a.emit.as_str(), a.stopped), ("Hello. ", false));
+        let b = m.push("er: more");
+        assert_eq!((b.emit.as_str(), b.stopped), ("User:", true));
+        let mut m = StopMatcher::new(&["STOP".into()]).with_shown(&["User:".into()]);
+        assert_eq!(m.push("x STOP User:").emit, "x ");
+    }
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, bool) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();

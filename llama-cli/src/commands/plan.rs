@@ -102,11 +102,12 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         c.type_k.name(),
         c.type_v.name()
     )?;
-    writeln!(
-        out,
-        "| flash-attn | {} |",
-        if c.flash_attn { "on" } else { "off" }
-    )?;
+    let flash = match prepared.ctx_params.flash_attention {
+        llama_core::FlashAttention::Auto => "auto (llama.cpp decides; planned with it on)",
+        llama_core::FlashAttention::On => "on",
+        llama_core::FlashAttention::Off => "off",
+    };
+    writeln!(out, "| flash-attn | {flash} |")?;
     writeln!(out, "| load mode | {load_mode} |")?;
     writeln!(out, "| gpu-layers | {} |", c.gpu_layers)?;
     writeln!(out)?;

@@ -14,8 +14,12 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
     let Some(settings) = runtime::settings(&args.config, args.options)? else {
         return Ok(());
     };
-    let text = match args.text.as_deref() {
-        Some(t) if t != "-" => t.to_string(),
+    let text = match (&args.file, args.text.as_deref()) {
+        (Some(path), _) => std::fs::read_to_string(path).map_err(|source| CliError::Io {
+            what: "cannot read the prompt file",
+            source: std::io::Error::new(source.kind(), format!("{}: {source}", path.display())),
+        })?,
+        (None, Some(t)) if t != "-" => t.to_string(),
         _ => read_stdin()?,
     };
     if text.trim().is_empty() {
@@ -46,6 +50,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         sampling: settings.sampling.clone(),
         max_tokens: settings.n_predict,
         stop: settings.stop.clone(),
+        reverse_prompts: settings.reverse_prompt.clone(),
         ignore_eos: settings.ignore_eos,
     };
     reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;

@@ -117,3 +117,134 @@ fn ctrl_c_during_a_long_prompt_prints_no_llama_cpp_errors() {
     );
     assert!(!stderr.contains("failed to decode"), "{stderr}");
 }
+
+/// A command running under a pseudo-terminal (`script`), fed keystrokes as a person types them.
+struct Terminal {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Terminal {
+    fn start(command: &str, env: &[(&str, &std::path::Path)]) -> Option<Terminal> {
+        use std::io::Read;
+        use std::process::{Command, Stdio};
+        if Command::new("script").arg("--version").output().is_err() {
+            return None;
+        }
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec", command, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().ok()?;
+        let stdin = child.stdin.take()?;
+        let mut stdout = child.stdout.take()?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Some(Terminal { child, stdin, seen })
+    }
+
+    fn text(&self) -> String {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Waits until `text` has been shown `n` times, then a moment for the line editor to draw
+    /// its prompt.
+    fn wait_for(&self, text: &str, n: usize) {
+        let start = std::time::Instant::now();
+        while self.text().matches(text).count() < n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no `{text}` #{n}:\n{}",
+                self.text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write as _;
+        self.stdin.write_all(keys.as_bytes()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+#[test]
+fn the_line_editor_recalls_history_and_continues_lines() {
+    let data = tempfile::tempdir().unwrap();
+    let bin = assert_cmd::cargo::cargo_bin("llama-cli");
+    let command = format!(
+        "{} chat -m {} -n 6 --temp 0 -c 512 -t 2 --stats",
+        bin.display(),
+        model().display()
+    );
+    let Some(mut term) = Terminal::start(&command, &[("XDG_DATA_HOME", data.path())]) else {
+        eprintln!("skipped: `script` (util-linux) is not available to make a terminal");
+        return;
+    };
+    term.wait_for("chatting with", 1);
+    term.type_keys("Hi\r");
+    term.wait_for("finish reason", 1);
+    // The up arrow brings "Hi" back; Enter sends it again.
+    term.type_keys("\x1b[A\r");
+    term.wait_for("finish reason", 2);
+    // A trailing backslash continues the turn on the next line.
+    term.type_keys("Tell me\\\r");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    term.type_keys("about cats\r");
+    term.wait_for("finish reason", 3);
+    term.type_keys("/exit\r");
+    let status = term.child.wait().unwrap();
+    let text = term.text();
+    assert!(status.success(), "{text}");
+    let turns: Vec<usize> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("stats: prompt "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(turns.len(), 3, "three turns: {text}");
+    assert!(
+        !text.contains("^[[A"),
+        "the arrow key was not printed as text"
+    );
+    let history =
+        std::fs::read_to_string(data.path().join("llama-rs").join("chat_history")).unwrap();
+    assert!(history.contains("Hi"), "{history}");
+}
+
+#[test]
+fn system_stats_and_continued_lines_over_a_pipe() {
+    let output = llama_cli()
+        .arg("chat")
+        .args(greedy_args(4))
+        .write_stdin("/system Answer in French.\nTell me\\\nabout cats\n/stats\n/system\n/exit\n")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("system prompt set"), "{stderr}");
+    assert!(stderr.contains("system prompt cleared"), "{stderr}");
+    // /stats printed the figures of the one answer: a single turn (the continued line).
+    assert_eq!(
+        stderr.matches("stats: prompt ").count(),
+        1,
+        "one turn, its figures shown by /stats: {stderr}"
+    );
+}

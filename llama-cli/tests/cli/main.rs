@@ -5,6 +5,7 @@ mod budget;
 mod chat;
 mod config;
 mod fake_hub;
+mod flags;
 mod machine;
 mod prompt;
 mod serve;

@@ -56,8 +56,16 @@ pub struct EngineConfig {
     pub n_batch: u32,
     /// Physical batch size.
     pub n_ubatch: u32,
-    /// Threads.
+    /// Threads for generation.
     pub threads: i32,
+    /// Threads for prompt processing (0: as many as `threads`).
+    pub threads_batch: i32,
+    /// When a sequence fills its context while generating, drop the oldest half of what
+    /// follows its first `n_keep` tokens and go on, instead of ending the answer (llama.cpp's
+    /// context shift; only where the cache can shift positions).
+    pub context_shift: bool,
+    /// Tokens a context shift keeps at the start of the sequence.
+    pub n_keep: u32,
     /// Flash attention.
     pub flash_attention: FlashAttention,
     /// K cache type.
@@ -109,6 +117,9 @@ impl EngineConfig {
             n_batch: 2048,
             n_ubatch: 512,
             threads: 4,
+            threads_batch: 0,
+            context_shift: false,
+            n_keep: 0,
             flash_attention: FlashAttention::Auto,
             type_k: KvCacheType::F16,
             type_v: KvCacheType::F16,
@@ -147,6 +158,7 @@ impl EngineConfig {
         let mut config =
             EngineConfig::new(n_seq, (params.n_ctx / n_seq).max(1), kv.total_bytes(), None);
         config.threads = params.n_threads;
+        config.threads_batch = params.n_threads_batch;
         config.n_batch = params.n_batch;
         config.n_ubatch = params.n_ubatch.min(params.n_batch);
         config.flash_attention = params.flash_attention;
@@ -305,6 +317,8 @@ pub struct EngineStats {
     pub preempted: u64,
     /// Decode calls that failed and were retried with half the batch.
     pub decode_retries: u64,
+    /// Context shifts: a full sequence dropped its oldest tokens to go on.
+    pub context_shifts: u64,
     /// Prompt tokens received.
     pub tokens_in: u64,
     /// Prompt tokens served from cached KV.

@@ -22,10 +22,7 @@ use crate::utf8::Utf8Decoder;
 
 /// Whether sampling reduces to taking the most likely token.
 fn greedy_without_penalties(p: &crate::sampling::SamplingParams) -> bool {
-    p.is_greedy()
-        && p.repeat_penalty == 1.0
-        && p.frequency_penalty == 0.0
-        && p.presence_penalty == 0.0
+    p.is_greedy() && !p.has_penalties()
 }
 
 /// Saved sessions kept on disk at most; the oldest file goes first.
@@ -224,7 +221,10 @@ pub(super) fn start(
         n_seq_max: n_parallel,
         n_outputs_max: n_parallel,
         n_threads: config.threads,
-        n_threads_batch: config.threads,
+        n_threads_batch: match config.threads_batch {
+            n if n > 0 => n,
+            _ => config.threads,
+        },
         flash_attention: config.flash_attention,
         type_k: config.type_k,
         type_v: config.type_v,
@@ -281,7 +281,9 @@ pub(super) fn start(
         batch_limit: None,
         preempted: Vec::new(),
         injected_failures: config.inject_decode_failures,
+        context_can_shift: false,
     };
+    scheduler.context_can_shift = config.context_shift && scheduler.ctx.can_shift();
     let thread = std::thread::Builder::new()
         .name("llama-rs-engine".into())
         .spawn(move || scheduler.run())
@@ -359,6 +361,8 @@ struct Scheduler {
     preempted: Vec<Job>,
     /// Decode calls still to fail on purpose ([`EngineConfig::inject_decode_failures`]).
     injected_failures: u32,
+    /// Whether a full context shifts ([`EngineConfig::context_shift`] and a cache that can).
+    context_can_shift: bool,
 }
 
 impl Scheduler {
@@ -749,11 +753,12 @@ impl Scheduler {
             let _ = self.pool.create_session(session);
             let _ = self.pool.grow_to(session, kept);
         }
-        let mut sampler = SamplerChain::new(&job.request.options.sampling, self.model.n_vocab());
-        let last_n = match job.request.options.sampling.repeat_last_n {
-            n if n < 0 => prompt.len(),
-            n => n as usize,
-        };
+        let n_ctx = u32::try_from(self.n_ctx_seq).unwrap_or(u32::MAX);
+        let sampling = &job.request.options.sampling;
+        let mut sampler = SamplerChain::new(sampling, &self.model, n_ctx);
+        // The penalties' history: the prompt's last tokens (-1: the whole context).
+        let window = |n: i32| if n < 0 { self.n_ctx_seq } else { n as usize };
+        let last_n = window(sampling.repeat_last_n).max(window(sampling.dry_penalty_last_n));
         for &t in &prompt[prompt.len().saturating_sub(last_n)..] {
             sampler.accept(t);
         }
@@ -770,7 +775,8 @@ impl Scheduler {
             prompt: job.request.prompt,
             sampler,
             utf8: Utf8Decoder::new(),
-            stop: StopMatcher::new(&job.request.options.stop),
+            stop: StopMatcher::new(&job.request.options.stop)
+                .with_shown(&job.request.options.reverse_prompts),
             max_tokens: job.request.options.max_tokens,
             argmax: greedy_without_penalties(&job.request.options.sampling),
             ignore_eos: job.request.options.ignore_eos,
@@ -865,6 +871,10 @@ impl Scheduler {
                 continue;
             };
             if !self.slots[i].consumer_ready() {
+                continue;
+            }
+            if self.slots[i].tokens.len() + 1 > self.n_ctx_seq && !self.shift_context(i) {
+                self.finish_slot(i, FinishReason::ContextFull);
                 continue;
             }
             let pos = self.slots[i].tokens.len();
@@ -988,6 +998,7 @@ impl Scheduler {
         }
         self.batch_limit = None;
         let n_ctx_seq = self.n_ctx_seq;
+        let can_shift = self.context_can_shift;
         for (i, n, output) in plan {
             let slot = &mut self.slots[i];
             slot.last_used = Instant::now();
@@ -1025,7 +1036,7 @@ impl Scheduler {
             } else {
                 self.model.token_to_piece(token, false)
             };
-            match slot.accept_sample(token, eog, &piece, n_ctx_seq) {
+            match slot.accept_sample(token, eog, &piece, n_ctx_seq, can_shift) {
                 Step::Continue(t) => {
                     slot.phase = Phase::Generate { pending: t };
                     self.stats().tokens_out += 1;
@@ -1067,6 +1078,35 @@ impl Scheduler {
         self.slots[i].phase = Phase::Idle;
         self.clear_slot(i);
         self.requeue_preempted();
+    }
+
+    /// Makes room in slot `i`'s full context: keeps its first `n_keep` tokens, drops the oldest
+    /// half of the rest and moves what follows back (llama.cpp's context shift). False when
+    /// shifting is off or the cache cannot shift.
+    fn shift_context(&mut self, i: usize) -> bool {
+        if !self.context_can_shift {
+            return false;
+        }
+        let (seq, n) = (self.slots[i].seq, self.slots[i].tokens.len());
+        let n_keep = (self.shared.config.n_keep as usize).min(n.saturating_sub(2));
+        let n_discard = (n - n_keep) / 2;
+        if n_discard == 0 {
+            return false;
+        }
+        let (keep, cut) = (n_keep as i32, (n_keep + n_discard) as i32);
+        if !self.ctx.kv_remove(seq, keep, cut) {
+            return false;
+        }
+        self.ctx.kv_shift(seq, cut, -1, -(n_discard as i32));
+        self.slots[i].tokens.drain(n_keep..n_keep + n_discard);
+        let session = Self::session(seq);
+        let kept = self.slots[i].tokens.len() as u32;
+        let _ = self.pool.release_session(session);
+        let _ = self.pool.create_session(session);
+        let _ = self.pool.grow_to(session, kept);
+        self.stats().context_shifts += 1;
+        tracing::debug!(seq, n_keep, n_discard, "context shifted");
+        true
     }
 
     /// Frees slot `i` and keeps its request to run again later (from its whole prompt), so the

@@ -98,13 +98,14 @@ impl Slot {
     }
 
     /// Handles a sampled token: text out, stop strings, limits. `n_ctx_seq` bounds the tokens
-    /// the sequence may hold.
+    /// the sequence may hold, unless `can_shift` (the context will shift to make room).
     pub(super) fn accept_sample(
         &mut self,
         token: Token,
         is_eog: bool,
         piece: &[u8],
         n_ctx_seq: usize,
+        can_shift: bool,
     ) -> Step {
         let Some(run) = self.running.as_mut() else {
             return Step::Finished(FinishReason::Cancelled);
@@ -125,7 +126,7 @@ impl Slot {
         if run.max_tokens.is_some_and(|m| run.generated >= m) {
             return Step::Finished(FinishReason::Length);
         }
-        if self.tokens.len() + 1 > n_ctx_seq {
+        if self.tokens.len() + 1 > n_ctx_seq && !can_shift {
             return Step::Finished(FinishReason::ContextFull);
         }
         Step::Continue(token)

@@ -275,6 +275,20 @@ impl Context {
         unsafe { sys::llama_memory_seq_pos_max(self.memory(), seq) }
     }
 
+    /// Adds `delta` to the positions of sequence `seq` in `[p0, p1)` (`p1 < 0`: to the end):
+    /// what a context shift does to the tokens after the ones it drops.
+    pub fn kv_shift(&mut self, seq: i32, p0: i32, p1: i32, delta: i32) {
+        // SAFETY: valid memory handle; llama.cpp checks the ranges.
+        unsafe { sys::llama_memory_seq_add(self.memory(), seq, p0, p1, delta) };
+    }
+
+    /// Whether the cache can shift positions ([`kv_shift`](Self::kv_shift)); recurrent states
+    /// and some caches cannot.
+    pub fn can_shift(&self) -> bool {
+        // SAFETY: valid memory handle.
+        unsafe { sys::llama_memory_can_shift(self.memory()) }
+    }
+
     /// Makes sequence `dst` share the cells of `src` for positions `[p0, p1)` (`p1 < 0`: to
     /// the end). In a unified cache the cells are shared, not copied.
     pub fn kv_copy(&mut self, src: i32, dst: i32, p0: i32, p1: i32) {

@@ -69,6 +69,8 @@ impl Model {
             // llama.cpp asserts when simulating allocations with mmap.
             (true, _) | (false, LoadMode::Read) => sys::LLAMA_LOAD_MODE_NONE,
             (false, LoadMode::Mmap) => sys::LLAMA_LOAD_MODE_MMAP,
+            (false, LoadMode::MmapLocked) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (false, LoadMode::ReadLocked) => sys::LLAMA_LOAD_MODE_MLOCK,
         };
         raw.use_extra_bufts = params.repack;
         raw.no_alloc = params.no_alloc;
@@ -107,7 +109,7 @@ impl Model {
         self.ptr.as_ptr()
     }
 
-    fn vocab(&self) -> *const sys::llama_vocab {
+    pub(super) fn vocab(&self) -> *const sys::llama_vocab {
         // SAFETY: the model is valid; the vocabulary lives as long as the model.
         unsafe { sys::llama_model_get_vocab(self.ptr.as_ptr()) }
     }

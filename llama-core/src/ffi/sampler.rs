@@ -4,7 +4,7 @@ use std::ptr::NonNull;
 
 use llama_sys as sys;
 
-use super::{Context, Token};
+use super::{Context, Model, Token};
 use crate::sampling::SamplingParams;
 
 /// A chain of samplers (penalties, top-k, typical, top-p, min-p, temperature, then a seeded
@@ -23,10 +23,24 @@ impl std::fmt::Debug for SamplerChain {
 }
 
 impl SamplerChain {
-    /// Builds the chain. `params` must have passed [`SamplingParams::validate`].
-    pub fn new(params: &SamplingParams, n_vocab: u32) -> SamplerChain {
+    /// Builds the chain for `model` in llama.cpp's order: penalties, DRY, then top-k, typical,
+    /// top-p, min-p, XTC, temperature and a seeded draw (or temperature and Mirostat, or greedy).
+    /// `n_ctx` is what `-1` means for the penalties' windows. `params` must have passed
+    /// [`SamplingParams::validate`].
+    pub fn new(params: &SamplingParams, model: &Model, n_ctx: u32) -> SamplerChain {
+        let n_vocab = model.n_vocab() as i32;
+        let window = |n: i32| if n < 0 { n_ctx as i32 } else { n };
+        let breakers: Vec<std::ffi::CString> = params
+            .dry_sequence_breakers
+            .iter()
+            .filter_map(|b| std::ffi::CString::new(b.as_str()).ok())
+            .collect();
+        let mut breaker_ptrs: Vec<*const std::ffi::c_char> =
+            breakers.iter().map(|b| b.as_ptr()).collect();
         // SAFETY: plain constructor calls; every sampler added is owned by the chain, which is
-        // freed once in Drop. A null chain only happens on allocation failure, which aborts.
+        // freed once in Drop. The vocabulary outlives the chain's construction (DRY copies what
+        // it needs), and the breaker strings live until after llama_sampler_init_dry returns. A
+        // null chain only happens on allocation failure, which aborts.
         unsafe {
             let mut chain_params = sys::llama_sampler_chain_default_params();
             chain_params.no_perf = true;
@@ -40,21 +54,43 @@ impl SamplerChain {
                 || params.frequency_penalty != 0.0
                 || params.presence_penalty != 0.0;
             if penalties_active && params.repeat_last_n != 0 {
-                let last_n = if params.repeat_last_n < 0 {
-                    n_vocab as i32
-                } else {
-                    params.repeat_last_n
-                };
                 add(sys::llama_sampler_init_penalties(
-                    n_vocab as i32,
-                    last_n,
+                    n_vocab,
+                    window(params.repeat_last_n),
                     params.repeat_penalty,
                     params.frequency_penalty,
                     params.presence_penalty,
                 ));
             }
+            if params.dry_multiplier > 0.0 && params.dry_penalty_last_n != 0 {
+                add(sys::llama_sampler_init_dry(
+                    model.vocab(),
+                    params.dry_multiplier,
+                    params.dry_base,
+                    params.dry_allowed_length,
+                    window(params.dry_penalty_last_n),
+                    breaker_ptrs.as_mut_ptr(),
+                    breaker_ptrs.len(),
+                ));
+            }
             if params.is_greedy() {
                 add(sys::llama_sampler_init_greedy());
+            } else if params.mirostat == 1 {
+                add(sys::llama_sampler_init_temp(params.temperature));
+                add(sys::llama_sampler_init_mirostat(
+                    n_vocab,
+                    params.seed,
+                    params.mirostat_tau,
+                    params.mirostat_eta,
+                    100,
+                ));
+            } else if params.mirostat == 2 {
+                add(sys::llama_sampler_init_temp(params.temperature));
+                add(sys::llama_sampler_init_mirostat_v2(
+                    params.seed,
+                    params.mirostat_tau,
+                    params.mirostat_eta,
+                ));
             } else {
                 if params.top_k > 0 {
                     add(sys::llama_sampler_init_top_k(params.top_k));
@@ -68,9 +104,18 @@ impl SamplerChain {
                 if params.min_p > 0.0 {
                     add(sys::llama_sampler_init_min_p(params.min_p, 1));
                 }
+                if params.xtc_probability > 0.0 {
+                    add(sys::llama_sampler_init_xtc(
+                        params.xtc_probability,
+                        params.xtc_threshold,
+                        1,
+                        params.seed,
+                    ));
+                }
                 add(sys::llama_sampler_init_temp(params.temperature));
                 add(sys::llama_sampler_init_dist(params.seed));
             }
+            drop(breakers);
             SamplerChain {
                 ptr: NonNull::new(chain).expect("llama_sampler_chain_init returned null"),
             }

@@ -53,7 +53,7 @@ use serde::Serialize;
 pub use self::breakdown::{Breakdown, BufferSizer, Candidate};
 pub use self::error::{max_mem_arg, PlanError, Suggestion};
 pub use self::request::{
-    FlashAttnMode, PlanRequest, CTX_STEP, DEFAULT_CTX_FLOOR, DEFAULT_UBATCH_FLOOR,
+    is_quantised, FlashAttnMode, PlanRequest, CTX_STEP, DEFAULT_CTX_FLOOR, DEFAULT_UBATCH_FLOOR,
 };
 
 use self::search::{Outcome, Search};

@@ -169,6 +169,6 @@ impl PlanRequest {
 }
 
 /// Whether `t` is a block-quantised type (not f32, f16 or bf16).
-pub(crate) fn is_quantised(t: KvCacheType) -> bool {
+pub fn is_quantised(t: KvCacheType) -> bool {
     !matches!(t, KvCacheType::F32 | KvCacheType::F16 | KvCacheType::BF16)
 }

@@ -42,8 +42,17 @@ pub struct RunSettings {
     pub batch_size: u32,
     /// Physical batch size.
     pub ubatch_size: u32,
-    /// Threads.
+    /// Threads for generation.
     pub threads: i32,
+    /// Threads for prompt processing (`-tb`).
+    pub threads_batch: i32,
+    /// How the weights are loaded (`--no-mmap`, `--mlock`).
+    pub load_mode: crate::ffi::LoadMode,
+    /// When a conversation fills its context, drop the oldest half of what follows the
+    /// first `n_keep` tokens and go on (`--context-shift`), instead of ending the answer.
+    pub context_shift: bool,
+    /// Tokens kept at the start of a conversation when the context shifts (`--keep`).
+    pub n_keep: u32,
     /// Layers to offload to a GPU (`-ngl`; negative: all).
     pub gpu_layers: i32,
     /// The memory budget in bytes (`--max-mem`).
@@ -184,7 +193,7 @@ fn requested_context_params(settings: &RunSettings, n_ctx_train: u32) -> Context
         // Sequences sample only after their last token: one logits row each per decode.
         n_outputs_max: n_seq,
         n_threads: settings.threads,
-        n_threads_batch: settings.threads,
+        n_threads_batch: settings.threads_batch,
         flash_attention: settings.flash_attn,
         type_k: settings.type_k,
         type_v: settings.type_v,
@@ -193,11 +202,12 @@ fn requested_context_params(settings: &RunSettings, n_ctx_train: u32) -> Context
     }
 }
 
-/// Model parameters for where the weights go on the CPU: `--no-repack` and `--amx`.
+/// Model parameters for where the weights go: `--no-repack`, `--amx`, `--no-mmap`, `--mlock`.
 pub fn weight_params(settings: &RunSettings) -> ModelParams {
     ModelParams {
         repack: settings.repack,
         amx: settings.amx,
+        load_mode: settings.load_mode,
         ..ModelParams::default()
     }
 }
@@ -275,9 +285,15 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
                 ..plan_request(settings, budget, n_ctx_train)
             };
             // One sizer (one dry-run model, one baseline measurement) serves every attempt.
+            let choices = budget::RunChoices {
+                threads: settings.threads,
+                threads_batch: settings.threads_batch,
+                swa_full: settings.swa_full,
+                flash_auto: settings.flash_attn == FlashAttention::Auto,
+            };
             let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
                 .map_err(PlanError::Sizer)?
-                .with_swa_full(settings.swa_full);
+                .with_choices(choices);
             repacked_bytes = Some(sizer.repacked_bytes());
             let kv_cap = context_cap(&gguf, settings, budget);
             let plan = match plan_capped(&request, &mut sizer, kv_cap) {
@@ -315,9 +331,16 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
                     planner::max_mem_arg(plan.budget)
                 )
             }));
-            let mut ctx_params =
-                budget::context_params(&plan.candidate, settings.threads, settings.swa_full);
+            let mut ctx_params = budget::context_params(&plan.candidate, &choices);
             ctx_params.n_outputs_max = n_seq;
+            if settings.flash_attn == FlashAttention::Auto
+                && ctx_params.flash_attention == FlashAttention::On
+            {
+                notes.push(format!(
+                    "flash attention on: the {} V cache the plan chose needs it",
+                    plan.candidate.type_v.name()
+                ));
+            }
             (ctx_params, Some(plan))
         }
     };
@@ -341,6 +364,11 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
         }
         (Err(_), StreamMode::Auto) => None,
     };
+    if stream.is_some() && !settings.load_mode.maps() {
+        return Err(RunError::StreamingUnavailable {
+            reason: "layers can only be streamed from a mapped file: drop --no-mmap".into(),
+        });
+    }
     if stream.is_some() && !crate::ffi::streaming_load_supported() {
         return Err(RunError::StreamingUnavailable {
             reason: "this build has no mmap interposer (it exists on 64-bit Linux only), so the model cannot be mapped without faulting it all in".into(),

@@ -80,7 +80,13 @@ impl Prepared {
         })?;
         if let Some(plan) = &plan {
             tracing::info!(plan = ?plan.breakdown, "memory plan");
-            match budget::install_data_limit(plan, gguf.file_size()) {
+            // Weights read into memory (`--no-mmap`) are anonymous memory too.
+            let mapped = if params.load_mode.maps() {
+                gguf.file_size()
+            } else {
+                0
+            };
+            match budget::install_data_limit(plan, mapped) {
                 Ok(limit) => tracing::info!(limit, "data segment limit set"),
                 Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
             }
@@ -137,6 +143,8 @@ impl Prepared {
             config.kv_budget_bytes = plan.breakdown.kv;
         }
         config.state_dir = options.state_dir;
+        config.context_shift = settings.context_shift;
+        config.n_keep = settings.n_keep;
         config.queue_capacity = options.queue_capacity;
         config.model_fingerprint = gguf.fingerprint().ok();
         tracing::info!(
