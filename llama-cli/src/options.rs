@@ -115,6 +115,14 @@ option_group! {
         #[arg(long = "amx", num_args = 0, default_missing_value = "true")]
         amx: bool = Some(false),
 
+        /// Apply this LoRA adapter at full scale (repeatable; llama.cpp's --lora).
+        #[arg(long = "lora", value_name = "FILE")]
+        lora: Vec<PathBuf> = None,
+
+        /// Apply this LoRA adapter at this scale (repeatable; llama.cpp's --lora-scaled).
+        #[arg(long = "lora-scaled", value_names = ["FILE", "SCALE"], num_args = 2)]
+        lora_scaled: Vec<String> = None,
+
         /// When a conversation fills the context, drop the oldest half of what follows the
         /// first --keep tokens and go on, instead of ending the answer (llama.cpp's
         /// --context-shift); chat also drops its oldest turns to fit a new one.
@@ -399,6 +407,7 @@ impl RunOptions {
             context_shift: o.context_shift.unwrap_or_default(),
             keep: o.keep.unwrap_or_default(),
             reverse_prompt: o.reverse_prompt.unwrap_or_default(),
+            loras: loras(o.lora.as_deref(), o.lora_scaled.as_deref())?,
             gpu_layers: o.gpu_layers.unwrap_or_default(),
             max_mem: o.max_mem,
             max_vram: o.max_vram,
@@ -464,6 +473,8 @@ pub struct Settings {
     pub keep: u32,
     /// Texts that hand the turn back (shown, then the answer stops).
     pub reverse_prompt: Vec<String>,
+    /// LoRA adapters and their scales.
+    pub loras: Vec<(PathBuf, f32)>,
     /// GPU layers.
     pub gpu_layers: i32,
     /// Memory budget.
@@ -496,6 +507,39 @@ pub struct Settings {
     pub chat_template: Option<String>,
     /// Print figures.
     pub stats: bool,
+}
+
+/// `--lora FILE` (scale 1) and `--lora-scaled FILE SCALE` pairs, checked.
+fn loras(
+    full: Option<&[PathBuf]>,
+    scaled: Option<&[String]>,
+) -> Result<Vec<(PathBuf, f32)>, crate::error::CliError> {
+    let mut out: Vec<(PathBuf, f32)> = full
+        .unwrap_or_default()
+        .iter()
+        .map(|p| (p.clone(), 1.0))
+        .collect();
+    for pair in scaled.unwrap_or_default().chunks(2) {
+        let [path, scale] = pair else {
+            return Err(llama_core::ParamError {
+                name: "lora-scaled",
+                value: pair.join(" "),
+                expected: "a file and a scale",
+            }
+            .into());
+        };
+        let scale: f32 = scale
+            .parse()
+            .ok()
+            .filter(|s: &f32| s.is_finite())
+            .ok_or_else(|| llama_core::ParamError {
+                name: "lora-scaled",
+                value: scale.clone(),
+                expected: "a number, the adapter's scale",
+            })?;
+        out.push((PathBuf::from(path), scale));
+    }
+    Ok(out)
 }
 
 /// llama.cpp's default: one thread per physical core (hyper-threads share a core's units).

@@ -57,6 +57,7 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
         load_mode: llama_core::LoadMode::from_flags(settings.mmap, settings.mlock),
         context_shift: settings.context_shift,
         n_keep: settings.keep,
+        loras: settings.loras.clone(),
         gpu_layers: settings.gpu_layers,
         max_mem: settings.max_mem.map(|b| b.0),
         max_vram: settings.max_vram.map(|b| b.0),

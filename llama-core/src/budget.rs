@@ -32,6 +32,8 @@ pub struct LlamaSizer {
     repacked: u64,
     /// How the run's contexts are made beyond a candidate.
     choices: RunChoices,
+    /// Bytes of LoRA adapters, counted with the weights.
+    adapters: u64,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -92,11 +94,19 @@ impl LlamaSizer {
                 .saturating_add(RUNTIME_MARGIN),
             model_host,
             choices: RunChoices::threads(threads),
+            adapters: 0,
         })
     }
 }
 
 impl LlamaSizer {
+    /// Counts `bytes` of LoRA adapters with the weights (llama.cpp reads them into memory).
+    pub fn with_adapters(mut self, bytes: u64) -> LlamaSizer {
+        self.weights = self.weights.saturating_add(bytes);
+        self.adapters = bytes;
+        self
+    }
+
     /// Sizes contexts as `choices` say (threads, `--swa-full`, `-fa auto`).
     pub fn with_choices(mut self, choices: RunChoices) -> LlamaSizer {
         self.choices = choices;
@@ -117,7 +127,7 @@ impl LlamaSizer {
     /// Counts only `resident` bytes of the weights from now on: the pinned tensors plus a
     /// window of layers, for a model whose other layers are streamed from disk.
     pub fn stream_weights(&mut self, resident: u64) {
-        self.weights = resident;
+        self.weights = resident.saturating_add(self.adapters);
     }
 }
 

@@ -46,6 +46,12 @@ pub enum LoadError {
         /// The file.
         path: PathBuf,
     },
+    /// llama.cpp refused a LoRA adapter (not an adapter, or made for another model).
+    #[error("{} is not a LoRA adapter for this model (run with -v to see llama.cpp's log)", path.display())]
+    Adapter {
+        /// The adapter file.
+        path: PathBuf,
+    },
     /// The load-progress callback asked to stop.
     #[error("loading {} was cancelled", path.display())]
     Cancelled {

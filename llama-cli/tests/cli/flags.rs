@@ -185,3 +185,79 @@ fn repeat_last_n_minus_one_and_the_thread_default() {
         assert_eq!(threads, physical, "the default is the physical cores");
     }
 }
+
+#[test]
+fn lora_adapters_change_the_answer_by_their_scale() {
+    use llama_core::gguf::synthetic::SyntheticModel;
+    use llama_core::gguf::GgmlType;
+    let dir = tempfile::tempdir().unwrap();
+    let base = SyntheticModel::llama(GgmlType::F16);
+    let model_path = dir.path().join("base.gguf");
+    base.write_to(&model_path).unwrap();
+    let adapter = dir.path().join("adapter.gguf");
+    base.lora_adapter(8, 3).write_to_path(&adapter).unwrap();
+    let m = model_path.display().to_string();
+    let a = adapter.display().to_string();
+    let answer = |extra: &[&str]| {
+        let mut args = vec![
+            "prompt",
+            "-m",
+            m.as_str(),
+            "--raw",
+            "--temp",
+            "0",
+            "-n",
+            "24",
+        ];
+        args.extend(["-t", "2", "-c", "256", "--ignore-eos"]);
+        args.extend_from_slice(extra);
+        stdout_of(&args, "hello world").0
+    };
+    let plain = answer(&[]);
+    assert_eq!(
+        answer(&["--lora-scaled", &a, "0"]),
+        plain,
+        "scale 0 is the base model"
+    );
+    let adapted = answer(&["--lora", &a]);
+    assert_ne!(adapted, plain, "the adapter changes the greedy answer");
+    assert_eq!(answer(&["--lora-scaled", &a, "1"]), adapted);
+    // The plan counts the adapter with the weights.
+    let weights = |extra: &[&str]| {
+        let output = llama_cli()
+            .args([
+                "plan",
+                "--json",
+                "-m",
+                m.as_str(),
+                "--max-mem",
+                "1G",
+                "-c",
+                "256",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        v["plan"]["breakdown"]["weights"].as_u64().unwrap()
+    };
+    let adapter_bytes = std::fs::metadata(&adapter).unwrap().len();
+    assert_eq!(weights(&["--lora", &a]), weights(&[]) + adapter_bytes);
+    // An adapter for another model, or no file, is a clean error.
+    let other = dir.path().join("other.gguf");
+    SyntheticModel {
+        n_embd: 128,
+        ..SyntheticModel::llama(GgmlType::F16)
+    }
+    .lora_adapter(4, 1)
+    .write_to_path(&other)
+    .unwrap();
+    for bad in [other.display().to_string(), "/nonexistent.gguf".to_string()] {
+        let output = llama_cli()
+            .args(["prompt", "-m", m.as_str(), "-n", "2", "--lora", &bad, "hi"])
+            .output()
+            .unwrap();
+        let stderr = super::support::assert_clean_failure(&output);
+        assert!(stderr.contains(bad.as_str()), "{stderr}");
+    }
+}

@@ -66,6 +66,8 @@ pub struct EngineConfig {
     pub context_shift: bool,
     /// Tokens a context shift keeps at the start of the sequence.
     pub n_keep: u32,
+    /// LoRA adapters applied to the context, with their scales.
+    pub loras: Vec<(Arc<crate::ffi::LoraAdapter>, f32)>,
     /// Flash attention.
     pub flash_attention: FlashAttention,
     /// K cache type.
@@ -120,6 +122,7 @@ impl EngineConfig {
             threads_batch: 0,
             context_shift: false,
             n_keep: 0,
+            loras: Vec::new(),
             flash_attention: FlashAttention::Auto,
             type_k: KvCacheType::F16,
             type_v: KvCacheType::F16,

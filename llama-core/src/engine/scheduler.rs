@@ -236,6 +236,10 @@ pub(super) fn start(
         None => Context::new(model.clone(), &params),
     }
     .map_err(|e| start_err(e.to_string()))?;
+    let mut ctx = ctx;
+    if !config.loras.is_empty() && !ctx.set_loras(&config.loras) {
+        return Err(start_err("llama.cpp refused the LoRA adapters".into()));
+    }
     if let Some(dir) = &config.state_dir {
         std::fs::create_dir_all(dir).map_err(|e| start_err(format!("{}: {e}", dir.display())))?;
     }

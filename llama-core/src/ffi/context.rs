@@ -275,6 +275,26 @@ impl Context {
         unsafe { sys::llama_memory_seq_pos_max(self.memory(), seq) }
     }
 
+    /// Applies LoRA `adapters` with their scales to this context (replacing any before).
+    /// Returns false when llama.cpp refused them.
+    pub fn set_loras(&mut self, adapters: &[(Arc<super::LoraAdapter>, f32)]) -> bool {
+        let mut ptrs: Vec<*mut sys::llama_adapter_lora> =
+            adapters.iter().map(|(a, _)| a.as_ptr()).collect();
+        let mut scales: Vec<f32> = adapters.iter().map(|(_, s)| *s).collect();
+        // SAFETY: valid context; both arrays hold `adapters.len()` entries, and the adapters
+        // (held by the caller's Arcs, kept by the engine as long as the context) outlive
+        // their use by it.
+        let rc = unsafe {
+            sys::llama_set_adapters_lora(
+                self.ptr.as_ptr(),
+                ptrs.as_mut_ptr(),
+                ptrs.len(),
+                scales.as_mut_ptr(),
+            )
+        };
+        rc == 0
+    }
+
     /// Adds `delta` to the positions of sequence `seq` in `[p0, p1)` (`p1 < 0`: to the end):
     /// what a context shift does to the tokens after the ones it drops.
     pub fn kv_shift(&mut self, seq: i32, p0: i32, p1: i32, delta: i32) {

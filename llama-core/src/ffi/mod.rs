@@ -9,6 +9,7 @@ mod backend;
 mod batch;
 pub mod buffers;
 mod context;
+mod lora;
 mod model;
 mod residency;
 mod sampler;
@@ -18,6 +19,7 @@ pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
 pub use buffers::BufferUsage;
 pub use context::{Context, DecodeOutcome};
+pub use lora::LoraAdapter;
 pub use model::Model;
 pub use residency::{
     populate_cleared_count, streaming_load_supported, EvalObserver, ModelMapping, StreamingLoad,

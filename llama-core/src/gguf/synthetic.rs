@@ -26,6 +26,7 @@
 
 mod gemma3;
 mod llama;
+mod lora;
 mod mamba;
 mod tensors;
 mod vocab;

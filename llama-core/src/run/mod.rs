@@ -53,6 +53,8 @@ pub struct RunSettings {
     pub context_shift: bool,
     /// Tokens kept at the start of a conversation when the context shifts (`--keep`).
     pub n_keep: u32,
+    /// LoRA adapters to apply, with their scales (`--lora`, `--lora-scaled`).
+    pub loras: Vec<(PathBuf, f32)>,
     /// Layers to offload to a GPU (`-ngl`; negative: all).
     pub gpu_layers: i32,
     /// The memory budget in bytes (`--max-mem`).
@@ -258,6 +260,14 @@ fn stream_param(err: impl std::fmt::Display, expected: &'static str) -> ParamErr
 pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
     let path = &settings.model;
     let gguf = crate::check_model_file(path)?;
+    // LoRA adapters are read into memory: their bytes count as weights.
+    let mut adapter_bytes = 0u64;
+    for (adapter, _) in &settings.loras {
+        let meta = std::fs::metadata(adapter).map_err(|_| LoadError::NotFound {
+            path: adapter.clone(),
+        })?;
+        adapter_bytes += meta.len();
+    }
     let n_ctx_train = training_context(&gguf);
     let n_seq = settings.n_seq.max(1);
     let ledger = Ledger::from_gguf(&gguf);
@@ -293,7 +303,8 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
             };
             let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
                 .map_err(PlanError::Sizer)?
-                .with_choices(choices);
+                .with_choices(choices)
+                .with_adapters(adapter_bytes);
             repacked_bytes = Some(sizer.repacked_bytes());
             let kv_cap = context_cap(&gguf, settings, budget);
             let plan = match plan_capped(&request, &mut sizer, kv_cap) {

@@ -144,6 +144,10 @@ impl Prepared {
         }
         config.state_dir = options.state_dir;
         config.context_shift = settings.context_shift;
+        for (path, scale) in &settings.loras {
+            let adapter = crate::ffi::LoraAdapter::load(&model, path)?;
+            config.loras.push((Arc::new(adapter), *scale));
+        }
         config.n_keep = settings.n_keep;
         config.queue_capacity = options.queue_capacity;
         config.model_fingerprint = gguf.fingerprint().ok();
