@@ -33,6 +33,8 @@ pub struct LlamaSizer {
     threads: i32,
     /// Sliding-window layers sized for the whole context (`--swa-full`).
     swa_full: bool,
+    /// Most logits rows one decode produces, when not one per sequence.
+    n_outputs_max: Option<u32>,
 }
 
 impl LlamaSizer {
@@ -67,6 +69,7 @@ impl LlamaSizer {
             model_host,
             threads,
             swa_full: false,
+            n_outputs_max: None,
         })
     }
 }
@@ -75,6 +78,13 @@ impl LlamaSizer {
     /// Sizes sliding-window layers for the whole context (`--swa-full`) instead of the window.
     pub fn with_swa_full(mut self, swa_full: bool) -> LlamaSizer {
         self.swa_full = swa_full;
+        self
+    }
+
+    /// Sizes the output buffer for `n` logits rows per decode call instead of one per sequence
+    /// (perplexity asks for the logits of half of every chunk).
+    pub fn with_outputs_max(mut self, n: u32) -> LlamaSizer {
+        self.n_outputs_max = Some(n);
         self
     }
 
@@ -123,9 +133,11 @@ impl BufferSizer for LlamaSizer {
     type Error = ProbeError;
 
     fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, ProbeError> {
-        let sizes = self
-            .probe
-            .measure(&context_params(candidate, self.threads, self.swa_full))?;
+        let mut params = context_params(candidate, self.threads, self.swa_full);
+        if let Some(n) = self.n_outputs_max {
+            params.n_outputs_max = n;
+        }
+        let sizes = self.probe.measure(&params)?;
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,

@@ -12,11 +12,13 @@
 #![deny(unsafe_code)]
 
 pub mod arena;
+pub mod batched_bench;
 pub mod bench;
 pub mod budget;
 pub mod cache_spec;
 pub mod cancel;
 pub mod chat;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 #[allow(unsafe_code)]
@@ -27,8 +29,10 @@ pub mod machine;
 pub mod memory_probe;
 pub mod metrics;
 pub mod model_file;
+pub mod perplexity;
 pub mod planner;
 pub mod process_memory;
+pub mod quantize;
 pub mod run;
 pub mod sampling;
 pub mod session;

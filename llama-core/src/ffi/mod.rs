@@ -10,6 +10,7 @@ mod batch;
 pub mod buffers;
 mod context;
 mod model;
+mod quantize;
 mod residency;
 mod sampler;
 mod system;
@@ -19,6 +20,9 @@ pub use batch::Batch;
 pub use buffers::BufferUsage;
 pub use context::{Context, ContextParams, DecodeOutcome, FlashAttention};
 pub use model::{LoadMode, Model, ModelParams};
+pub use quantize::{
+    quantize_file, ImatrixValues, MetadataValue, QuantizeCallError, QuantizeParams,
+};
 pub use residency::{
     populate_cleared_count, streaming_load_supported, EvalObserver, ModelMapping, StreamingLoad,
     TensorInput,
