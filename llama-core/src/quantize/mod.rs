@@ -451,7 +451,7 @@ impl QuantizePlan {
                 None => by_type.push((name, t.n_bytes)),
             }
         }
-        by_type.sort_by(|a, b| b.1.cmp(&a.1));
+        by_type.sort_by_key(|t| std::cmp::Reverse(t.1));
         Ok(QuantizeOutcome {
             output: request.output.clone(),
             target: request.target,
