@@ -115,7 +115,25 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
         quantize::describe(m)
     );
     let bar = progress_bar(plan.input.tensors().len() as u64);
-    let outcome = plan.run(|p| {
+    // llama.cpp's quantizer cannot be stopped: Ctrl-C ends the process, and the handler removes
+    // the unfinished temporary file first (the output itself is never touched).
+    let partial: std::sync::Arc<std::sync::Mutex<Option<PathBuf>>> = Default::default();
+    {
+        let partial = std::sync::Arc::clone(&partial);
+        let _ = ctrlc::set_handler(move || {
+            if let Some(path) = partial.lock().ok().and_then(|mut p| p.take()) {
+                let _ = std::fs::remove_file(&path);
+            }
+            eprintln!("interrupted: nothing was written");
+            std::process::exit(130);
+        });
+    }
+    let remember = |path: &std::path::Path| {
+        if let Ok(mut p) = partial.lock() {
+            *p = Some(path.to_path_buf());
+        }
+    };
+    let outcome = plan.run(remember, |p| {
         if let Some(bar) = &bar {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
@@ -126,6 +144,10 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
     });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
+    }
+    // Done (or failed and cleaned up): from here the temporary file is gone either way.
+    if let Ok(mut p) = partial.lock() {
+        p.take();
     }
     let outcome = outcome?;
     let mut out = std::io::stdout().lock();

@@ -381,3 +381,47 @@ fn quantize_bad_input_is_refused_and_no_file_is_lost() {
         Some("Q8_0")
     );
 }
+
+#[test]
+fn ctrl_c_while_quantizing_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.gguf");
+    // Requantizing SmolLM2 takes about half a second; the signal comes as soon as the
+    // temporary file exists.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_llama-cli"))
+        .arg("quantize")
+        .arg("--allow-requantize")
+        .arg(model())
+        .arg(&out)
+        .arg("Q5_K_M")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while partials(dir.path()).is_empty() && started.elapsed().as_secs() < 30 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    match output.status.code() {
+        Some(130) => {
+            assert!(stderr.contains("interrupted"), "{stderr}");
+            assert!(!out.exists());
+            assert!(
+                partials(dir.path()).is_empty(),
+                "{:?}",
+                partials(dir.path())
+            );
+        }
+        Some(0) => eprintln!("skipped: quantizing finished before the signal arrived"),
+        other => panic!("exit {other:?}: {stderr}"),
+    }
+}

@@ -154,14 +154,15 @@ pub struct QuantizePlan {
     imatrix: Option<Imatrix>,
 }
 
-/// One tensor done.
+/// How far quantizing is: reported once when the temporary file exists (nothing done yet),
+/// then after each tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuantizeProgress {
     /// Tensors done.
     pub done: usize,
     /// Tensors in all.
     pub total: usize,
-    /// The tensor just done.
+    /// The tensor just done (empty at the start).
     pub tensor: String,
 }
 
@@ -328,9 +329,12 @@ fn hint_for(message: &str) -> Option<&'static str> {
 }
 
 impl QuantizePlan {
-    /// Quantizes as planned, calling `progress` as tensors finish; see the module docs.
+    /// Quantizes as planned, calling `partial` with the temporary file's path once it exists
+    /// (a caller that may be interrupted removes it then) and `progress` as tensors finish; see
+    /// the module docs.
     pub fn run(
         self,
+        partial: impl FnOnce(&Path),
         mut progress: impl FnMut(&QuantizeProgress),
     ) -> Result<QuantizeOutcome, QuantizeError> {
         let request = &self.request;
@@ -348,6 +352,12 @@ impl QuantizePlan {
                 dir: dir.clone(),
                 source,
             })?;
+        partial(temp.path());
+        progress(&QuantizeProgress {
+            done: 0,
+            total: self.input.tensors().len(),
+            tensor: String::new(),
+        });
         let (imatrix, metadata) = match (&self.imatrix, &request.imatrix) {
             (Some(m), Some(path)) => (m.entries.clone(), m.metadata(path)),
             _ => (Vec::new(), Vec::new()),
