@@ -48,6 +48,23 @@ pub enum Command {
     Rm(crate::commands::rm::RmArgs),
     /// Print our version, llama.cpp's build, the compiled backends and the devices found.
     Version(VersionArgs),
+    /// Quantize a GGUF model with llama.cpp's quantizer (IN OUT TYPE), within --max-mem;
+    /// the output appears only when complete.
+    Quantize(crate::commands::quantize::QuantizeArgs),
+    /// Perplexity of a model on a text file, chunked and scored as llama-perplexity does;
+    /// KL divergence against saved base log-probabilities.
+    Perplexity(crate::commands::perplexity::PerplexityArgs),
+    /// Throughput with many sequences decoded together, as llama-batched-bench measures it.
+    BatchedBench(crate::commands::batched_bench::BatchedBenchArgs),
+    /// Tokenize text with a model's tokenizer: token ids and pieces.
+    Tokenize(crate::commands::tokenize::TokenizeArgs),
+    /// A report for bug reports: version, build, CPU and AMX, devices, memory, the model's
+    /// checks, configuration; --bundle writes it with logs into a .tar.gz (secrets redacted).
+    Doctor(crate::commands::doctor::DoctorArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into --dir.
+    Man(crate::commands::man::ManArgs),
 }
 
 /// `llama-cli serve`.
@@ -229,6 +246,11 @@ pub fn command() -> clap::Command {
     for name in ["prompt", "chat", "plan", "serve"] {
         command = command.mut_subcommand(name, RunOptions::document_defaults);
     }
+    command = command.mut_subcommand("quantize", |c| {
+        c.mut_arg("target", |a| {
+            a.long_help(crate::commands::quantize::types_help())
+        })
+    });
     command.mut_subcommand(
         "serve",
         crate::commands::serve::ServeOptions::document_defaults,
@@ -238,8 +260,14 @@ pub fn command() -> clap::Command {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 9] = [
+    const ALIASES: [(&str, &str); 15] = [
         ("-hf", "--hf-repo"),
+        ("-npp", "--n-pp"),
+        ("-ntg", "--n-tg"),
+        ("-npl", "--n-pl"),
+        ("-pps", "--pp-shared"),
+        ("-tgs", "--tg-separate"),
+        ("-kvu", "--kv-unified"),
         ("-nr", "--no-repack"),
         ("-tb", "--threads-batch"),
         ("-np", "--parallel"),

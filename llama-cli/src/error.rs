@@ -71,6 +71,37 @@ pub enum CliError {
     /// `serve` could not start or failed.
     #[error(transparent)]
     Serve(#[from] crate::server::ServeError),
+    /// Quantizing was refused or failed.
+    #[error(transparent)]
+    Quantize(#[from] llama_core::quantize::QuantizeError),
+    /// Perplexity was refused or failed.
+    #[error(transparent)]
+    Perplexity(#[from] llama_core::perplexity::PerplexityError),
+    /// `perplexity` needs a text.
+    #[error("no text to score: pass -f FILE (or --kl-divergence with --kl-divergence-base FILE)")]
+    NoTextFile,
+    /// A file named on the command line could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A text file is not UTF-8.
+    #[error("{} is not UTF-8 text", path.display())]
+    NotText {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    WriteFile {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// The chat REPL needs a template.
     #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
     ChatNeedsTemplate,

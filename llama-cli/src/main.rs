@@ -6,6 +6,7 @@
 mod cli;
 mod commands;
 mod config;
+mod context_args;
 mod error;
 mod model_source;
 mod option_group;
@@ -49,6 +50,13 @@ fn main() -> ExitCode {
         Command::List(args) => commands::list::run(args),
         Command::Rm(args) => commands::rm::run(args),
         Command::Version(args) => commands::version::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
+        Command::Perplexity(args) => commands::perplexity::run(args),
+        Command::BatchedBench(args) => commands::batched_bench::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Doctor(args) => commands::doctor::run(args),
+        Command::Completions(args) => commands::completions::run(args),
+        Command::Man(args) => commands::man::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -34,6 +34,8 @@ pub struct LlamaSizer {
     choices: RunChoices,
     /// Bytes of LoRA adapters, counted with the weights.
     adapters: u64,
+    /// Most logits rows one decode produces, when not one per sequence.
+    n_outputs_max: Option<u32>,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -95,6 +97,7 @@ impl LlamaSizer {
             model_host,
             choices: RunChoices::threads(threads),
             adapters: 0,
+            n_outputs_max: None,
         })
     }
 }
@@ -110,6 +113,13 @@ impl LlamaSizer {
     /// Sizes contexts as `choices` say (threads, `--swa-full`, `-fa auto`).
     pub fn with_choices(mut self, choices: RunChoices) -> LlamaSizer {
         self.choices = choices;
+        self
+    }
+
+    /// Sizes the output buffer for `n` logits rows per decode call instead of one per sequence
+    /// (perplexity asks for the logits of half of every chunk).
+    pub fn with_outputs_max(mut self, n: u32) -> LlamaSizer {
+        self.n_outputs_max = Some(n);
         self
     }
 
@@ -159,9 +169,11 @@ impl BufferSizer for LlamaSizer {
     type Error = ProbeError;
 
     fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, ProbeError> {
-        let sizes = self
-            .probe
-            .measure(&context_params(candidate, &self.choices))?;
+        let mut params = context_params(candidate, &self.choices);
+        if let Some(n) = self.n_outputs_max {
+            params.n_outputs_max = n;
+        }
+        let sizes = self.probe.measure(&params)?;
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,

@@ -23,6 +23,8 @@
 
 pub mod arena;
 #[cfg(feature = "ffi")]
+pub mod batched_bench;
+#[cfg(feature = "ffi")]
 pub mod bench;
 #[cfg(feature = "ffi")]
 pub mod budget;
@@ -30,6 +32,8 @@ pub mod cache_spec;
 pub mod cancel;
 #[cfg(feature = "ffi")]
 pub mod chat;
+#[cfg(feature = "ffi")]
+pub mod doctor;
 #[cfg(feature = "ffi")]
 pub mod engine;
 pub mod error;
@@ -45,8 +49,12 @@ pub mod metrics;
 #[cfg(feature = "ffi")]
 pub mod model_file;
 pub mod params;
+#[cfg(feature = "ffi")]
+pub mod perplexity;
 pub mod planner;
 pub mod process_memory;
+#[cfg(feature = "ffi")]
+pub mod quantize;
 #[cfg(feature = "ffi")]
 pub mod run;
 pub mod sampling;

@@ -1,14 +1,21 @@
 //! One module per subcommand.
 
+pub mod batched_bench;
 pub mod bench;
 pub mod chat;
+pub mod completions;
+pub mod doctor;
 pub mod list;
+pub mod man;
+pub mod perplexity;
 pub mod plan;
 pub mod prompt;
 pub mod pull;
+pub mod quantize;
 pub mod rm;
 pub mod serve;
 pub mod show;
+pub mod tokenize;
 pub mod version;
 
 use std::io::Write;

@@ -1,13 +1,19 @@
 //! Integration tests of the `llama-cli` binary: one test binary, one module per concern.
 
 mod bad_input;
+mod batched_bench;
 mod budget;
 mod chat;
+mod completions;
 mod config;
+mod doctor;
 mod fake_hub;
 mod flags;
 mod machine;
+mod packaging;
+mod perplexity;
 mod prompt;
+mod quantize;
 mod serve;
 mod session_files;
 mod shapes;
@@ -17,4 +23,5 @@ mod store_interop;
 mod store_pull;
 mod store_support;
 mod support;
+mod tokenize;
 mod weights;

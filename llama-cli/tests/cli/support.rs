@@ -63,3 +63,34 @@ pub fn greedy_args(n: u32) -> Vec<String> {
         "2".into(),
     ]
 }
+
+/// One of llama.cpp's own tools (`llama-perplexity`, `llama-quantize`, ...) as
+/// `../shared/tools/build-llama-cpp-reference.sh` builds them: `$LLAMA_CPP_REFERENCE_BIN`, else
+/// `~/.cache/llama-cpp-reference/llama.cpp/build/bin`. `None` (the comparison is skipped) when
+/// it is not built.
+pub fn reference_tool(name: &str) -> Option<std::process::Command> {
+    let dir = std::env::var_os("LLAMA_CPP_REFERENCE_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/llama-cpp-reference/llama.cpp/build/bin"))
+        })?;
+    let tool = dir.join(name);
+    if !tool.is_file() {
+        eprintln!(
+            "skipped: the comparison with {name}: not built at {} (run ../shared/tools/build-llama-cpp-reference.sh)",
+            tool.display()
+        );
+        return None;
+    }
+    let mut cmd = std::process::Command::new(tool);
+    cmd.env("LD_LIBRARY_PATH", &dir);
+    Some(cmd)
+}
+
+/// A file of the test data directory (`llama-cli/tests/data`).
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}

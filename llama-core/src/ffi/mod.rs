@@ -11,6 +11,7 @@ pub mod buffers;
 mod context;
 mod lora;
 mod model;
+mod quantize;
 mod residency;
 mod sampler;
 mod system;
@@ -21,6 +22,9 @@ pub use buffers::BufferUsage;
 pub use context::{Context, DecodeOutcome};
 pub use lora::LoraAdapter;
 pub use model::Model;
+pub use quantize::{
+    quantize_file, ImatrixValues, MetadataValue, QuantizeCallError, QuantizeParams,
+};
 pub use residency::{
     populate_cleared_count, streaming_load_supported, EvalObserver, ModelMapping, StreamingLoad,
     TensorInput,

@@ -27,7 +27,7 @@ use crate::machine::MachineMemory;
 use crate::memory_probe::ProbeError;
 use crate::planner::{self, Degradation, FlashAttnMode, Plan, PlanError, PlanRequest, Suggestion};
 
-pub use self::start::{Running, StartOptions, Streaming};
+pub use self::start::{Opened, Running, StartOptions, Streaming};
 
 /// What a run asks for, as the flags and config file resolved it.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +115,9 @@ pub enum RunError {
     /// The engine (the context and its scheduler) could not start.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
+    /// A bare context (no engine) could not be created.
+    #[error(transparent)]
+    Context(#[from] crate::error::ContextError),
 }
 
 /// Everything decided before the model is loaded.
@@ -258,6 +261,16 @@ fn stream_param(err: impl std::fmt::Display, expected: &'static str) -> ParamErr
 
 /// Decides how to run `settings` without loading the model (see the module docs).
 pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
+    prepare_with_outputs(settings, settings.n_seq.max(1))
+}
+
+/// [`prepare`] for a context whose decode calls produce up to `n_outputs_max` logits rows
+/// (generation needs one per sequence; perplexity half of every chunk it decodes): the output
+/// buffer is planned, and created, for that many.
+pub fn prepare_with_outputs(
+    settings: &RunSettings,
+    n_outputs_max: u32,
+) -> Result<Prepared, RunError> {
     let path = &settings.model;
     let gguf = crate::check_model_file(path)?;
     // LoRA adapters are read into memory: their bytes count as weights.
@@ -272,7 +285,10 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
     let n_seq = settings.n_seq.max(1);
     let ledger = Ledger::from_gguf(&gguf);
     let mut notes = Vec::new();
-    let requested = requested_context_params(settings, n_ctx_train);
+    let requested = ContextParams {
+        n_outputs_max,
+        ..requested_context_params(settings, n_ctx_train)
+    };
     let n_gpu = gpu::gpu_layers(
         settings,
         &gguf,
@@ -304,7 +320,8 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
             let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
                 .map_err(PlanError::Sizer)?
                 .with_choices(choices)
-                .with_adapters(adapter_bytes);
+                .with_adapters(adapter_bytes)
+                .with_outputs_max(n_outputs_max);
             repacked_bytes = Some(sizer.repacked_bytes());
             let kv_cap = context_cap(&gguf, settings, budget);
             let plan = match plan_capped(&request, &mut sizer, kv_cap) {
@@ -343,7 +360,7 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
                 )
             }));
             let mut ctx_params = budget::context_params(&plan.candidate, &choices);
-            ctx_params.n_outputs_max = n_seq;
+            ctx_params.n_outputs_max = n_outputs_max;
             if settings.flash_attn == FlashAttention::Auto
                 && ctx_params.flash_attention == FlashAttention::On
             {
@@ -421,7 +438,7 @@ pub fn prepare(settings: &RunSettings) -> Result<Prepared, RunError> {
 /// The budget to plan for: `--max-mem`, at most what the machine (or the process's cgroup) has;
 /// without it, inside a cgroup with a memory limit, that limit less a margin. Says so in
 /// `notes`.
-fn effective_budget(
+pub(crate) fn effective_budget(
     max_mem: Option<u64>,
     machine: &MachineMemory,
     notes: &mut Vec<String>,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::arena::{ArenaCounters, LayerStreamer, Placement};
 use crate::budget;
 use crate::engine::{Engine, EngineConfig, EngineError};
-use crate::ffi::{Model, ModelMapping, StreamingLoad};
+use crate::ffi::{Context, Model, ModelMapping, StreamingLoad};
 use crate::metrics::BudgetCounters;
 use crate::planner::Plan;
 use crate::ModelCacheSpec;
@@ -58,80 +58,122 @@ pub struct Running {
     pub load_time: Duration,
 }
 
+/// A model loaded and a bare context on it (no engine), for commands that drive decode calls
+/// themselves (`perplexity`, `batched-bench`).
+#[derive(Debug)]
+pub struct Opened {
+    /// The context, sized as planned.
+    pub context: Context,
+    /// The memory plan, with `--max-mem`.
+    pub plan: Option<Plan>,
+    /// Planned vs actual memory.
+    pub counters: BudgetCounters,
+    /// Layer streaming, when layers are streamed from disk.
+    pub streaming: Option<Streaming>,
+    /// Time spent loading the model and creating the context.
+    pub load_time: Duration,
+}
+
+/// The weights loaded as prepared, and the streamer that must watch the context's graph when
+/// layers are streamed.
+struct Weights {
+    model: Arc<Model>,
+    streamer: Option<LayerStreamer>,
+    streaming: Option<Streaming>,
+}
+
+/// Installs the `RLIMIT_DATA` backstop (with a plan), loads the model (mapped without
+/// `MAP_POPULATE` when layers are streamed) and sets up the layer streamer.
+fn load_weights(
+    prepared: &mut Prepared,
+    progress: Option<&mut dyn FnMut(f32) -> bool>,
+) -> Result<Weights, RunError> {
+    let settings = &prepared.settings;
+    if let Some(plan) = &prepared.plan {
+        tracing::info!(plan = ?plan.breakdown, "memory plan");
+        // Weights read into memory (`--no-mmap`) are anonymous memory too.
+        let mapped = if prepared.params.load_mode.maps() {
+            prepared.gguf.file_size()
+        } else {
+            0
+        };
+        match budget::install_data_limit(plan, mapped) {
+            Ok(limit) => tracing::info!(limit, "data segment limit set"),
+            Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
+        }
+    }
+    let streams = prepared.streams;
+    let load = streams.then(StreamingLoad::begin);
+    let model = Model::load_unchecked(&settings.model, &prepared.params, progress);
+    let maps = load.map(StreamingLoad::finish).unwrap_or_default();
+    let model = Arc::new(model?);
+    if !streams {
+        return Ok(Weights {
+            model,
+            streamer: None,
+            streaming: None,
+        });
+    }
+    let (Ok(ledger), Some(placement)) = (&prepared.ledger, &prepared.placement) else {
+        return Err(RunError::StreamingUnavailable {
+            reason: "the model's layers could not be placed".into(),
+        });
+    };
+    let mapping =
+        ModelMapping::of_model(&model, &maps).ok_or_else(|| RunError::StreamingUnavailable {
+            reason: format!(
+                "llama.cpp's mapping of {} was not found",
+                settings.model.display()
+            ),
+        })?;
+    // The streamer advises file ranges by their GGUF offsets: every weight must be there, or
+    // streaming is refused before it touches anything.
+    let checked = mapping
+        .check_tensor_addresses(prepared.gguf.tensors())
+        .map_err(|reason| RunError::StreamingUnavailable { reason })?;
+    tracing::info!(checked, "tensor addresses match the GGUF offsets");
+    tracing::info!(
+        window = placement.window,
+        pinned = placement.pinned_bytes,
+        peak = placement.peak_bytes,
+        "streaming layers"
+    );
+    let streamer = LayerStreamer::new(Arc::new(mapping), ledger.clone(), placement.clone());
+    let streaming = Some(Streaming {
+        placement: placement.clone(),
+        counters: streamer.counters(),
+    });
+    Ok(Weights {
+        model,
+        streamer: Some(streamer),
+        streaming,
+    })
+}
+
+fn counters_of(plan: &Option<Plan>) -> BudgetCounters {
+    BudgetCounters::new(
+        plan.as_ref().map(|p| p.budget),
+        plan.as_ref().map(|p| p.breakdown),
+    )
+}
+
 impl Prepared {
     /// Loads the model and starts the engine: the `RLIMIT_DATA` backstop first (with a plan),
     /// then the model (mapped without `MAP_POPULATE` when layers are streamed, with the layer
     /// streamer watching the graph), then the context and scheduler sized as planned.
-    pub fn start(self, options: StartOptions<'_>) -> Result<Running, RunError> {
+    pub fn start(mut self, options: StartOptions<'_>) -> Result<Running, RunError> {
         let started = Instant::now();
+        let cache = ModelCacheSpec::from_gguf(&self.gguf).map_err(|e| EngineError::Start {
+            message: format!("{}: {e}", self.settings.model.display()),
+        })?;
+        let weights = load_weights(&mut self, options.progress)?;
         let Prepared {
             settings,
             gguf,
-            params,
             ctx_params,
             plan,
-            ledger,
-            placement,
-            streams,
             ..
         } = self;
-        let cache = ModelCacheSpec::from_gguf(&gguf).map_err(|e| EngineError::Start {
-            message: format!("{}: {e}", settings.model.display()),
-        })?;
-        if let Some(plan) = &plan {
-            tracing::info!(plan = ?plan.breakdown, "memory plan");
-            // Weights read into memory (`--no-mmap`) are anonymous memory too.
-            let mapped = if params.load_mode.maps() {
-                gguf.file_size()
-            } else {
-                0
-            };
-            match budget::install_data_limit(plan, mapped) {
-                Ok(limit) => tracing::info!(limit, "data segment limit set"),
-                Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
-            }
-        }
-        let load = streams.then(StreamingLoad::begin);
-        let model = Model::load_unchecked(&settings.model, &params, options.progress);
-        let maps = load.map(StreamingLoad::finish).unwrap_or_default();
-        let model = Arc::new(model?);
-        let mut streaming = None;
-        let observer = match (streams, ledger, placement) {
-            (true, Ok(ledger), Some(placement)) => {
-                let mapping = ModelMapping::of_model(&model, &maps).ok_or_else(|| {
-                    RunError::StreamingUnavailable {
-                        reason: format!(
-                            "llama.cpp's mapping of {} was not found",
-                            settings.model.display()
-                        ),
-                    }
-                })?;
-                // The streamer advises file ranges by their GGUF offsets: every weight must be
-                // there, or streaming is refused before it touches anything.
-                let checked = mapping
-                    .check_tensor_addresses(gguf.tensors())
-                    .map_err(|reason| RunError::StreamingUnavailable { reason })?;
-                tracing::info!(checked, "tensor addresses match the GGUF offsets");
-                tracing::info!(
-                    window = placement.window,
-                    pinned = placement.pinned_bytes,
-                    peak = placement.peak_bytes,
-                    "streaming layers"
-                );
-                let streamer = LayerStreamer::new(Arc::new(mapping), ledger, placement.clone());
-                streaming = Some(Streaming {
-                    placement,
-                    counters: streamer.counters(),
-                });
-                Some(streamer)
-            }
-            (true, _, _) => {
-                return Err(RunError::StreamingUnavailable {
-                    reason: "the model's layers could not be placed".into(),
-                })
-            }
-            _ => None,
-        };
         let n_seq = settings.n_seq.max(1);
         let mut config = EngineConfig::for_context(&ctx_params, n_seq, &cache).map_err(|e| {
             EngineError::Start {
@@ -145,7 +187,7 @@ impl Prepared {
         config.state_dir = options.state_dir;
         config.context_shift = settings.context_shift;
         for (path, scale) in &settings.loras {
-            let adapter = crate::ffi::LoraAdapter::load(&model, path)?;
+            let adapter = crate::ffi::LoraAdapter::load(&weights.model, path)?;
             config.loras.push((Arc::new(adapter), *scale));
         }
         config.n_keep = settings.n_keep;
@@ -157,20 +199,40 @@ impl Prepared {
             kv_budget_bytes = config.kv_budget_bytes,
             "starting the engine"
         );
-        let engine = match observer {
+        let engine = match weights.streamer {
             Some(streamer) => {
-                Engine::start_with_observer(model, &cache, config, Box::new(streamer))?
+                Engine::start_with_observer(weights.model, &cache, config, Box::new(streamer))?
             }
-            None => Engine::start(model, &cache, config)?,
+            None => Engine::start(weights.model, &cache, config)?,
         };
         Ok(Running {
             engine,
-            counters: BudgetCounters::new(
-                plan.as_ref().map(|p| p.budget),
-                plan.as_ref().map(|p| p.breakdown),
-            ),
+            counters: counters_of(&plan),
             plan,
-            streaming,
+            streaming: weights.streaming,
+            load_time: started.elapsed(),
+        })
+    }
+
+    /// Loads the model as [`start`](Self::start) does, then creates one context sized as
+    /// planned, without an engine.
+    pub fn open_context(
+        mut self,
+        progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<Opened, RunError> {
+        let started = Instant::now();
+        let weights = load_weights(&mut self, progress)?;
+        let context = match weights.streamer {
+            Some(streamer) => {
+                Context::with_eval_observer(weights.model, &self.ctx_params, Box::new(streamer))
+            }
+            None => Context::new(weights.model, &self.ctx_params),
+        }?;
+        Ok(Opened {
+            context,
+            counters: counters_of(&self.plan),
+            plan: self.plan,
+            streaming: weights.streaming,
             load_time: started.elapsed(),
         })
     }
