@@ -34,6 +34,15 @@ pub enum LoadError {
         /// What the GGUF reader found wrong.
         source: crate::gguf::GgufError,
     },
+    /// The file is well-formed GGUF but says something llama.cpp's loader would abort, crash
+    /// or allocate without bound on (found by `gguf::preflight`).
+    #[error("{} cannot be loaded safely: {source}", path.display())]
+    Hostile {
+        /// The file.
+        path: PathBuf,
+        /// The key or tensor at fault, what was found and what was expected.
+        source: crate::gguf::PreflightError,
+    },
     /// The path cannot be passed to llama.cpp.
     #[error("model path {} contains a NUL byte", path.display())]
     InvalidPath {

@@ -180,3 +180,54 @@ fn closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).lines().count(), 1);
 }
+
+/// Well-formed GGUF that llama.cpp would abort or crash on (`gguf::synthetic::hostile`, one
+/// file per kind of check): refused by the preflight with the key or tensor at fault, by
+/// every command that reads a model, before llama.cpp sees it.
+#[test]
+fn hostile_models_are_refused_before_llama_cpp() {
+    use llama_core::gguf::synthetic::hostile::Hostile;
+    let dir = tempfile::tempdir().unwrap();
+    for (hostile, names) in [
+        (Hostile::UnknownRopeScaling, "key llama.rope.scaling.type"),
+        (Hostile::TooManyExperts, "key llama.expert_count"),
+        (Hostile::DuplicateToken, "token 301"),
+        (Hostile::MissingByteToken, "key tokenizer.ggml.tokens"),
+        (Hostile::QuantizedNorm, "tensor output_norm.weight"),
+        (Hostile::IntegerMatrix, "tensor blk.0.attn_q.weight"),
+        (Hostile::UnalignedTensorData, "tensor token_embd.weight"),
+        (Hostile::UnevenKvHeads, "key llama.attention.head_count_kv"),
+        (Hostile::ZeroTimeStepRank, "key mamba.ssm.time_step_rank"),
+    ] {
+        let path = dir.path().join(format!("{hostile}.gguf"));
+        hostile.build().write_to_path(&path).unwrap();
+        let m = path.to_str().unwrap();
+        for args in [
+            vec!["prompt", "-m", m, "hi"],
+            vec!["show", "-m", m],
+            vec!["bench", "-m", m, "-p", "8", "-n", "1", "-r", "1"],
+        ] {
+            let output = llama_cli().args(&args).output().unwrap();
+            let stderr = assert_clean_failure(&output);
+            assert!(
+                stderr.contains("cannot be loaded safely") && stderr.contains(names),
+                "{hostile} ({}): expected '{names}' in:\n{stderr}",
+                args[0]
+            );
+        }
+    }
+}
+
+/// A file llama.cpp refuses cleanly (a missing tensor) gets past the preflight, and
+/// llama.cpp's own refusal is the error.
+#[test]
+fn broken_but_harmless_model_is_left_to_llama_cpp() {
+    use llama_core::gguf::synthetic::hostile::Hostile;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing-tensor.gguf");
+    Hostile::MissingTensor.build().write_to_path(&path).unwrap();
+    fails_with(
+        &["prompt", "-m", path.to_str().unwrap(), "hi"],
+        "llama.cpp could not load",
+    );
+}

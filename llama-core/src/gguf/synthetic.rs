@@ -25,6 +25,7 @@
 //! `gemma3`, `mamba`), following llama.cpp's loader for it (src/models/*.cpp).
 
 mod gemma3;
+pub mod hostile;
 mod llama;
 mod lora;
 mod mamba;

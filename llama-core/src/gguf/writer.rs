@@ -7,6 +7,12 @@
 //! [`GgufWriter::add_raw_tensor_info`] writes a tensor description with any type id
 //! and offset and no data.
 //!
+//! A writer can also edit an existing model: [`GgufWriter::from_parsed`] copies a parsed
+//! file's metadata and tensors, then [`set`](GgufWriter::set),
+//! [`remove`](GgufWriter::remove), [`reshape_tensor`](GgufWriter::reshape_tensor),
+//! [`rename_tensor`](GgufWriter::rename_tensor), ... change them (the load fuzzer and the
+//! preflight tests build hostile models this way).
+//!
 //! ```
 //! # use llama_core::gguf::{writer::GgufWriter, GgmlType, GgufFile};
 //! let mut w = GgufWriter::new();
@@ -21,6 +27,7 @@ use std::io;
 use std::path::Path;
 
 use super::ggml_type::GgmlType;
+use super::reader::GgufFile;
 use super::value::{ArrayValue, Value};
 use super::{DEFAULT_ALIGNMENT, GGUF_MAGIC, KEY_ALIGNMENT};
 
@@ -123,6 +130,140 @@ impl GgufWriter {
             data: Vec::new(),
         });
         self
+    }
+
+    /// A writer holding `file`'s version, metadata and tensors (in file order), each tensor's
+    /// data copied from `bytes`, the whole file `file` was parsed from. Tensors whose data
+    /// lies outside `bytes` get none.
+    pub fn from_parsed(file: &GgufFile, bytes: &[u8]) -> GgufWriter {
+        let metadata = file
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        let tensors = file
+            .tensors
+            .iter()
+            .map(|t| {
+                let data = usize::try_from(t.file_offset)
+                    .ok()
+                    .zip(usize::try_from(t.n_bytes).ok())
+                    .and_then(|(start, len)| bytes.get(start..start.checked_add(len)?))
+                    .map(<[u8]>::to_vec)
+                    .unwrap_or_default();
+                PendingTensor {
+                    name: t.name.clone(),
+                    dims: t.dims.clone(),
+                    type_id: t.ggml_type.id(),
+                    offset: None,
+                    data,
+                }
+            })
+            .collect();
+        GgufWriter {
+            version: file.version,
+            metadata,
+            tensors,
+        }
+    }
+
+    /// The value of the first pair with `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// Sets `key` to `value`: replaces the value of the first pair with that key (keeping its
+    /// position), or appends a pair.
+    pub fn set(&mut self, key: impl Into<String>, value: impl Into<Value>) -> &mut Self {
+        let (key, value) = (key.into(), value.into());
+        match self.metadata.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = value,
+            None => self.metadata.push((key, value)),
+        }
+        self
+    }
+
+    /// Removes every pair with `key`; returns whether there was one.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let before = self.metadata.len();
+        self.metadata.retain(|(k, _)| k != key);
+        self.metadata.len() != before
+    }
+
+    /// The metadata keys, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> + '_ {
+        self.metadata.iter().map(|(k, _)| k.as_str())
+    }
+
+    /// The tensor names, in order.
+    pub fn tensor_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.tensors.iter().map(|t| t.name.as_str())
+    }
+
+    /// The shape of the tensor called `name`.
+    pub fn tensor_dims(&self, name: &str) -> Option<&[u64]> {
+        self.tensor(name).map(|t| t.dims.as_slice())
+    }
+
+    /// The ggml type id of the tensor called `name`.
+    pub fn tensor_type_id(&self, name: &str) -> Option<u32> {
+        self.tensor(name).map(|t| t.type_id)
+    }
+
+    fn tensor(&self, name: &str) -> Option<&PendingTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    fn tensor_mut(&mut self, name: &str) -> Option<&mut PendingTensor> {
+        self.tensors.iter_mut().find(|t| t.name == name)
+    }
+
+    /// Removes the tensor called `name`; returns whether there was one.
+    pub fn remove_tensor(&mut self, name: &str) -> bool {
+        let before = self.tensors.len();
+        self.tensors.retain(|t| t.name != name);
+        self.tensors.len() != before
+    }
+
+    /// Renames the tensor called `from`; returns whether there was one.
+    pub fn rename_tensor(&mut self, from: &str, to: impl Into<String>) -> bool {
+        match self.tensor_mut(from) {
+            Some(t) => {
+                t.name = to.into();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives the tensor called `name` the shape `dims` and type `ggml_type`, with zeroed data
+    /// of the new size (none when the size overflows); returns whether there was one.
+    pub fn reshape_tensor(&mut self, name: &str, dims: &[u64], ggml_type: GgmlType) -> bool {
+        let Some(t) = self.tensor_mut(name) else {
+            return false;
+        };
+        let n_bytes = dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .and_then(|n| ggml_type.row_size(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        t.dims = dims.to_vec();
+        t.type_id = ggml_type.id();
+        t.data = vec![0u8; n_bytes];
+        true
+    }
+
+    /// Writes `type_id` as the type of the tensor called `name`, keeping its shape and data
+    /// (which then need not match the type); returns whether there was one.
+    pub fn set_tensor_type_id(&mut self, name: &str, type_id: u32) -> bool {
+        match self.tensor_mut(name) {
+            Some(t) => {
+                t.type_id = type_id;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The alignment used for padding: a valid `u32` `general.alignment`, else 32.
