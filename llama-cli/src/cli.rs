@@ -260,7 +260,7 @@ pub fn command() -> clap::Command {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 15] = [
+    const ALIASES: [(&str, &str); 16] = [
         ("-hf", "--hf-repo"),
         ("-npp", "--n-pp"),
         ("-ntg", "--n-tg"),
@@ -270,6 +270,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
         ("-kvu", "--kv-unified"),
         ("-nr", "--no-repack"),
         ("-tb", "--threads-batch"),
+        ("-to", "--timeout"),
         ("-np", "--parallel"),
         ("-ub", "--ubatch-size"),
         ("-ngl", "--gpu-layers"),

@@ -66,6 +66,12 @@ option_group! {
         #[arg(long = "shutdown-timeout", value_name = "SECONDS")]
         shutdown_timeout: f64 = Some(10.0),
 
+        /// Seconds a client may take to send the next part of a request (its head or body)
+        /// before the connection is closed (head) or answered 408 (body); also how long an
+        /// idle keep-alive connection stays open.
+        #[arg(long = "timeout", value_name = "SECONDS")]
+        timeout: f64 = Some(crate::server::READ_TIMEOUT.as_secs_f64()),
+
         /// Directory for sessions evicted from the KV cache (default: a temporary directory,
         /// removed at exit).
         #[arg(long = "state-dir", value_name = "DIR")]
@@ -88,6 +94,7 @@ struct ServeSettings {
     max_tokens_cap: Option<usize>,
     queue: usize,
     shutdown_timeout: f64,
+    timeout: f64,
     state_dir: Option<PathBuf>,
     alias: Option<String>,
 }
@@ -103,6 +110,7 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         max_tokens_cap: o.max_tokens_cap,
         queue: o.queue.unwrap_or_default(),
         shutdown_timeout: o.shutdown_timeout.unwrap_or_default(),
+        timeout: o.timeout.unwrap_or_default(),
         state_dir: o.state_dir,
         alias: o.alias,
     };
@@ -125,6 +133,13 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
             "shutdown-timeout",
             s.shutdown_timeout.to_string(),
             "0 to 3600 seconds",
+        ));
+    }
+    if !(s.timeout.is_finite() && (0.1..=86400.0).contains(&s.timeout)) {
+        return Err(bad(
+            "timeout",
+            s.timeout.to_string(),
+            "0.1 to 86400 seconds",
         ));
     }
     if s.max_body > (1 << 30) {
@@ -228,7 +243,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         limits: Limits {
             max_body: serve.max_body as usize,
             queue_capacity: serve.queue,
-            read_timeout: crate::server::READ_TIMEOUT,
+            read_timeout: Duration::from_secs_f64(serve.timeout),
         },
         api_key: key,
         budget: started.counters,

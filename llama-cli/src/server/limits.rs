@@ -24,7 +24,8 @@ use super::error::ApiError;
 use super::log::RequestRecord;
 use super::state::{AppState, Limits};
 
-/// How long the server waits for the next piece of a request body before it answers 408:
+/// The default of `--timeout`: how long the server waits for the next piece of a request head
+/// (then closes the connection) or body (then answers 408):
 /// a client that sends half a body is timed out, not waited for.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 

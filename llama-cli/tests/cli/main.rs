@@ -8,6 +8,7 @@ mod completions;
 mod config;
 mod doctor;
 mod fake_hub;
+mod faults;
 mod flags;
 mod machine;
 mod packaging;

@@ -13,31 +13,42 @@ use serde_json::{json, Value};
 
 use crate::support::{assert_clean_failure, llama_cli, model};
 
-const KEY: &str = "s3cret-key";
+pub(crate) const KEY: &str = "s3cret-key";
 
 /// A running server, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts `llama-cli serve` on 127.0.0.1 with a free port and waits for it to listen.
-    fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         Server::start_with_env(extra, &[])
     }
 
     /// [`Server::start`] with these environment variables set.
-    fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
+    pub(crate) fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"));
-        cmd.arg("serve")
-            .arg("-m")
-            .arg(model())
-            .args(["--host", "127.0.0.1", "--port", "0", "-c", "512", "-t", "2"])
-            .args(extra)
-            .envs(env.iter().copied())
-            .env_remove("RUST_LOG")
+        cmd.args(Server::args(extra)).envs(env.iter().copied());
+        Server::spawn(cmd)
+    }
+
+    /// `serve` on the test model, loopback, a free port, `-c 512 -t 2`, then `extra`.
+    pub(crate) fn args(extra: &[&str]) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = vec!["serve".into(), "-m".into(), model().into()];
+        for a in ["--host", "127.0.0.1", "--port", "0", "-c", "512", "-t", "2"] {
+            args.push(a.into());
+        }
+        args.extend(extra.iter().map(Into::into));
+        args
+    }
+
+    /// Runs `cmd` (which starts a server, perhaps through a wrapper) and waits for it to
+    /// listen.
+    pub(crate) fn spawn(mut cmd: Command) -> Server {
+        cmd.env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -72,23 +83,29 @@ impl Server {
         server
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
 
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         request(self.port, method, path, headers, body)
     }
 
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[("authorization", &bearer())], b"")
     }
 
-    fn post(&self, path: &str, body: &Value) -> Response {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Response {
         self.request(
             "POST",
             path,
@@ -101,7 +118,7 @@ impl Server {
     }
 
     /// One value of `/metrics` (a line `NAME VALUE` or `NAME{labels} VALUE`).
-    fn metric(&self, name: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").text();
         text.lines()
             .find(|l| l.split(' ').next() == Some(name))
@@ -111,7 +128,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit; returns the code and the time it took.
-    fn terminate(&mut self) -> (Option<i32>, Duration) {
+    pub(crate) fn terminate(&mut self) -> (Option<i32>, Duration) {
         let started = Instant::now();
         let status = Command::new("kill")
             .args(["-TERM", &self.pid().to_string()])
@@ -153,37 +170,37 @@ impl Drop for Server {
     }
 }
 
-fn bearer() -> String {
+pub(crate) fn bearer() -> String {
     format!("Bearer {KEY}")
 }
 
 /// A parsed HTTP response.
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// Asserts an OpenAI-style error with this status; returns the error object.
-    fn assert_error(&self, status: u16) -> Value {
+    pub(crate) fn assert_error(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
         let body = self.json();
         let error = body["error"].clone();
@@ -200,7 +217,7 @@ impl Response {
     }
 }
 
-fn connect(port: u16) -> TcpStream {
+pub(crate) fn connect(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
@@ -208,7 +225,7 @@ fn connect(port: u16) -> TcpStream {
     stream
 }
 
-fn send_head(
+pub(crate) fn send_head(
     stream: &mut TcpStream,
     method: &str,
     path: &str,
@@ -228,7 +245,7 @@ fn send_head(
 }
 
 /// Reads the status line and headers.
-fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
+pub(crate) fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
     let status = line
@@ -252,7 +269,7 @@ fn read_head(reader: &mut impl BufRead) -> (u16, Vec<(String, String)>) {
 }
 
 /// Reads a body: chunked, or up to Content-Length / end of stream.
-fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec<u8> {
+pub(crate) fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec<u8> {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
@@ -275,7 +292,7 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> Vec<u8>
 }
 
 /// One chunk of a chunked body; `None` at the last.
-fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
+pub(crate) fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
@@ -285,7 +302,13 @@ fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     (size > 0).then_some(chunk)
 }
 
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = connect(port);
     send_head(&mut stream, method, path, headers, body);
     let mut reader = BufReader::new(stream);
@@ -299,15 +322,15 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 /// A streamed response being read event by event.
-struct EventStream {
+pub(crate) struct EventStream {
     reader: BufReader<TcpStream>,
-    status: u16,
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     pending: String,
 }
 
 impl EventStream {
-    fn open(port: u16, path: &str, body: &Value) -> EventStream {
+    pub(crate) fn open(port: u16, path: &str, body: &Value) -> EventStream {
         let mut stream = connect(port);
         send_head(
             &mut stream,
@@ -330,7 +353,7 @@ impl EventStream {
     }
 
     /// The next `data:` payload; `None` at the end of the body.
-    fn next_data(&mut self) -> Option<String> {
+    pub(crate) fn next_data(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let event: String = self.pending.drain(..end + 2).collect();
@@ -350,7 +373,7 @@ impl EventStream {
     }
 
     /// Reads to `[DONE]`; returns the parsed chunks before it.
-    fn collect(mut self) -> Vec<Value> {
+    pub(crate) fn collect(mut self) -> Vec<Value> {
         let mut chunks = Vec::new();
         while let Some(data) = self.next_data() {
             if data == "[DONE]" {
@@ -363,7 +386,7 @@ impl EventStream {
     }
 }
 
-fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
+pub(crate) fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
     json!({
         "model": "whatever",
         "messages": [{"role": "user", "content": content}],
@@ -375,7 +398,7 @@ fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
     })
 }
 
-fn assert_usage(usage: &Value) -> (u64, u64) {
+pub(crate) fn assert_usage(usage: &Value) -> (u64, u64) {
     let p = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
     let c = usage["completion_tokens"]
         .as_u64()

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::slot::{Phase, Running, Slot, Step, Undelivered};
 use super::{
-    Engine, EngineConfig, EngineError, EngineEvent, EngineRequest, EngineStats, ResponseStream,
-    Shared, SubmitError,
+    Completion, Engine, EngineConfig, EngineError, EngineEvent, EngineRequest, EngineStats,
+    ResponseStream, Shared, SubmitError,
 };
 use crate::cache_spec::ModelCacheSpec;
 use crate::ffi::{
@@ -74,6 +74,21 @@ pub(super) struct Job {
     pub(super) request: EngineRequest,
     pub(super) events: tokio::sync::mpsc::Sender<EngineEvent>,
     pub(super) submitted: Instant,
+}
+
+/// The final event of a request cancelled (at shutdown, or by its client) before it got a
+/// sequence: it ends like a running one cancelled, with nothing generated.
+fn cancelled_before_start(job: &Job) -> EngineEvent {
+    EngineEvent::Done(Completion {
+        finish_reason: FinishReason::Cancelled,
+        prompt_tokens: job.request.prompt.len(),
+        cached_tokens: 0,
+        completion_tokens: 0,
+        time_to_first_token: None,
+        total_time: job.submitted.elapsed(),
+        prompt_time: Duration::ZERO,
+        generation_time: Duration::ZERO,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -462,15 +477,14 @@ impl Scheduler {
         for undelivered in &mut self.undelivered {
             undelivered.flush();
         }
-        for job in self.preempted.drain(..) {
-            let _ = job.events.try_send(EngineEvent::Failed(EngineError::Start {
-                message: "the engine stopped".into(),
-            }));
-        }
-        for job in lock(&self.shared.queue).drain(..) {
-            let _ = job.events.try_send(EngineEvent::Failed(EngineError::Start {
-                message: "the engine stopped".into(),
-            }));
+        let waiting: Vec<Job> = self
+            .preempted
+            .drain(..)
+            .chain(lock(&self.shared.queue).drain(..))
+            .collect();
+        for job in waiting {
+            self.stats().cancelled += 1;
+            let _ = job.events.try_send(cancelled_before_start(&job));
         }
         for s in self.saved.drain(..) {
             let _ = std::fs::remove_file(&s.path);
@@ -664,6 +678,7 @@ impl Scheduler {
             };
             if job.events.is_closed() || job.request.cancel.is_cancelled() {
                 self.stats().cancelled += 1;
+                let _ = job.events.try_send(cancelled_before_start(&job));
                 continue;
             }
             self.start_job(job);

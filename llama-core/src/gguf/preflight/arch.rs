@@ -97,7 +97,10 @@ fn uniform_experts(model: &GgufModel, arch: &str, layers: u64) -> Result<(), Pre
     let Some(used) = per_layer(model, suffix, layers) else {
         return Ok(());
     };
-    match (used.first(), used.iter().position(|&n| Some(&n) != used.first())) {
+    match (
+        used.first(),
+        used.iter().position(|&n| Some(&n) != used.first()),
+    ) {
         (Some(first), Some(layer)) => Err(PreflightError::key(
             Check::Experts,
             format!("{arch}.{suffix}"),
@@ -126,7 +129,7 @@ fn heads_in_first_layer(model: &GgufModel, arch: &str, layers: u64) -> Result<()
 fn rms_epsilon(model: &GgufModel, arch: &str) -> Result<(), PreflightError> {
     let suffix = "attention.layer_norm_rms_epsilon";
     match model.arch_f32(suffix) {
-        Some(eps) if !(eps >= 0.0) => Err(PreflightError::key(
+        Some(eps) if eps.is_nan() || eps < 0.0 => Err(PreflightError::key(
             Check::NormEpsilon,
             format!("{arch}.{suffix}"),
             eps,
@@ -167,7 +170,10 @@ fn head_widths(model: &GgufModel, arch: &str) -> Result<(), PreflightError> {
         return Err(PreflightError::key(
             Check::HeadWidths,
             format!("{arch}.{suffix}"),
-            format!("{} (keys {k} wide, values {v})", if value.is_some() { v } else { k }),
+            format!(
+                "{} (keys {k} wide, values {v})",
+                if value.is_some() { v } else { k }
+            ),
             format!("keys and values of one width ({arch}'s graph requires it)"),
         ));
     }
