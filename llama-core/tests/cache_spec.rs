@@ -15,17 +15,20 @@ use KvCacheType::{F16, Q4_0, Q8_0};
 const MIB: u64 = 1024 * 1024;
 
 /// The real model: `$LLAMA_RS_MODEL`, else `<workspace>/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
-fn test_model_path() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("LLAMA_RS_MODEL") {
-        let p = PathBuf::from(p);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    p.is_file().then_some(p)
+/// A missing model fails the test with how to fetch it (docs/TEST_STRATEGY.md: no silent skips).
+fn test_model_path() -> PathBuf {
+    let p = match std::env::var_os("LLAMA_RS_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    };
+    assert!(
+        p.is_file(),
+        "test model missing at {}: run scripts/fetch-model.sh (scripts/test.sh does)",
+        p.display()
+    );
+    p
 }
 
 /// A metadata-only model of architecture `arch` with the given `{arch}.*` keys.
@@ -458,10 +461,7 @@ fn cache_type_names() {
 
 #[test]
 fn smollm2_real_model() {
-    let Some(path) = test_model_path() else {
-        eprintln!("note: SmolLM2 test model not found; skipping smollm2_real_model");
-        return;
-    };
+    let path = test_model_path();
     let model = GgufModel::open(&path).unwrap();
     let s = ModelCacheSpec::from_gguf(&model).unwrap();
     assert_eq!(s.n_layers, 30);
