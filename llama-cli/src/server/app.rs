@@ -32,6 +32,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(super::openapi::openapi_json))
         .route_layer(from_fn_with_state(Arc::clone(&state), auth::require_key));
     let routes = Router::new()
         .route("/health", get(health))
@@ -57,11 +58,21 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
     )
 }
 
-async fn health() -> Json<Value> {
+/// Liveness: 200 while the process is alive; no key needed.
+#[utoipa::path(get, path = "/health", tag = "server", security(()), responses(
+    (status = 200, description = "`{\"status\":\"ok\"}`", content_type = "application/json")
+))]
+pub(super) async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn ready(State(state): State<Arc<AppState>>) -> Response {
+/// Readiness: 200 when the engine runs and the queue has room, else 503.
+#[utoipa::path(get, path = "/ready", tag = "server", responses(
+    (status = 200, description = "Ready, with the engine's figures", content_type = "application/json"),
+    (status = 503, description = "`busy`, `shutting_down` or `stopped`", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let Some(stats) = state.stats() else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -96,11 +107,22 @@ fn model_object(state: &AppState) -> Value {
     })
 }
 
-async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+/// The model list (one model).
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses(
+    (status = 200, description = "OpenAI's model list", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": [model_object(&state)]}))
 }
 
-async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+/// One model by id.
+#[utoipa::path(get, path = "/v1/models/{id}", tag = "openai", params(("id" = String, Path, description = "The model id")), responses(
+    (status = 200, description = "OpenAI's model object", content_type = "application/json"),
+    (status = 404, description = "No such model", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     if id == state.model_id {
         Json(model_object(&state)).into_response()
     } else {
@@ -114,7 +136,12 @@ async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Re
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "server", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.budget.observe();
     let gauges = Gauges {
         engine: state.stats(),
@@ -128,7 +155,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn chat_completions(
+/// OpenAI chat completion: JSON, or server-sent events with `stream`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = super::openapi::ChatCompletionBody, responses(
+    (status = 200, description = "The completion (JSON, or an event stream with `stream`)"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key"),
+    (status = 413, description = "A body over `--max-body`", content_type = "application/json"),
+    (status = 429, description = "The queue is full", content_type = "application/json"),
+))]
+pub(super) async fn chat_completions(
     State(state): State<Arc<AppState>>,
     Extension(record): Extension<Arc<RequestRecord>>,
     body: Result<JsonBody, ApiError>,
@@ -136,7 +171,15 @@ async fn chat_completions(
     answer(state, record, Kind::Chat, body).await
 }
 
-async fn completions(
+/// OpenAI text completion: JSON, or server-sent events with `stream`.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = super::openapi::CompletionBody, responses(
+    (status = 200, description = "The completion (JSON, or an event stream with `stream`)"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key"),
+    (status = 413, description = "A body over `--max-body`", content_type = "application/json"),
+    (status = 429, description = "The queue is full", content_type = "application/json"),
+))]
+pub(super) async fn completions(
     State(state): State<Arc<AppState>>,
     Extension(record): Extension<Arc<RequestRecord>>,
     body: Result<JsonBody, ApiError>,

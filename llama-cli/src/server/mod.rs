@@ -22,6 +22,7 @@ mod limits;
 mod log;
 mod metrics;
 pub mod openai;
+mod openapi;
 mod shutdown;
 mod sse;
 pub mod state;

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::error::ApiError;
 
 /// A string or a list of strings (`stop`, `prompt`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// One string.
@@ -20,7 +20,7 @@ pub enum OneOrMany {
 }
 
 /// A message's content: text, or a list of parts of which only text parts are supported.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
@@ -30,10 +30,11 @@ pub enum Content {
 }
 
 /// One part of a message's content.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ContentPart {
     /// `text` (others are refused).
     #[serde(rename = "type")]
+    #[schema(pattern = "^text$")]
     pub kind: String,
     /// The text of a text part.
     #[serde(default)]
@@ -41,9 +42,10 @@ pub struct ContentPart {
 }
 
 /// One chat message as sent.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     /// `system`, `developer`, `user` or `assistant`.
+    #[schema(pattern = "^(system|developer|user|assistant)$")]
     pub role: String,
     /// The content; may be null for assistant messages.
     #[serde(default)]
@@ -51,7 +53,7 @@ pub struct Message {
 }
 
 /// `stream_options`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with `usage`.
     #[serde(default)]
@@ -72,7 +74,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError
 }
 
 /// The fields both endpoints share.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct Common {
     /// Most tokens to generate.
     #[serde(default)]
@@ -122,14 +124,14 @@ pub struct Common {
 }
 
 /// `POST /v1/chat/completions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ChatRequest {
     /// The conversation.
     pub messages: Vec<Message>,
 }
 
 /// `POST /v1/completions`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct CompletionRequest {
     /// The prompt: a string or a list of one string.
     pub prompt: OneOrMany,

@@ -1,5 +1,6 @@
 //! Integration tests of the `llama-cli` binary: one test binary, one module per concern.
 
+mod api_fuzz;
 mod bad_input;
 mod batched_bench;
 mod budget;
