@@ -308,6 +308,40 @@ fn engine_metrics(
     );
     counter(
         r,
+        "llama_kv_sessions_dropped",
+        "Evicted sessions dropped instead of saved (idle past the keep limit, or the save failed)",
+        s.dropped,
+    );
+    r.register(
+        "llama_session_save_seconds",
+        "Time spent saving evicted sessions (every other session waits meanwhile)",
+        ConstCounter::new(s.save_seconds_total),
+    );
+    r.register(
+        "llama_session_save_pause_max_seconds",
+        "The longest pause one session save caused",
+        ConstGauge::new(s.save_seconds_max),
+    );
+    counter(
+        r,
+        "llama_engine_preempted",
+        "Prompts preempted so that prompts blocking them could go on",
+        s.preempted,
+    );
+    counter(
+        r,
+        "llama_engine_decode_retries",
+        "Failed decode calls retried with half the batch",
+        s.decode_retries,
+    );
+    counter(
+        r,
+        "llama_engine_context_shifts",
+        "Context shifts (a full sequence dropped its oldest tokens)",
+        s.context_shifts,
+    );
+    counter(
+        r,
         "llama_engine_prompt_tokens",
         "Prompt tokens the engine received",
         s.tokens_in,

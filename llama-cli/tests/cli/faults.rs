@@ -137,6 +137,8 @@ fn a_full_disk_during_a_session_save_fails_the_save_not_the_request_or_the_serve
     let healthy = Server::start(&extra);
     let (first, second) = two_conversations(&healthy);
     assert_eq!(healthy.metric("llama_kv_evictions_total"), 1.0);
+    assert!(healthy.metric("llama_session_save_seconds_total") > 0.0);
+    assert!(healthy.metric("llama_session_save_pause_max_seconds") > 0.0);
     drop(healthy);
 
     // RLIMIT_FSIZE of 32 KiB (SIGXFSZ ignored, so a write past it fails with EFBIG, as a full
@@ -150,6 +152,7 @@ fn a_full_disk_during_a_session_save_fails_the_save_not_the_request_or_the_serve
     let (first_limited, second_limited) = two_conversations(&limited);
     assert_eq!((first_limited, second_limited), (first, second));
     assert_eq!(limited.metric("llama_kv_evictions_total"), 0.0);
+    assert_eq!(limited.metric("llama_kv_sessions_dropped_total"), 1.0);
     assert!(
         limited.log().contains("could not save an evicted session"),
         "{}",

@@ -310,7 +310,8 @@ pub struct EngineStats {
     pub evictions: u64,
     /// Saved sessions brought back.
     pub restores: u64,
-    /// Evicted sessions dropped instead of saved (idle longer than the keep limit).
+    /// Evicted sessions dropped instead of saved (idle longer than the keep limit, or the save
+    /// failed).
     pub dropped: u64,
     /// Time spent saving evicted sessions (every other session waits meanwhile), in seconds.
     pub save_seconds_total: f64,

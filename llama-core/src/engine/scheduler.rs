@@ -643,6 +643,7 @@ impl Scheduler {
             }
             Err(err) => {
                 tracing::warn!("could not save an evicted session: {err}");
+                self.stats().dropped += 1;
                 false
             }
         }
