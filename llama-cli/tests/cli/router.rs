@@ -525,7 +525,18 @@ fn router_refuses_a_model_that_can_never_fit_with_the_reason() {
     let small = size("synth-a").max(size("synth-b"));
     assert!(size("smol") > small + 16 * MIB, "{sizes:?}");
     let budget = baseline + small + 8 * MIB;
-    let router = Router::start(dir.path(), &["--max-mem", &mem_arg(budget)]);
+    // Without degradation (a preset's run setting): the planner would stream smol's layers.
+    let presets = dir.path().join("presets.toml");
+    std::fs::write(&presets, "[models.smol]\nstrict = true\n").unwrap();
+    let router = Router::start(
+        dir.path(),
+        &[
+            "--max-mem",
+            &mem_arg(budget),
+            "--models-preset",
+            presets.to_str().unwrap(),
+        ],
+    );
     let smol = router.model("smol");
     assert_eq!(smol["fits"], false, "{smol}");
     assert!(
