@@ -311,7 +311,11 @@ impl Pool {
             pool.start_model(i)
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the loading thread failed: {e}")));
+        .unwrap_or_else(|e| {
+            // The thread did not report: the model is not loaded.
+            self.policy().load_failed(i);
+            Err(format!("the loading thread failed: {e}"))
+        });
         self.changed.notify_waiters();
         result.map_err(|message| {
             ApiError::internal(format!(
