@@ -2,10 +2,10 @@
 //! run path, unloaded (their idle sessions parked) when the [`Policy`] says so.
 //!
 //! Every model's plan is made before any model is loaded, with the whole `--max-mem` as its
-//! budget. Its bytes for admission are the plan's total less the process's baseline (what the
-//! server holds with every plan made and no model loaded: the binary, llama.cpp's backend,
-//! the plans), which each plan's overhead counts and which is there once: the models' bytes
-//! together stay within `--max-mem` less that baseline.
+//! budget. Its bytes for admission are the plan's total less the process's memory just before
+//! it was planned (which the plan's overhead counts: the binary, llama.cpp's backend, the
+//! plans made before). The process's baseline, with every plan made and no model loaded, is
+//! counted once: the models' bytes together stay within `--max-mem` less that baseline.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,14 +136,16 @@ impl Pool {
         for spec in &specs {
             let options = spec.options.clone().over(server_options.clone());
             let parallel = spec.parallel.unwrap_or(server_parallel);
-            totals.push((
-                options.model.clone().unwrap_or_default(),
-                parallel,
-                plan_model(options, parallel, config.budget),
-            ));
+            // The process as the planner finds it: its overhead counts this much again.
+            llama_core::ffi::release_free_heap();
+            let before = ProcessMemory::current().rss;
+            let plan = plan_model(options.clone(), parallel, config.budget).map(
+                |(settings, prepared, total)| (settings, prepared, total.saturating_sub(before)),
+            );
+            totals.push((options.model.clone().unwrap_or_default(), parallel, plan));
         }
-        // The process with every plan made and no model loaded (llama.cpp's backend is up):
-        // what each plan's overhead counted once more.
+        // The process with every plan made and no model loaded (llama.cpp's backend is up),
+        // counted once.
         llama_core::ffi::release_free_heap();
         config.baseline = config.baseline.max(ProcessMemory::current().rss);
         let capacity = config.budget.saturating_sub(config.baseline);
@@ -151,10 +153,7 @@ impl Pool {
         let now = Instant::now();
         for (spec, (entry_path, parallel, plan)) in specs.into_iter().zip(totals) {
             let (settings, prepared, bytes) = match plan {
-                Ok((settings, prepared, total)) => {
-                    let bytes = total.saturating_sub(config.baseline);
-                    (Some(settings), Some(prepared), Ok(bytes))
-                }
+                Ok((settings, prepared, bytes)) => (Some(settings), Some(prepared), Ok(bytes)),
                 Err(reason) => {
                     eprintln!("warning: model {}: {reason}", spec.id);
                     (None, None, Err(reason))
