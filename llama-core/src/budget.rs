@@ -207,10 +207,16 @@ pub const BACKSTOP_SLACK: u64 = 128 << 20;
 /// large allocation then fails (llama.cpp reports it as an error) instead of growing until the
 /// kernel's OOM killer ends the process. Returns the limit set.
 pub fn install_data_limit(plan: &Plan, mapped_weights: u64) -> std::io::Result<u64> {
-    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     // Streamed weights are planned below the file size; either way they are file-backed.
     let mapped = mapped_weights.min(plan.breakdown.weights);
-    let anonymous = plan.breakdown.total().saturating_sub(mapped);
+    install_data_limit_bytes(plan.breakdown.total().saturating_sub(mapped))
+}
+
+/// The `RLIMIT_DATA` backstop for `anonymous` bytes of planned anonymous memory (plus the same
+/// slack as [`install_data_limit`]), for a process that runs several models under one budget.
+/// Never raises a lower limit already set. Returns the limit in force.
+pub fn install_data_limit_bytes(anonymous: u64) -> std::io::Result<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let mut limit = anonymous.saturating_add(BACKSTOP_SLACK);
     let current = getrlimit(Resource::Data);
     if let Some(max) = current.maximum {

@@ -18,7 +18,8 @@
 //! Without them (`default-features = false`) only the pure parts build, with no C toolchain: the GGUF reader and writer ([`gguf`], including
 //! [`gguf::synthetic`]), [`cache_spec`], [`kv_pool`], [`planner`], the [`arena`]'s ledger and
 //! placement, [`params`], [`sampling`], [`size`], [`stop`], [`utf8`], [`process_memory`],
-//! [`cancel`], [`metrics`], [`machine`] and the [`error`] types.
+//! [`cancel`], [`metrics`], [`machine`], [`router`] (the multi-model policy) and the [`error`]
+//! types.
 #![deny(unsafe_code)]
 
 pub mod arena;
@@ -55,6 +56,7 @@ pub mod planner;
 pub mod process_memory;
 #[cfg(feature = "ffi")]
 pub mod quantize;
+pub mod router;
 #[cfg(feature = "ffi")]
 pub mod run;
 pub mod sampling;

@@ -356,3 +356,54 @@ fn sessions_sharing_a_system_prompt_share_its_blocks() {
     let (_, first_done) = first.collect_blocking().unwrap();
     assert_eq!(first_done.completion_tokens, 64);
 }
+
+/// `Engine::park` saves every idle session and hands them over; a new engine of the same model
+/// adopts them and continues each conversation from its saved KV, with the same greedy answer
+/// as an engine that never stopped (the router's unload and reload of a model).
+#[test]
+fn parked_sessions_continue_in_a_new_engine_exactly() {
+    let (model, spec) = model();
+    let dir = tempfile::tempdir().unwrap();
+    let topics = &TOPICS[..2];
+    let reference_engine = engine(&model, &spec, 2, 8, dir.path());
+    let reference: Vec<(String, String, usize)> = topics
+        .iter()
+        .map(|t| conversation(&reference_engine, &model, t))
+        .collect();
+    drop(reference_engine);
+    let first_engine = engine(&model, &spec, 2, 8, dir.path());
+    let mut conversations: Vec<Vec<ChatMessage>> =
+        topics.iter().map(|t| conversation_start(t)).collect();
+    for (messages, want) in conversations.iter_mut().zip(&reference) {
+        let (first, _) = ask(&first_engine, render(&model, messages), 48);
+        assert_eq!(first, want.0);
+        add_turn(messages, &first);
+    }
+    let parked = first_engine.park(Duration::from_secs(5));
+    assert_eq!(parked.len(), 2, "both idle sessions are saved");
+    assert!(
+        parked.iter().all(|s| s.path.exists()),
+        "their files are kept"
+    );
+    let second_engine = engine(&model, &spec, 2, 8, dir.path());
+    second_engine.adopt_sessions(parked.clone());
+    for ((messages, want), topic) in conversations.iter().zip(&reference).zip(topics) {
+        let (second, done) = ask(&second_engine, render(&model, messages), 48);
+        assert_eq!(second, want.1, "second turn about {topic}, token for token");
+        assert!(
+            done.cached_tokens > 30,
+            "restored from the parked file: {done:?}"
+        );
+    }
+    assert!(
+        second_engine.stats().restores >= 2,
+        "{:?}",
+        second_engine.stats()
+    );
+    // A parked engine's files are not reused by the next one's saves.
+    let more = second_engine.park(Duration::from_secs(5));
+    let mut paths: Vec<_> = more.iter().map(|s| s.path.clone()).collect();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), more.len());
+}

@@ -80,6 +80,38 @@ option_group! {
         /// Model id in responses and /v1/models (default: the file name without .gguf).
         #[arg(long = "alias", value_name = "NAME")]
         alias: String = None,
+
+        /// Without -m: serve the GGUF models in this directory too (split models and models
+        /// in sub-folders included).
+        #[arg(long = "models-dir", value_name = "DIR")]
+        models_dir: PathBuf = None,
+
+        /// Without -m: per-model settings, a TOML file of [models.NAME] tables (any run
+        /// option, plus model, aliases, pin, parallel).
+        #[arg(long = "models-preset", value_name = "FILE")]
+        models_preset: PathBuf = None,
+
+        /// Without -m: do not serve the models of the Hugging Face cache.
+        #[arg(long = "no-models-store", num_args = 0, default_missing_value = "true")]
+        no_models_store: bool = Some(false),
+
+        /// Without -m: keep these models (comma-separated ids or aliases) loaded.
+        #[arg(long = "pin", value_name = "NAMES")]
+        pin: String = None,
+
+        /// Without -m: unload a model idle this long (e.g. 90s, 10m, 1h).
+        #[arg(long = "idle-unload", value_name = "DURATION")]
+        idle_unload: String = None,
+
+        /// Without -m: at most this many models loaded at once (as llama-server's
+        /// --models-max); memory is bounded by --max-mem either way.
+        #[arg(long = "models-max", value_name = "N")]
+        models_max: usize = None,
+
+        /// Without -m: seconds a request waits for its model to load (or for room to load
+        /// it) before 503.
+        #[arg(long = "load-timeout", value_name = "SECONDS")]
+        load_timeout: f64 = Some(120.0),
     }
 }
 
@@ -210,6 +242,17 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             host: serve.host.clone(),
         }
         .into());
+    }
+    if settings.model.is_none() && settings.hf_repo.is_none() {
+        // No -m: serve every model of the store, --models-dir and --models-preset.
+        let parts = crate::server::router::RouterParts {
+            run_options,
+            serve: serve_options,
+            addr,
+            api_key: key,
+        };
+        crate::server::router::run(parts)?;
+        return Ok(());
     }
     let started = Started::new(&settings, &serve)?;
     let template =

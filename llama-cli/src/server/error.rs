@@ -213,6 +213,9 @@ pub enum ServeError {
     /// Serving failed.
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    /// The models to serve without `-m` could not be set up.
+    #[error(transparent)]
+    Router(#[from] super::router::RouterError),
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@
 //! - [`error`]: OpenAI-style error bodies; [`shutdown`]: SIGINT/SIGTERM.
 //! - [`state_dir`]: where the engine saves evicted sessions (by default a private temporary
 //!   directory).
+//! - [`router`]: without `-m`, many models under one budget, each served by the handlers
+//!   above on its own state.
 //!
 //! The rest of the CLI is synchronous: [`serve`] builds its own multi-thread runtime.
 
@@ -23,6 +25,7 @@ mod log;
 mod metrics;
 pub mod openai;
 mod openapi;
+pub mod router;
 mod shutdown;
 mod sse;
 pub mod state;

@@ -16,6 +16,7 @@ mod packaging;
 mod perplexity;
 mod prompt;
 mod quantize;
+mod router;
 mod serve;
 mod session_files;
 mod shapes;

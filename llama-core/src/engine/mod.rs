@@ -34,7 +34,7 @@ use crate::cache_spec::{KvCacheType, ModelCacheSpec};
 use crate::cancel::CancelToken;
 use crate::ffi::{ContextParams, FlashAttention, Model, Token};
 use crate::session::{FinishReason, GenerateOptions};
-use crate::state_file::StateFileError;
+use crate::state_file::{SavedSession, StateFileError};
 
 fn engine_stopped(path: &std::path::Path) -> StateFileError {
     StateFileError::Io {
@@ -475,6 +475,32 @@ impl Engine {
             .unwrap_or_default()
     }
 
+    /// Stops the engine like [`shutdown`](Self::shutdown), but first saves every idle
+    /// session to the state directory and returns them all (with those saved earlier), their
+    /// files kept: another engine of the same model takes them over with
+    /// [`adopt_sessions`](Self::adopt_sessions), so conversations continue with their KV
+    /// after the model was unloaded. Empty without a state directory.
+    pub fn park(mut self, deadline: Duration) -> Vec<SavedSession> {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        self.wait_idle(deadline);
+        let sessions = self
+            .command(|reply| scheduler::Command::Park { reply })
+            .unwrap_or_default();
+        self.stop(Duration::ZERO);
+        sessions
+    }
+
+    /// Takes over sessions another engine of the same model saved ([`park`](Self::park)):
+    /// a request that continues one of them restores its KV from the file instead of
+    /// evaluating the conversation again. A file saved for another model or cache type is
+    /// refused when it is read (the conversation is then evaluated anew).
+    pub fn adopt_sessions(&self, sessions: Vec<SavedSession>) {
+        if sessions.is_empty() {
+            return;
+        }
+        let _ = self.command(|reply| scheduler::Command::Adopt { sessions, reply });
+    }
+
     /// Hands a command to the scheduler thread and waits for its answer (`None` once the
     /// scheduler has stopped).
     fn command<T>(
@@ -532,6 +558,17 @@ impl Engine {
 
     fn stop(&mut self, deadline: Duration) {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        self.wait_idle(deadline);
+        scheduler::request_exit(&self.shared);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Engine {
+    /// Waits up to `deadline` for no request to be running or queued.
+    fn wait_idle(&self, deadline: Duration) {
         let started = std::time::Instant::now();
         while started.elapsed() < deadline {
             let s = self.stats();
@@ -539,10 +576,6 @@ impl Engine {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
-        }
-        scheduler::request_exit(&self.shared);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }

@@ -60,7 +60,20 @@ pub(super) enum Command {
         seq: u32,
         reply: std::sync::mpsc::SyncSender<Vec<Token>>,
     },
+    /// Save every idle session and hand over the saved ones (their files are kept).
+    Park {
+        reply: std::sync::mpsc::SyncSender<Vec<SavedSession>>,
+    },
+    /// Take saved sessions over (files another engine of the same model saved).
+    Adopt {
+        sessions: Vec<SavedSession>,
+        reply: std::sync::mpsc::SyncSender<()>,
+    },
 }
+
+/// Numbers session files: unique in the process, so that an engine adopting another's files
+/// never writes over them.
+static NEXT_FILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Commands waiting for the scheduler thread; `stopped` once it no longer takes any.
 #[derive(Default)]
@@ -292,7 +305,6 @@ pub(super) fn start(
         batch,
         saved: VecDeque::new(),
         identity,
-        next_file: 0,
         model: model.clone(),
         next_first: 0,
         swa_window: kv.sliding_window,
@@ -362,7 +374,6 @@ struct Scheduler {
     batch: Batch,
     saved: VecDeque<SavedSession>,
     identity: String,
-    next_file: u64,
     n_ctx_seq: usize,
     model: Arc<Model>,
     /// The slot whose token goes first into the next batch (rotates, so that with more
@@ -524,6 +535,24 @@ impl Scheduler {
                         .unwrap_or_default();
                     let _ = reply.send(tokens);
                 }
+                Command::Park { reply } => {
+                    for i in 0..self.slots.len() {
+                        if self.slots[i].is_idle() && !self.slots[i].tokens.is_empty() {
+                            self.save(i);
+                            self.clear_slot(i);
+                        }
+                    }
+                    let _ = reply.send(self.saved.drain(..).collect());
+                }
+                Command::Adopt { sessions, reply } => {
+                    self.saved.extend(sessions);
+                    while self.saved.len() > MAX_SAVED {
+                        if let Some(old) = self.saved.pop_front() {
+                            let _ = std::fs::remove_file(old.path);
+                        }
+                    }
+                    let _ = reply.send(());
+                }
             }
         }
     }
@@ -614,12 +643,8 @@ impl Scheduler {
             self.stats().dropped += 1;
             return false;
         }
-        self.next_file += 1;
-        let path = state_dir.join(format!(
-            "session-{}-{}.state",
-            std::process::id(),
-            self.next_file
-        ));
+        let n = NEXT_FILE.fetch_add(1, Ordering::Relaxed) + 1;
+        let path = state_dir.join(format!("session-{}-{n}.state", std::process::id()));
         let started = Instant::now();
         let tokens = &self.slots[i].tokens;
         let saved = state_file::save(&mut self.ctx, seq, &path, &self.identity, tokens, &[]);

@@ -121,7 +121,7 @@ pub enum RunError {
 }
 
 /// Everything decided before the model is loaded.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     /// The settings it was prepared for.
     pub settings: RunSettings,
@@ -146,6 +146,10 @@ pub struct Prepared {
     /// What the user should know: degradations, streaming, GPU fallbacks. Warnings start
     /// with `warning:`.
     pub notes: Vec<String>,
+    /// Whether starting installs the plan's `RLIMIT_DATA` backstop (`true` from
+    /// [`prepare`]); a process that runs several models under one budget installs its own
+    /// limit for all of them and clears this.
+    pub data_limit: bool,
 }
 
 impl Prepared {
@@ -432,6 +436,7 @@ pub fn prepare_with_outputs(
         repacked_bytes: repacked_bytes.filter(|_| !streams),
         machine,
         notes,
+        data_limit: true,
     })
 }
 

@@ -89,7 +89,7 @@ fn load_weights(
     progress: Option<&mut dyn FnMut(f32) -> bool>,
 ) -> Result<Weights, RunError> {
     let settings = &prepared.settings;
-    if let Some(plan) = &prepared.plan {
+    if let Some(plan) = prepared.plan.as_ref().filter(|_| prepared.data_limit) {
         tracing::info!(plan = ?plan.breakdown, "memory plan");
         // Weights read into memory (`--no-mmap`) are anonymous memory too.
         let mapped = if prepared.params.load_mode.maps() {
