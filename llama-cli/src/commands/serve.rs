@@ -16,6 +16,7 @@ use crate::option_group::option_group;
 use crate::options::{RunOptions, Settings};
 use crate::runtime;
 use crate::server::auth::ApiKey;
+use crate::server::cors::CorsConfig;
 use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
 use crate::server::state_dir::StateDir;
@@ -25,8 +26,9 @@ option_group! {
     /// The server's own options: flags, or keys of the same name in the `--config` file (where
     /// they sit next to the run options; flags win).
     pub struct ServeOptions {
-        /// Address to listen on; a non-loopback address needs an API key or --no-auth.
-        #[arg(long = "host", value_name = "ADDR")]
+        /// Addresses to listen on, comma-separated (`127.0.0.1,::1`); a non-loopback address
+        /// needs an API key or --no-auth.
+        #[arg(long = "host", value_name = "ADDR[,ADDR...]")]
         host: String = Some("127.0.0.1".to_string()),
 
         /// Port to listen on; 0 picks a free one (printed on stderr).
@@ -71,9 +73,32 @@ option_group! {
         #[arg(long = "state-dir", value_name = "DIR")]
         state_dir: PathBuf = None,
 
-        /// Model id in responses and /v1/models (default: the file name without .gguf).
-        #[arg(long = "alias", value_name = "NAME")]
+        /// Model names, comma-separated: the first in sorted order is the id in responses,
+        /// all are accepted and listed (default: the file name without .gguf).
+        #[arg(long = "alias", value_name = "NAME[,NAME...]")]
         alias: String = None,
+
+        /// One KV pool for all sequences: a request may use the whole -c, instead of -c
+        /// divided by --parallel (also -kvu).
+        #[arg(long = "kv-unified", num_args = 0, default_missing_value = "true")]
+        kv_unified: bool = Some(false),
+
+        /// Origins allowed by CORS: *, localhost (only localhost origins), or a
+        /// comma-separated list.
+        #[arg(long = "cors-origins", value_name = "ORIGINS")]
+        cors_origins: String = Some("*".to_string()),
+
+        /// Methods allowed by CORS, comma-separated.
+        #[arg(long = "cors-methods", value_name = "METHODS")]
+        cors_methods: String = Some("GET, POST, DELETE, OPTIONS".to_string()),
+
+        /// Headers allowed by CORS, comma-separated, or *.
+        #[arg(long = "cors-headers", value_name = "HEADERS")]
+        cors_headers: String = Some("*".to_string()),
+
+        /// Whether CORS allows credentials (true or false).
+        #[arg(long = "cors-credentials", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        cors_credentials: bool = Some(true),
     }
 }
 
@@ -90,6 +115,8 @@ struct ServeSettings {
     shutdown_timeout: f64,
     state_dir: Option<PathBuf>,
     alias: Option<String>,
+    kv_unified: bool,
+    cors: CorsConfig,
 }
 
 fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
@@ -105,6 +132,13 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         shutdown_timeout: o.shutdown_timeout.unwrap_or_default(),
         state_dir: o.state_dir,
         alias: o.alias,
+        kv_unified: o.kv_unified.unwrap_or_default(),
+        cors: CorsConfig {
+            origins: o.cors_origins.unwrap_or_default(),
+            methods: o.cors_methods.unwrap_or_default(),
+            headers: o.cors_headers.unwrap_or_default(),
+            credentials: o.cors_credentials.unwrap_or_default(),
+        },
     };
     let bad = |name, value: String, expected| ServeError::Option {
         name,
@@ -130,7 +164,42 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
     if s.max_body > (1 << 30) {
         return Err(bad("max-body", s.max_body.to_string(), "at most 1G"));
     }
+    if let Err(e) = s.cors.layer() {
+        return Err(bad(
+            e.option_name(),
+            e.value,
+            "valid comma-separated entries",
+        ));
+    }
     Ok(s)
+}
+
+/// Every address of a comma-separated `--host` list.
+fn socket_addrs(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, ServeError> {
+    let addrs = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| socket_addr(h, port))
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(ServeError::Host {
+            host: hosts.to_string(),
+            message: "no address given".into(),
+        });
+    }
+    Ok(addrs)
+}
+
+/// `--alias a,b,c`: the names, sorted and without repeats, as llama-server keeps them.
+fn aliases(alias: &str) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = alias
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    set.into_iter().collect()
 }
 
 /// Resolves `host:port`, preferring the first address.
@@ -188,9 +257,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         return Ok(());
     }
-    let addr = socket_addr(&serve.host, serve.port)?;
+    let addrs = socket_addrs(&serve.host, serve.port)?;
     let key = api_key(&serve_options)?;
-    if key.is_none() && !addr.ip().is_loopback() && !serve.no_auth {
+    if key.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) && !serve.no_auth {
         return Err(ServeError::NoAuthOnPublicAddress {
             host: serve.host.clone(),
         }
@@ -216,13 +285,14 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         max_tokens_cap: serve.max_tokens_cap.unwrap_or(n_ctx_per_seq),
         system: settings.system.clone(),
     };
-    let model_id = serve
-        .alias
-        .clone()
-        .unwrap_or_else(|| model_id(&started.path));
+    let mut names = serve.alias.as_deref().map(aliases).unwrap_or_default();
+    if names.is_empty() {
+        names.push(model_id(&started.path));
+    }
     let parts = StateParts {
         engine: started.engine,
-        model_id,
+        model_id: names[0].clone(),
+        aliases: names,
         template,
         defaults,
         limits: Limits {
@@ -237,7 +307,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     crate::server::serve(
         parts,
         ServerConfig {
-            addr,
+            addrs,
+            cors: serve.cors.clone(),
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;
@@ -268,7 +339,14 @@ impl Started {
     /// Plans, loads and starts the engine on llama-core's run path, as `prompt` does, with
     /// `--parallel` sequences: the same plan, streaming and GPU fitting.
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
-        let settings = &crate::model_source::resolved(settings)?;
+        let mut settings = crate::model_source::resolved(settings)?;
+        // llama-server's -c is the context of all slots together: each sequence gets its
+        // share (with --kv-unified, any one may use it all). 0 stays the training context of
+        // each sequence.
+        if settings.ctx_size > 0 {
+            settings.ctx_size = (settings.ctx_size / serve.parallel).max(1);
+        }
+        let settings = &settings;
         let run = runtime::run_settings(settings, serve.parallel)?;
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
@@ -278,6 +356,7 @@ impl Started {
             queue_capacity: serve.queue,
             state_dir: Some(state_dir.path().to_path_buf()),
             progress: None,
+            kv_unified: serve.kv_unified,
         })?;
         Ok(Started {
             engine: running.engine,
@@ -322,6 +401,23 @@ mod tests {
         assert!(resolve(&o).unwrap_err().to_string().contains("parallel"));
         let s = resolve(&ServeOptions::default()).unwrap();
         assert_eq!((s.port, s.parallel, s.queue), (8080, 4, 64));
+    }
+
+    #[test]
+    fn aliases_and_hosts_are_lists() {
+        assert_eq!(aliases(" b, a,,b "), vec!["a".to_string(), "b".to_string()]);
+        let addrs = socket_addrs("127.0.0.1, ::1", 0).unwrap();
+        assert_eq!(addrs.len(), 2);
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+        assert!(socket_addrs(" , ", 0).is_err());
+        let o = ServeOptions {
+            cors_methods: Some("GET, B@D".into()),
+            ..ServeOptions::default()
+        };
+        assert!(resolve(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("cors-methods"));
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod perplexity;
 mod prompt;
 mod quantize;
 mod serve;
+mod serve_compat;
 mod session_files;
 mod shapes;
 mod show;

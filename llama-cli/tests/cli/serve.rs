@@ -13,28 +13,40 @@ use serde_json::{json, Value};
 
 use crate::support::{assert_clean_failure, llama_cli, model};
 
-const KEY: &str = "s3cret-key";
+pub(crate) const KEY: &str = "s3cret-key";
 
 /// A running server, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts `llama-cli serve` on 127.0.0.1 with a free port and waits for it to listen.
-    fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         Server::start_with_env(extra, &[])
     }
 
     /// [`Server::start`] with these environment variables set.
     fn start_with_env(extra: &[&str], env: &[(&str, &std::path::Path)]) -> Server {
+        // -c is the context of all sequences (llama-server's meaning): 512 tokens each.
+        let parallel = extra
+            .windows(2)
+            .find(|w| w[0] == "--parallel")
+            .and_then(|w| w[1].parse::<u32>().ok())
+            .unwrap_or(4);
+        let ctx = (512 * parallel).to_string();
         let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"));
         cmd.arg("serve")
             .arg("-m")
             .arg(model())
-            .args(["--host", "127.0.0.1", "--port", "0", "-c", "512", "-t", "2"])
+            .args(["--port", "0", "-c", &ctx, "-t", "2"])
+            .args(if extra.contains(&"--host") {
+                &[][..]
+            } else {
+                &["--host", "127.0.0.1"][..]
+            })
             .args(extra)
             .envs(env.iter().copied())
             .env_remove("RUST_LOG")
@@ -72,7 +84,7 @@ impl Server {
         server
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -80,15 +92,21 @@ impl Server {
         self.child.as_ref().expect("running").id()
     }
 
-    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         request(self.port, method, path, headers, body)
     }
 
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[("authorization", &bearer())], b"")
     }
 
-    fn post(&self, path: &str, body: &Value) -> Response {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Response {
         self.request(
             "POST",
             path,
@@ -101,7 +119,7 @@ impl Server {
     }
 
     /// One value of `/metrics` (a line `NAME VALUE` or `NAME{labels} VALUE`).
-    fn metric(&self, name: &str) -> f64 {
+    pub(crate) fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").text();
         text.lines()
             .find(|l| l.split(' ').next() == Some(name))
@@ -153,37 +171,37 @@ impl Drop for Server {
     }
 }
 
-fn bearer() -> String {
+pub(crate) fn bearer() -> String {
     format!("Bearer {KEY}")
 }
 
 /// A parsed HTTP response.
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// Asserts an OpenAI-style error with this status; returns the error object.
-    fn assert_error(&self, status: u16) -> Value {
+    pub(crate) fn assert_error(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
         let body = self.json();
         let error = body["error"].clone();
@@ -285,7 +303,13 @@ fn read_chunk(reader: &mut impl BufRead) -> Option<Vec<u8>> {
     (size > 0).then_some(chunk)
 }
 
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub(crate) fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut stream = connect(port);
     send_head(&mut stream, method, path, headers, body);
     let mut reader = BufReader::new(stream);
@@ -299,15 +323,15 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 /// A streamed response being read event by event.
-struct EventStream {
+pub(crate) struct EventStream {
     reader: BufReader<TcpStream>,
-    status: u16,
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     pending: String,
 }
 
 impl EventStream {
-    fn open(port: u16, path: &str, body: &Value) -> EventStream {
+    pub(crate) fn open(port: u16, path: &str, body: &Value) -> EventStream {
         let mut stream = connect(port);
         send_head(
             &mut stream,
@@ -330,7 +354,7 @@ impl EventStream {
     }
 
     /// The next `data:` payload; `None` at the end of the body.
-    fn next_data(&mut self) -> Option<String> {
+    pub(crate) fn next_data(&mut self) -> Option<String> {
         loop {
             if let Some(end) = self.pending.find("\n\n") {
                 let event: String = self.pending.drain(..end + 2).collect();
@@ -350,7 +374,7 @@ impl EventStream {
     }
 
     /// Reads to `[DONE]`; returns the parsed chunks before it.
-    fn collect(mut self) -> Vec<Value> {
+    pub(crate) fn collect(mut self) -> Vec<Value> {
         let mut chunks = Vec::new();
         while let Some(data) = self.next_data() {
             if data == "[DONE]" {
@@ -363,7 +387,7 @@ impl EventStream {
     }
 }
 
-fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
+pub(crate) fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
     json!({
         "model": "whatever",
         "messages": [{"role": "user", "content": content}],
@@ -375,7 +399,7 @@ fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
     })
 }
 
-fn assert_usage(usage: &Value) -> (u64, u64) {
+pub(crate) fn assert_usage(usage: &Value) -> (u64, u64) {
     let p = usage["prompt_tokens"].as_u64().expect("prompt_tokens");
     let c = usage["completion_tokens"]
         .as_u64()
@@ -515,13 +539,17 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     );
     let r = server.post("/v1/chat/completions", &json!({"messages": []}));
     r.assert_error(400);
+    // A JSON body is read whatever its Content-Type says (`curl -d` sends a form's).
     let r = server.request(
         "POST",
         "/v1/completions",
-        &[("authorization", &bearer()), ("content-type", "text/plain")],
-        b"{}",
+        &[
+            ("authorization", &bearer()),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        br#"{"prompt": "Hi", "max_tokens": 2, "temperature": 0}"#,
     );
-    r.assert_error(415);
+    assert_eq!(r.status, 200, "{}", r.text());
     let r = server.get("/v1/nothing-here");
     r.assert_error(404);
 
