@@ -24,8 +24,9 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// The subcommands.
+/// The subcommands (parsed once per run: the size of the largest is of no concern).
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Answer one prompt (argument or stdin) and exit; the answer streams to stdout.
     Prompt(PromptArgs),
@@ -56,6 +57,9 @@ pub enum Command {
     Perplexity(crate::commands::perplexity::PerplexityArgs),
     /// Throughput with many sequences decoded together, as llama-batched-bench measures it.
     BatchedBench(crate::commands::batched_bench::BatchedBenchArgs),
+    /// Embeddings of texts (pooled as the model says or --pooling, L2-normalised), with
+    /// their cosine similarities.
+    Embed(crate::commands::embed::EmbedArgs),
     /// Tokenize text with a model's tokenizer: token ids and pieces.
     Tokenize(crate::commands::tokenize::TokenizeArgs),
     /// A report for bug reports: version, build, CPU and AMX, devices, memory, the model's

@@ -153,7 +153,7 @@ impl Embedder {
     /// sequences.
     pub fn new(ctx: Context, n_seq: u32) -> Embedder {
         // A pooled sequence must sit in one micro-batch; every token is an output.
-        let max_tokens = (ctx.n_ubatch().min(ctx.n_batch()) as usize).max(1);
+        let max_tokens = (ctx.n_ubatch().min(ctx.n_batch()).min(ctx.n_ctx()) as usize).max(1);
         Embedder {
             batch: Batch::new(max_tokens),
             ctx,
@@ -169,9 +169,11 @@ impl Embedder {
         params: &ContextParams,
         pooling: Pooling,
     ) -> Result<Embedder, crate::error::ContextError> {
+        // One pool of cells: any input may use the whole context.
         let params = ContextParams {
             n_ubatch: params.n_batch,
             n_outputs_max: params.n_batch,
+            kv_unified: true,
             ..params.clone()
         };
         let ctx = Context::for_embeddings(model, &params, pooling)?;

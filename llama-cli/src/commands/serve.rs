@@ -17,10 +17,12 @@ use crate::options::{RunOptions, Settings};
 use crate::runtime;
 use crate::server::auth::ApiKey;
 use crate::server::cors::CorsConfig;
+use crate::server::embeddings::Embeddings;
 use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
 use crate::server::state_dir::StateDir;
 use crate::server::{ServeError, ServerConfig};
+use llama_core::embedding::{Embedder, Pooling};
 
 option_group! {
     /// The server's own options: flags, or keys of the same name in the `--config` file (where
@@ -96,6 +98,15 @@ option_group! {
         #[arg(long = "cors-headers", value_name = "HEADERS")]
         cors_headers: String = Some("*".to_string()),
 
+        /// Also serve embeddings (/v1/embeddings, /embeddings) and, for a model with rank
+        /// pooling, reranking (/v1/rerank), from a second context with embeddings on.
+        #[arg(long = "embeddings", visible_alias = "embedding", num_args = 0, default_missing_value = "true")]
+        embeddings: bool = Some(false),
+
+        /// Pooling of the embeddings: none, mean, cls, last or rank (default: the model's).
+        #[arg(long = "pooling", value_name = "TYPE", requires = "embeddings")]
+        pooling: String = None,
+
         /// Whether CORS allows credentials (true or false).
         #[arg(long = "cors-credentials", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
         cors_credentials: bool = Some(true),
@@ -117,6 +128,7 @@ struct ServeSettings {
     alias: Option<String>,
     kv_unified: bool,
     cors: CorsConfig,
+    embeddings: Option<Pooling>,
 }
 
 fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
@@ -133,6 +145,15 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         state_dir: o.state_dir,
         alias: o.alias,
         kv_unified: o.kv_unified.unwrap_or_default(),
+        embeddings: match (o.embeddings.unwrap_or_default(), &o.pooling) {
+            (false, _) => None,
+            (true, None) => Some(Pooling::Model),
+            (true, Some(p)) => Some(p.parse::<Pooling>().map_err(|_| ServeError::Option {
+                name: "pooling",
+                value: p.clone(),
+                expected: "none, mean, cls, last or rank",
+            })?),
+        },
         cors: CorsConfig {
             origins: o.cors_origins.unwrap_or_default(),
             methods: o.cors_methods.unwrap_or_default(),
@@ -303,16 +324,58 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         api_key: key,
         budget: started.counters,
     };
+    let embeddings = match serve.embeddings {
+        Some(pooling) => Some(std::sync::Arc::new(embedder(&parts, &settings, pooling)?)),
+        None => None,
+    };
     let _state_dir = started.state_dir;
     crate::server::serve(
         parts,
         ServerConfig {
             addrs,
             cors: serve.cors.clone(),
+            embeddings,
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;
     Ok(())
+}
+
+/// The embeddings context of `--embeddings`: on the engine's model, one request's worth of
+/// context (a sequence's share of -c), four inputs per decode. It is not in the engine's
+/// memory plan.
+fn embedder(
+    parts: &StateParts,
+    settings: &Settings,
+    pooling: Pooling,
+) -> Result<Embeddings, CliError> {
+    let n_ctx = parts.engine.config().n_ctx_per_seq.max(64);
+    let params = llama_core::ContextParams {
+        n_ctx,
+        n_batch: n_ctx,
+        n_ubatch: n_ctx,
+        n_seq_max: 4,
+        n_threads: settings.threads,
+        n_threads_batch: if settings.threads_batch > 0 {
+            settings.threads_batch
+        } else {
+            settings.threads
+        },
+        ..llama_core::ContextParams::default()
+    };
+    let embedder =
+        Embedder::create(parts.engine.model().clone(), &params, pooling).map_err(|e| {
+            ServeError::Engine(llama_core::engine::EngineError::Start {
+                message: e.to_string(),
+            })
+        })?;
+    eprintln!(
+        "embeddings: pooling {}, {} dimensions, inputs of up to {} tokens",
+        embedder.pooling().name(),
+        embedder.dimensions(),
+        embedder.max_tokens()
+    );
+    Ok(Embeddings::new(embedder))
 }
 
 /// The model's id: its file name without `.gguf`.

@@ -29,8 +29,12 @@ use super::state::AppState;
 /// request bodies limited in size and read time; every request traced (a span with its id),
 /// counted and logged. llama-server's un-prefixed names route to the same handlers
 /// (`/chat/completions`, `/models`, `/v1/health`); its native API is in [`super::native`].
-pub fn router(state: Arc<AppState>, cors: CorsLayer) -> Router {
-    let routes = Router::new()
+pub fn router(
+    state: Arc<AppState>,
+    cors: CorsLayer,
+    embeddings: Option<Arc<super::embeddings::Embeddings>>,
+) -> Router {
+    let mut routes = Router::new()
         .route("/health", get(health))
         .route("/v1/health", get(health))
         .route("/v1/chat/completions", post(chat_completions))
@@ -41,7 +45,11 @@ pub fn router(state: Arc<AppState>, cors: CorsLayer) -> Router {
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .merge(native::routes())
+        .merge(native::routes());
+    if let Some(embeddings) = embeddings {
+        routes = routes.merge(super::embeddings::routes(embeddings));
+    }
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // On every route and the fallbacks: an unknown path without the key is 401.

@@ -17,6 +17,7 @@
 mod app;
 pub mod auth;
 pub mod cors;
+pub mod embeddings;
 pub mod error;
 mod events;
 mod http;
@@ -45,6 +46,8 @@ pub struct ServerConfig {
     pub addrs: Vec<SocketAddr>,
     /// Cross-origin settings.
     pub cors: cors::CorsConfig,
+    /// The embedder of `--embeddings` (its routes exist only then).
+    pub embeddings: Option<Arc<embeddings::Embeddings>>,
     /// How long in-flight requests may run on after SIGINT/SIGTERM before they are cancelled.
     pub shutdown_timeout: Duration,
 }
@@ -99,7 +102,7 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app::router(Arc::clone(&state), cors);
+    let app = app::router(Arc::clone(&state), cors, config.embeddings.clone());
     let mut servers = tokio::task::JoinSet::new();
     for (listener, local) in listeners {
         servers.spawn(http::serve(

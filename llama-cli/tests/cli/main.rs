@@ -7,6 +7,7 @@ mod chat;
 mod completions;
 mod config;
 mod doctor;
+mod embed;
 mod fake_hub;
 mod flags;
 mod machine;
