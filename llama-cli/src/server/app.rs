@@ -45,7 +45,9 @@ pub fn router(
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .merge(native::routes());
+        .merge(native::routes())
+        .merge(super::anthropic::routes())
+        .merge(super::responses::routes());
     if let Some(embeddings) = embeddings {
         routes = routes.merge(super::embeddings::routes(embeddings));
     }

@@ -42,6 +42,11 @@ pub fn data(value: &Value) -> Event {
     Event::default().data(value.to_string())
 }
 
+/// A named event (`event: NAME`) holding `value`.
+pub fn named(name: &str, value: &Value) -> Event {
+    Event::default().event(name).data(value.to_string())
+}
+
 struct Events<F> {
     frames: F,
     stream: ResponseStream,

@@ -14,8 +14,10 @@
 //!
 //! The rest of the CLI is synchronous: [`serve`] builds its own multi-thread runtime.
 
+mod anthropic;
 mod app;
 pub mod auth;
+mod chat_path;
 pub mod cors;
 pub mod embeddings;
 pub mod error;
@@ -26,6 +28,7 @@ mod log;
 mod metrics;
 mod native;
 pub mod openai;
+mod responses;
 mod shutdown;
 mod sse;
 pub mod state;

@@ -763,7 +763,7 @@ fn openai_python_client() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("8 passed, 0 failed"), "{stdout}\n{stderr}");
 }
 
 /// Issue #4's integration scenario through the server: eight two-turn conversations that

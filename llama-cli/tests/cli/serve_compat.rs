@@ -269,3 +269,145 @@ fn serve_listens_on_every_host_of_a_list() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// The named events of an SSE body, in order: (event name, data).
+fn named_events(port: u16, path: &str, body: &Value) -> Vec<(String, Value)> {
+    let r = request(
+        port,
+        "POST",
+        path,
+        &[
+            ("authorization", &bearer()),
+            ("content-type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    text.split("\n\n")
+        .filter_map(|block| {
+            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data: String = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .collect();
+            Some((name.to_string(), serde_json::from_str(&data).unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn serve_speaks_anthropic_messages_and_openai_responses() {
+    let server = Server::start(&["--parallel", "1", "--api-key", KEY]);
+    let question = json!([{"role": "user", "content": "What is the capital of France?"}]);
+    let body = json!({"model": "m", "max_tokens": 16, "temperature": 0, "messages": question,
+                      "system": "Be brief."});
+    let whole = server.post("/v1/messages", &body).json();
+    assert_eq!(whole["type"], "message", "{whole}");
+    let text = whole["content"][0]["text"].as_str().unwrap().to_string();
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let events = named_events(server.port, "/v1/messages", &streaming);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[..3],
+        ["message_start", "content_block_start", "ping"],
+        "{names:?}"
+    );
+    assert_eq!(
+        names[names.len() - 3..],
+        ["content_block_stop", "message_delta", "message_stop"]
+    );
+    let deltas: String = events
+        .iter()
+        .filter(|(n, _)| n == "content_block_delta")
+        .map(|(_, d)| d["delta"]["text"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deltas, text);
+    assert_eq!(
+        events[0].1["message"]["usage"]["input_tokens"],
+        whole["usage"]["input_tokens"]
+    );
+    let counted = server
+        .post(
+            "/v1/messages/count_tokens",
+            &json!({"messages": question, "system": "Be brief."}),
+        )
+        .json();
+    assert_eq!(counted["input_tokens"], whole["usage"]["input_tokens"]);
+    // Errors in Anthropic's shape.
+    let r = server.post("/v1/messages", &json!({"messages": question}));
+    assert_eq!(r.status, 400);
+    let error = r.json();
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+
+    // Responses: the same answer, and its stream's events in order.
+    let body = json!({"model": "m", "input": question, "instructions": "Be brief.",
+                      "max_output_tokens": 16, "temperature": 0});
+    let whole = server.post("/responses", &body).json();
+    assert_eq!(whole["object"], "response", "{whole}");
+    assert_eq!(whole["output"][0]["content"][0]["text"], text.as_str());
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let events = named_events(server.port, "/v1/responses", &streaming);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names[..4],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added"
+        ]
+    );
+    assert_eq!(names.last(), Some(&"response.completed"));
+    let sequence: Vec<u64> = events
+        .iter()
+        .map(|(_, d)| d["sequence_number"].as_u64().unwrap())
+        .collect();
+    assert!(
+        sequence.windows(2).all(|w| w[1] == w[0] + 1),
+        "{sequence:?}"
+    );
+    let (_, done) = events.last().unwrap();
+    assert_eq!(
+        done["response"]["output"][0]["content"][0]["text"],
+        text.as_str()
+    );
+    assert_eq!(done["response"]["usage"], whole["usage"]);
+}
+
+#[test]
+fn anthropic_python_client() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let env = std::process::Command::new(root.join("scripts/python-env.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    let Some(env) = env.ok().filter(|e| e.status.success()) else {
+        println!("skipped: scripts/python-env.sh could not make a Python environment");
+        return;
+    };
+    let python = String::from_utf8_lossy(&env.stdout)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let out = std::process::Command::new(python)
+        .arg(root.join("tests/python/test_anthropic_client.py"))
+        .arg("--binary")
+        .arg(assert_cmd::cargo::cargo_bin("llama-cli"))
+        .arg("--model")
+        .arg(crate::support::model())
+        .output()
+        .expect("run the Python test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    if stdout.contains("skipped") {
+        println!("skipped: the anthropic package is not installed");
+        return;
+    }
+    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
+}
