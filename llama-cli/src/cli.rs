@@ -58,6 +58,9 @@ pub enum Command {
     Perplexity(crate::commands::perplexity::PerplexityArgs),
     /// Throughput with many sequences decoded together, as llama-batched-bench measures it.
     BatchedBench(crate::commands::batched_bench::BatchedBenchArgs),
+    /// Embeddings of texts (pooled as the model says or --pooling, L2-normalised), with
+    /// their cosine similarities.
+    Embed(crate::commands::embed::EmbedArgs),
     /// Tokenize text with a model's tokenizer: token ids and pieces.
     Tokenize(crate::commands::tokenize::TokenizeArgs),
     /// A report for bug reports: version, build, CPU and AMX, devices, memory, the model's

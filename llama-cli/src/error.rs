@@ -102,6 +102,15 @@ pub enum CliError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// Embeddings could not be computed.
+    #[error(transparent)]
+    Embed(#[from] llama_core::embedding::EmbedError),
+    /// `embed` needs texts.
+    #[error("nothing to embed: give texts with -p TEXT or a file of lines with -f FILE")]
+    NoEmbedInput,
+    /// `--embd-normalize` other than 2 or -1.
+    #[error("invalid --embd-normalize {0}: expected 2 (Euclidean) or -1 (none)")]
+    EmbdNormalize(i32),
     /// The chat REPL needs a template.
     #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
     ChatNeedsTemplate,

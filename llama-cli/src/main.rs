@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Version(args) => commands::version::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Perplexity(args) => commands::perplexity::run(args),
+        Command::Embed(args) => commands::embed::run(args),
         Command::BatchedBench(args) => commands::batched_bench::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Doctor(args) => commands::doctor::run(args),

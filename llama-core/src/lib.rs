@@ -36,6 +36,8 @@ pub mod chat;
 #[cfg(feature = "ffi")]
 pub mod doctor;
 #[cfg(feature = "ffi")]
+pub mod embedding;
+#[cfg(feature = "ffi")]
 pub mod engine;
 pub mod error;
 #[cfg(feature = "ffi")]

@@ -28,7 +28,7 @@ BASE_URL = None
 
 def start_server(binary, model):
     proc = subprocess.Popen(
-        [binary, "serve", "-m", model, "--port", "0", "-c", "512", "--parallel", "2",
+        [binary, "serve", "-m", model, "--port", "0", "-c", "1024", "--parallel", "2",
          "-t", "2", "--api-key", KEY],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
@@ -109,6 +109,29 @@ class OpenAIClient(unittest.TestCase):
         self.assertTrue(r.choices[0].text)
         self.assertEqual(r.choices[0].finish_reason, "length")
         self.assertEqual(r.usage.completion_tokens, 8)
+
+    def test_responses(self):
+        r = client().responses.create(
+            model="any", input="What is the capital of France?", instructions="Be brief.",
+            temperature=0, max_output_tokens=24)
+        self.assertEqual(r.object, "response")
+        self.assertIn("Paris", r.output_text)
+        self.assertGreater(r.usage.input_tokens, 10)
+        self.assertGreater(r.usage.output_tokens, 0)
+
+    def test_responses_stream_gives_the_same_text(self):
+        whole = client().responses.create(
+            model="any", input=MESSAGES, temperature=0, max_output_tokens=24)
+        deltas = []
+        with client().responses.stream(
+                model="any", input=MESSAGES, temperature=0, max_output_tokens=24) as s:
+            for event in s:
+                if event.type == "response.output_text.delta":
+                    deltas.append(event.delta)
+            final = s.get_final_response()
+        self.assertEqual("".join(deltas), whole.output_text)
+        self.assertEqual(final.output_text, whole.output_text)
+        self.assertEqual(final.usage.output_tokens, whole.usage.output_tokens)
 
     def test_wrong_key_is_authentication_error(self):
         with self.assertRaises(openai.AuthenticationError):

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod completions;
 pub mod doctor;
+pub mod embed;
 pub mod list;
 pub mod man;
 pub mod perplexity;

@@ -16,17 +16,21 @@ use crate::option_group::option_group;
 use crate::options::{RunOptions, Settings};
 use crate::runtime;
 use crate::server::auth::ApiKey;
+use crate::server::cors::CorsConfig;
+use crate::server::embeddings::Embeddings;
 use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
 use crate::server::state_dir::StateDir;
 use crate::server::{ServeError, ServerConfig};
+use llama_core::embedding::{Embedder, Pooling};
 
 option_group! {
     /// The server's own options: flags, or keys of the same name in the `--config` file (where
     /// they sit next to the run options; flags win).
     pub struct ServeOptions {
-        /// Address to listen on; a non-loopback address needs an API key or --no-auth.
-        #[arg(long = "host", value_name = "ADDR")]
+        /// Addresses to listen on, comma-separated (`127.0.0.1,::1`); a non-loopback address
+        /// needs an API key or --no-auth.
+        #[arg(long = "host", value_name = "ADDR[,ADDR...]")]
         host: String = Some("127.0.0.1".to_string()),
 
         /// Port to listen on; 0 picks a free one (printed on stderr).
@@ -77,8 +81,9 @@ option_group! {
         #[arg(long = "state-dir", value_name = "DIR")]
         state_dir: PathBuf = None,
 
-        /// Model id in responses and /v1/models (default: the file name without .gguf).
-        #[arg(long = "alias", value_name = "NAME")]
+        /// Model names, comma-separated: the first in sorted order is the id in responses,
+        /// all are accepted and listed (default: the file name without .gguf).
+        #[arg(long = "alias", value_name = "NAME[,NAME...]")]
         alias: String = None,
 
         /// Without -m: serve the GGUF models in this directory too (split models and models
@@ -112,6 +117,37 @@ option_group! {
         /// it) before 503.
         #[arg(long = "load-timeout", value_name = "SECONDS")]
         load_timeout: f64 = Some(120.0),
+
+        /// One KV pool for all sequences: a request may use the whole -c, instead of -c
+        /// divided by --parallel (also -kvu).
+        #[arg(long = "kv-unified", num_args = 0, default_missing_value = "true")]
+        kv_unified: bool = Some(false),
+
+        /// Origins allowed by CORS: *, localhost (only localhost origins), or a
+        /// comma-separated list.
+        #[arg(long = "cors-origins", value_name = "ORIGINS")]
+        cors_origins: String = Some("*".to_string()),
+
+        /// Methods allowed by CORS, comma-separated.
+        #[arg(long = "cors-methods", value_name = "METHODS")]
+        cors_methods: String = Some("GET, POST, DELETE, OPTIONS".to_string()),
+
+        /// Headers allowed by CORS, comma-separated, or *.
+        #[arg(long = "cors-headers", value_name = "HEADERS")]
+        cors_headers: String = Some("*".to_string()),
+
+        /// Also serve embeddings (/v1/embeddings, /embeddings) and, for a model with rank
+        /// pooling, reranking (/v1/rerank), from a second context with embeddings on.
+        #[arg(long = "embeddings", visible_alias = "embedding", num_args = 0, default_missing_value = "true")]
+        embeddings: bool = Some(false),
+
+        /// Pooling of the embeddings: none, mean, cls, last or rank (default: the model's).
+        #[arg(long = "pooling", value_name = "TYPE", requires = "embeddings")]
+        pooling: String = None,
+
+        /// Whether CORS allows credentials (true or false).
+        #[arg(long = "cors-credentials", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+        cors_credentials: bool = Some(true),
     }
 }
 
@@ -129,6 +165,9 @@ struct ServeSettings {
     timeout: f64,
     state_dir: Option<PathBuf>,
     alias: Option<String>,
+    kv_unified: bool,
+    cors: CorsConfig,
+    embeddings: Option<Pooling>,
 }
 
 fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
@@ -145,6 +184,22 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         timeout: o.timeout.unwrap_or_default(),
         state_dir: o.state_dir,
         alias: o.alias,
+        kv_unified: o.kv_unified.unwrap_or_default(),
+        embeddings: match (o.embeddings.unwrap_or_default(), &o.pooling) {
+            (false, _) => None,
+            (true, None) => Some(Pooling::Model),
+            (true, Some(p)) => Some(p.parse::<Pooling>().map_err(|_| ServeError::Option {
+                name: "pooling",
+                value: p.clone(),
+                expected: "none, mean, cls, last or rank",
+            })?),
+        },
+        cors: CorsConfig {
+            origins: o.cors_origins.unwrap_or_default(),
+            methods: o.cors_methods.unwrap_or_default(),
+            headers: o.cors_headers.unwrap_or_default(),
+            credentials: o.cors_credentials.unwrap_or_default(),
+        },
     };
     let bad = |name, value: String, expected| ServeError::Option {
         name,
@@ -177,7 +232,42 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
     if s.max_body > (1 << 30) {
         return Err(bad("max-body", s.max_body.to_string(), "at most 1G"));
     }
+    if let Err(e) = s.cors.layer() {
+        return Err(bad(
+            e.option_name(),
+            e.value,
+            "valid comma-separated entries",
+        ));
+    }
     Ok(s)
+}
+
+/// Every address of a comma-separated `--host` list.
+fn socket_addrs(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, ServeError> {
+    let addrs = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| socket_addr(h, port))
+        .collect::<Result<Vec<_>, _>>()?;
+    if addrs.is_empty() {
+        return Err(ServeError::Host {
+            host: hosts.to_string(),
+            message: "no address given".into(),
+        });
+    }
+    Ok(addrs)
+}
+
+/// `--alias a,b,c`: the names, sorted and without repeats, as llama-server keeps them.
+fn aliases(alias: &str) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> = alias
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+        .collect();
+    set.into_iter().collect()
 }
 
 /// Resolves `host:port`, preferring the first address.
@@ -235,9 +325,9 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
         return Ok(());
     }
-    let addr = socket_addr(&serve.host, serve.port)?;
+    let addrs = socket_addrs(&serve.host, serve.port)?;
     let key = api_key(&serve_options)?;
-    if key.is_none() && !addr.ip().is_loopback() && !serve.no_auth {
+    if key.is_none() && addrs.iter().any(|a| !a.ip().is_loopback()) && !serve.no_auth {
         return Err(ServeError::NoAuthOnPublicAddress {
             host: serve.host.clone(),
         }
@@ -245,11 +335,23 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     if settings.model.is_none() && settings.hf_repo.is_none() {
         // No -m: serve every model of the store, --models-dir and --models-preset.
+        if addrs.len() > 1 {
+            eprintln!(
+                "warning: without -m, serve listens on the first address only ({})",
+                addrs[0]
+            );
+        }
+        let cors = serve.cors.layer().map_err(|e| ServeError::Option {
+            name: "cors",
+            value: e.to_string(),
+            expected: "origins, methods and headers as --help says",
+        })?;
         let parts = crate::server::router::RouterParts {
             run_options,
             serve: serve_options,
-            addr,
+            addr: addrs[0],
             api_key: key,
+            cors,
         };
         crate::server::router::run(parts)?;
         return Ok(());
@@ -274,13 +376,14 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         max_tokens_cap: serve.max_tokens_cap.unwrap_or(n_ctx_per_seq),
         system: settings.system.clone(),
     };
-    let model_id = serve
-        .alias
-        .clone()
-        .unwrap_or_else(|| model_id(&started.path));
+    let mut names = serve.alias.as_deref().map(aliases).unwrap_or_default();
+    if names.is_empty() {
+        names.push(model_id(&started.path));
+    }
     let parts = StateParts {
         engine: started.engine,
-        model_id,
+        model_id: names[0].clone(),
+        aliases: names,
         template,
         defaults,
         limits: Limits {
@@ -291,15 +394,58 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         api_key: key,
         budget: started.counters,
     };
+    let embeddings = match serve.embeddings {
+        Some(pooling) => Some(std::sync::Arc::new(embedder(&parts, &settings, pooling)?)),
+        None => None,
+    };
     let _state_dir = started.state_dir;
     crate::server::serve(
         parts,
         ServerConfig {
-            addr,
+            addrs,
+            cors: serve.cors.clone(),
+            embeddings,
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;
     Ok(())
+}
+
+/// The embeddings context of `--embeddings`: on the engine's model, one request's worth of
+/// context (a sequence's share of -c), four inputs per decode. It is not in the engine's
+/// memory plan.
+fn embedder(
+    parts: &StateParts,
+    settings: &Settings,
+    pooling: Pooling,
+) -> Result<Embeddings, CliError> {
+    let n_ctx = parts.engine.config().n_ctx_per_seq.max(64);
+    let params = llama_core::ContextParams {
+        n_ctx,
+        n_batch: n_ctx,
+        n_ubatch: n_ctx,
+        n_seq_max: 4,
+        n_threads: settings.threads,
+        n_threads_batch: if settings.threads_batch > 0 {
+            settings.threads_batch
+        } else {
+            settings.threads
+        },
+        ..llama_core::ContextParams::default()
+    };
+    let embedder =
+        Embedder::create(parts.engine.model().clone(), &params, pooling).map_err(|e| {
+            ServeError::Engine(llama_core::engine::EngineError::Start {
+                message: e.to_string(),
+            })
+        })?;
+    eprintln!(
+        "embeddings: pooling {}, {} dimensions, inputs of up to {} tokens",
+        embedder.pooling().name(),
+        embedder.dimensions(),
+        embedder.max_tokens()
+    );
+    Ok(Embeddings::new(embedder))
 }
 
 /// The model's id: its file name without `.gguf`.
@@ -326,7 +472,14 @@ impl Started {
     /// Plans, loads and starts the engine on llama-core's run path, as `prompt` does, with
     /// `--parallel` sequences: the same plan, streaming and GPU fitting.
     fn new(settings: &Settings, serve: &ServeSettings) -> Result<Started, CliError> {
-        let settings = &crate::model_source::resolved(settings)?;
+        let mut settings = crate::model_source::resolved(settings)?;
+        // llama-server's -c is the context of all slots together: each sequence gets its
+        // share (with --kv-unified, any one may use it all). 0 stays the training context of
+        // each sequence.
+        if settings.ctx_size > 0 {
+            settings.ctx_size = (settings.ctx_size / serve.parallel).max(1);
+        }
+        let settings = &settings;
         let run = runtime::run_settings(settings, serve.parallel)?;
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
@@ -336,6 +489,7 @@ impl Started {
             queue_capacity: serve.queue,
             state_dir: Some(state_dir.path().to_path_buf()),
             progress: None,
+            kv_unified: serve.kv_unified,
         })?;
         Ok(Started {
             engine: running.engine,
@@ -380,6 +534,23 @@ mod tests {
         assert!(resolve(&o).unwrap_err().to_string().contains("parallel"));
         let s = resolve(&ServeOptions::default()).unwrap();
         assert_eq!((s.port, s.parallel, s.queue), (8080, 4, 64));
+    }
+
+    #[test]
+    fn aliases_and_hosts_are_lists() {
+        assert_eq!(aliases(" b, a,,b "), vec!["a".to_string(), "b".to_string()]);
+        let addrs = socket_addrs("127.0.0.1, ::1", 0).unwrap();
+        assert_eq!(addrs.len(), 2);
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+        assert!(socket_addrs(" , ", 0).is_err());
+        let o = ServeOptions {
+            cors_methods: Some("GET, B@D".into()),
+            ..ServeOptions::default()
+        };
+        assert!(resolve(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("cors-methods"));
     }
 
     #[test]

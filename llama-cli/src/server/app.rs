@@ -12,37 +12,56 @@ use llama_core::engine::{EngineEvent, EngineRequest};
 use llama_core::{CancelToken, ChatMessage, Role, Token};
 use serde_json::{json, Value};
 
+use tower_http::cors::CorsLayer;
+
 use super::auth;
 use super::error::ApiError;
 use super::limits::{self, JsonBody};
 use super::log::{self, RequestRecord};
 use super::metrics::{Gauges, CONTENT_TYPE as METRICS_CONTENT_TYPE};
+use super::native;
 use super::openai::{self, ChatRequest, Common, CompletionRequest, Envelope, Kind};
 use super::sse;
 use super::state::AppState;
 
 /// The application: `/health` open to all; everything else behind the API key (when one is
-/// set); request bodies limited in size and read time; every request traced (a span with its
-/// id), counted and logged.
-pub fn router(state: Arc<AppState>) -> Router {
-    let protected = Router::new()
+/// set), checked before routing; CORS outermost (preflights answered before the key check);
+/// request bodies limited in size and read time; every request traced (a span with its id),
+/// counted and logged. llama-server's un-prefixed names route to the same handlers
+/// (`/chat/completions`, `/models`, `/v1/health`); its native API is in [`super::native`].
+pub fn router(
+    state: Arc<AppState>,
+    cors: CorsLayer,
+    embeddings: Option<Arc<super::embeddings::Embeddings>>,
+) -> Router {
+    let mut routes = Router::new()
+        .route("/health", get(health))
+        .route("/v1/health", get(health))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(super::openapi::openapi_json))
-        .route_layer(from_fn_with_state(Arc::clone(&state), auth::require_key));
-    let routes = Router::new()
-        .route("/health", get(health))
-        .merge(protected)
+        .merge(native::routes())
+        .merge(super::anthropic::routes())
+        .merge(super::responses::routes());
+    if let Some(embeddings) = embeddings {
+        routes = routes.merge(super::embeddings::routes(embeddings));
+    }
+    let routes = routes
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        // On every route and the fallbacks: an unknown path without the key is 401.
+        .layer(from_fn_with_state(Arc::clone(&state), auth::require_key));
     // Layers added later wrap the earlier ones: `track` sees every response, the limits' too.
     limits::apply(routes, &state.limits)
         .layer(log::trace_layer())
         .layer(from_fn_with_state(Arc::clone(&state), log::track))
+        .layer(cors)
         .with_state(state)
 }
 
@@ -99,11 +118,21 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 fn model_object(state: &AppState) -> Value {
+    let m = &state.model;
     json!({
         "id": state.model_id,
+        "aliases": state.aliases,
         "object": "model",
         "created": state.started,
         "owned_by": "llama-rs",
+        "meta": {
+            "n_vocab": m.n_vocab(),
+            "n_ctx": state.ctx_per_slot(),
+            "n_ctx_train": m.n_ctx_train(),
+            "n_embd": m.n_embd(),
+            "n_params": m.n_params(),
+            "size": m.size_bytes(),
+        },
     })
 }
 
@@ -123,7 +152,7 @@ pub(super) async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     (status = 401, description = "A wrong or missing API key")
 ))]
 pub(super) async fn model(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    if id == state.model_id {
+    if id == state.model_id || state.aliases.contains(&id) {
         Json(model_object(&state)).into_response()
     } else {
         ApiError::new(
@@ -216,22 +245,12 @@ async fn generate(
     let prepared = common.prepare(&state.defaults)?;
     let prompt = match kind {
         Kind::Chat => {
-            let mut messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
-            if let Some(system) = &state.defaults.system {
-                if messages.first().is_none_or(|m| m.role != Role::System) {
-                    messages.insert(0, ChatMessage::new(Role::System, system.clone()));
-                }
-            }
-            Prompt::Chat(messages)
+            let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
+            Prompt::Chat(with_default_system(&state, messages))
         }
         Kind::Completion => Prompt::Text(openai::parse::<CompletionRequest>(&body)?.prompt_text()?),
     };
-    let tokens = {
-        let state = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || tokenize(&state, prompt))
-            .await
-            .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??
-    };
+    let tokens = tokenize_async(&state, prompt).await?;
     let (mut stream, inflight) = state
         .submit(EngineRequest {
             prompt: tokens,
@@ -273,15 +292,50 @@ async fn generate(
     }
 }
 
+/// `messages` with the server's `--system` prompt first when they start with none.
+pub(super) fn with_default_system(
+    state: &AppState,
+    mut messages: Vec<ChatMessage>,
+) -> Vec<ChatMessage> {
+    if let Some(system) = &state.defaults.system {
+        if messages.first().is_none_or(|m| m.role != Role::System) {
+            messages.insert(0, ChatMessage::new(Role::System, system.clone()));
+        }
+    }
+    messages
+}
+
 /// What a request asks the model to continue.
-enum Prompt {
+pub(super) enum Prompt {
+    /// A conversation, rendered with the chat template.
     Chat(Vec<ChatMessage>),
+    /// Raw text.
     Text(String),
 }
 
+/// [`tokenize`] on a blocking thread.
+pub(super) async fn tokenize_async(
+    state: &Arc<AppState>,
+    prompt: Prompt,
+) -> Result<Vec<Token>, ApiError> {
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || tokenize(&state, prompt))
+        .await
+        .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
+}
+
 /// Renders the chat template (or takes the raw text) and tokenizes it.
-fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
-    let (text, special) = match (prompt, &state.template) {
+pub(super) fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
+    let (text, special) = render(state, prompt)?;
+    state
+        .model
+        .tokenize(&text, true, special)
+        .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))
+}
+
+/// The prompt's text, and whether special tokens in it are parsed (a rendered template).
+pub(super) fn render(state: &AppState, prompt: Prompt) -> Result<(String, bool), ApiError> {
+    Ok(match (prompt, &state.template) {
         (Prompt::Chat(messages), Some(template)) => {
             let text = template.render(&messages, true).map_err(|e| {
                 ApiError::invalid(
@@ -300,9 +354,5 @@ fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
             (text, false)
         }
         (Prompt::Text(text), _) => (text, false),
-    };
-    state
-        .model
-        .tokenize(&text, true, special)
-        .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))
+    })
 }

@@ -1,5 +1,8 @@
-//! Bearer-token authentication: with a key configured, every endpoint but `/health` needs
-//! `Authorization: Bearer KEY`, compared in constant time.
+//! API-key authentication: with a key configured, every request but `/health` (and
+//! `/v1/health`) needs `Authorization: Bearer KEY` or, as Anthropic's clients send it,
+//! `X-Api-Key: KEY`, compared in constant time. The check runs before routing, so a path that
+//! does not exist is 401 to a client without the key, as llama-server answers (no listing of
+//! the routes to strangers). CORS preflights (`OPTIONS`) are answered before it.
 
 use std::sync::Arc;
 
@@ -40,7 +43,15 @@ impl ApiKey {
         };
         bool::from(token.ct_eq(self.0.as_bytes()))
     }
+
+    /// Whether an `X-Api-Key` header value is this key (constant time in its contents).
+    pub fn accepts_plain(&self, value: Option<&[u8]>) -> bool {
+        value.is_some_and(|v| bool::from(v.trim_ascii().ct_eq(self.0.as_bytes())))
+    }
 }
+
+/// Paths open without a key.
+pub const PUBLIC_PATHS: [&str; 2] = ["/health", "/v1/health"];
 
 fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = value.split_at_checked(7)?;
@@ -51,15 +62,17 @@ fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
     Some(&rest[start..])
 }
 
-/// Middleware: refuses requests without the key (401) when one is configured.
+/// Middleware: refuses requests without the key (401) when one is configured, except on
+/// [`PUBLIC_PATHS`].
 pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     if let Some(key) = &state.api_key {
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes());
-        if !key.accepts(header) {
-            return ApiError::unauthorized().into_response();
+        if !PUBLIC_PATHS.contains(&req.uri().path()) {
+            let headers = req.headers();
+            let bearer = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let plain = headers.get("x-api-key").map(|v| v.as_bytes());
+            if !key.accepts(bearer) && !key.accepts_plain(plain) {
+                return ApiError::unauthorized().into_response();
+            }
         }
     }
     next.run(req).await
@@ -80,5 +93,9 @@ mod tests {
         assert!(!key.accepts(Some(b"Bearer")));
         assert!(!key.accepts(None));
         assert!(ApiKey::new("  ").is_none());
+        assert!(key.accepts_plain(Some(b"secret")));
+        assert!(!key.accepts_plain(Some(b"Bearer secret")));
+        assert!(!key.accepts_plain(Some(b"secre")));
+        assert!(!key.accepts_plain(None));
     }
 }

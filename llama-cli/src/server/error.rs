@@ -23,6 +23,9 @@ pub struct ApiError {
     pub code: Option<&'static str>,
     /// Seconds the client should wait before retrying (`Retry-After`).
     pub retry_after: Option<u32>,
+    /// Further fields of the error object (llama-server's `n_prompt_tokens` and `n_ctx` of a
+    /// context overflow).
+    pub extra: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl ApiError {
@@ -35,6 +38,7 @@ impl ApiError {
             param: param.map(str::to_string),
             code: None,
             retry_after: None,
+            extra: Vec::new(),
         }
     }
 
@@ -47,6 +51,7 @@ impl ApiError {
             param: None,
             code: None,
             retry_after: None,
+            extra: Vec::new(),
         }
     }
 
@@ -56,12 +61,23 @@ impl ApiError {
         self
     }
 
-    /// 401: missing or wrong API key.
+    /// Adds a field to the error object.
+    pub fn with_field(
+        mut self,
+        name: &'static str,
+        value: impl Into<serde_json::Value>,
+    ) -> ApiError {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    /// 401: missing or wrong API key (typed `authentication_error`, as llama-server and
+    /// Anthropic's API answer).
     pub fn unauthorized() -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "missing or invalid API key: send the header 'Authorization: Bearer KEY'",
+            "authentication_error",
+            "missing or invalid API key: send the header 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'",
         )
         .with_code("invalid_api_key")
     }
@@ -93,14 +109,16 @@ impl ApiError {
 
     /// The JSON body.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        })
+        let mut error = serde_json::json!({
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        });
+        for (name, value) in &self.extra {
+            error[*name] = value.clone();
+        }
+        serde_json::json!({ "error": error })
     }
 }
 
@@ -116,8 +134,14 @@ impl From<SubmitError> for ApiError {
                 )
                 .with_code("queue_full")
             },
-            SubmitError::TooLarge { .. } => ApiError::invalid(err.to_string(), Some("messages"))
-                .with_code("context_length_exceeded"),
+            // llama-server's shape: its own type, with the prompt's and the context's size.
+            SubmitError::TooLarge { needed, max } => ApiError {
+                kind: "exceed_context_size_error",
+                ..ApiError::invalid(err.to_string(), Some("messages"))
+            }
+            .with_code("context_length_exceeded")
+            .with_field("n_prompt_tokens", needed.saturating_sub(1))
+            .with_field("n_ctx", max),
             SubmitError::EmptyPrompt => ApiError::invalid(err.to_string(), None),
             SubmitError::ShuttingDown => ApiError::shutting_down(),
         }
@@ -228,6 +252,19 @@ mod tests {
         assert_eq!(err.status, StatusCode::TOO_MANY_REQUESTS);
         let response = err.into_response();
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn context_overflow_has_llama_server_shape() {
+        let body = ApiError::from(SubmitError::TooLarge {
+            needed: 601,
+            max: 512,
+        })
+        .body();
+        assert_eq!(body["error"]["type"], "exceed_context_size_error");
+        assert_eq!(body["error"]["n_prompt_tokens"], 600);
+        assert_eq!(body["error"]["n_ctx"], 512);
+        assert_eq!(body["error"]["code"], "context_length_exceeded");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -68,20 +68,11 @@ impl FromRequest<Arc<AppState>> for JsonBody {
     }
 }
 
-/// Reads a JSON object from a request whose body [`apply`]'s layers limit.
+/// Reads a JSON object from a request whose body [`apply`]'s layers limit, whatever its
+/// `Content-Type`.
 pub async fn read_json(req: Request, limits: &Limits) -> Result<Value, ApiError> {
-    if let Some(kind) = req.headers().get(header::CONTENT_TYPE) {
-        let kind = kind.to_str().unwrap_or("");
-        let essence = kind.split(';').next().unwrap_or("").trim();
-        if !essence.eq_ignore_ascii_case("application/json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request_error",
-                format!("unsupported content type {kind:?}: send application/json"),
-            )
-            .with_code("unsupported_media_type"));
-        }
-    }
+    // Whatever the Content-Type says (`curl -d` sends form encoding): the body is read as
+    // JSON, as llama-server and Ollama read it.
     // The layers limit the size; reading stops with their typed errors.
     let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
         .await
@@ -142,6 +133,7 @@ fn timed_out(timeout: Duration) -> ApiError {
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, Bytes};
+    use axum::http::header;
     use axum::routing::post;
     use futures_util::StreamExt;
     use tower::ServiceExt;
@@ -228,10 +220,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn other_content_types_and_bad_json_are_refused() {
-        let (status, value) = send(Body::from("{}"), Some(2), "text/plain").await;
-        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
-        assert_eq!(value["error"]["code"], "unsupported_media_type");
+    async fn any_content_type_is_read_as_json_and_bad_json_is_refused() {
+        let (status, value) = send(Body::from(r#"{"a":2}"#), Some(7), "text/plain").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(value["a"], 2);
+        let form = "application/x-www-form-urlencoded";
+        let (status, value) = send(Body::from(r#"{"b":3}"#), Some(7), form).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(value["b"], 3);
         let (status, value) = send(Body::from("{"), Some(1), "application/json").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(value["error"]["code"], "invalid_json");

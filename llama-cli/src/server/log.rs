@@ -109,10 +109,14 @@ impl Drop for RequestRecord {
 /// The metrics label of a path (known endpoints only, so label values stay few).
 fn endpoint(path: &str) -> &'static str {
     match path {
-        "/v1/chat/completions" => "chat_completions",
+        "/v1/chat/completions" | "/chat/completions" => "chat_completions",
         "/v1/completions" => "completions",
-        "/v1/models" => "models",
-        "/health" => "health",
+        "/completion" | "/completions" => "completion",
+        "/v1/models" | "/models" => "models",
+        "/v1/messages" => "messages",
+        "/v1/responses" | "/responses" => "responses",
+        "/v1/embeddings" | "/embeddings" | "/embedding" => "embeddings",
+        "/health" | "/v1/health" => "health",
         "/ready" => "ready",
         "/metrics" => "metrics",
         p if p.starts_with("/v1/models/") => "models",

@@ -16,15 +16,22 @@
 //!
 //! The rest of the CLI is synchronous: [`serve`] builds its own multi-thread runtime.
 
+mod anthropic;
 mod app;
 pub mod auth;
+mod chat_path;
+pub mod cors;
+pub mod embeddings;
 pub mod error;
+mod events;
 mod http;
 mod limits;
 mod log;
 mod metrics;
+mod native;
 pub mod openai;
 mod openapi;
+mod responses;
 pub mod router;
 mod shutdown;
 mod sse;
@@ -42,8 +49,12 @@ use state::{AppState, StateParts};
 /// How the HTTP side runs.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Where to listen (port 0: any free port).
-    pub addr: SocketAddr,
+    /// Where to listen (port 0: any free port), one listener each (`--host a,b`).
+    pub addrs: Vec<SocketAddr>,
+    /// Cross-origin settings.
+    pub cors: cors::CorsConfig,
+    /// The embedder of `--embeddings` (its routes exist only then).
+    pub embeddings: Option<Arc<embeddings::Embeddings>>,
     /// How long in-flight requests may run on after SIGINT/SIGTERM before they are cancelled.
     pub shutdown_timeout: Duration,
 }
@@ -72,14 +83,22 @@ pub fn serve(parts: StateParts, config: ServerConfig) -> Result<(), ServeError> 
 }
 
 async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeError> {
-    let bind_error = |source| ServeError::Bind {
-        addr: config.addr.to_string(),
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
+    let cors = config
+        .cors
+        .layer()
+        .map_err(|e| ServeError::Serve(std::io::Error::other(e)))?;
+    let mut listeners = Vec::new();
+    for addr in &config.addrs {
+        let bind_error = |source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        listeners.push((listener, local));
+    }
     let observer = tokio::spawn({
         let state = Arc::clone(&state);
         async move {
@@ -90,21 +109,32 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app::router(Arc::clone(&state));
-    let mut server = tokio::spawn(http::serve(
-        listener,
-        app,
-        state.limits.read_timeout,
-        stop_rx,
-    ));
-    eprintln!("listening on http://{local}");
+    let app = app::router(Arc::clone(&state), cors, config.embeddings.clone());
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, local) in listeners {
+        servers.spawn(http::serve(
+            listener,
+            app.clone(),
+            state.limits.read_timeout,
+            stop_rx.clone(),
+        ));
+        eprintln!("listening on http://{local}");
+    }
+    let mut server = tokio::spawn(async move {
+        while let Some(result) = servers.join_next().await {
+            result?;
+        }
+        Ok::<(), tokio::task::JoinError>(())
+    });
     let early = tokio::select! {
         result = &mut server => Some(result),
         _ = shutdown::signal() => None,
     };
     if let Some(result) = early {
         observer.abort();
-        return result.map_err(|e| ServeError::Serve(std::io::Error::other(e)));
+        return result
+            .map_err(|e| ServeError::Serve(std::io::Error::other(e)))?
+            .map_err(|e| ServeError::Serve(std::io::Error::other(e)));
     }
     let inflight = state.inflight();
     eprintln!(

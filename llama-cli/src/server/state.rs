@@ -36,6 +36,8 @@ pub struct AppState {
     pub model: Arc<Model>,
     /// The id `/v1/models` lists and responses carry.
     pub model_id: String,
+    /// Every name the model answers to (`--alias a,b`), `model_id` first.
+    pub aliases: Vec<String>,
     /// The chat template; `None`: the model has none (messages are joined as plain text).
     pub template: Option<ChatTemplate>,
     /// Defaults for fields requests leave out.
@@ -69,6 +71,8 @@ pub struct StateParts {
     pub engine: Engine,
     /// The model id.
     pub model_id: String,
+    /// All the model's names (`model_id` among them).
+    pub aliases: Vec<String>,
     /// The chat template.
     pub template: Option<ChatTemplate>,
     /// Request defaults.
@@ -89,6 +93,7 @@ impl AppState {
             model: parts.engine.model().clone(),
             engine: RwLock::new(Some(parts.engine)),
             model_id: parts.model_id,
+            aliases: parts.aliases,
             template: parts.template,
             defaults: parts.defaults,
             limits: parts.limits,
@@ -148,6 +153,20 @@ impl AppState {
     pub fn stats(&self) -> Option<EngineStats> {
         let engine = self.engine.read().unwrap_or_else(|p| p.into_inner());
         engine.as_ref().map(Engine::stats)
+    }
+
+    /// Sequences the engine decodes together (llama-server's slots); 0 once it is stopped.
+    pub fn parallel(&self) -> usize {
+        let engine = self.engine.read().unwrap_or_else(|p| p.into_inner());
+        engine
+            .as_ref()
+            .map_or(0, |e| e.config().n_parallel as usize)
+    }
+
+    /// Most tokens one request may hold (llama-server's `n_ctx` of a slot); 0 once stopped.
+    pub fn ctx_per_slot(&self) -> usize {
+        let engine = self.engine.read().unwrap_or_else(|p| p.into_inner());
+        engine.as_ref().map_or(0, Engine::max_tokens_per_request)
     }
 
     /// Cancels every request in flight.

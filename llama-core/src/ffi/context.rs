@@ -11,11 +11,23 @@ use super::residency::{eval_trampoline, EvalObserver, ObserverBox};
 use super::{Batch, ContextParams, FlashAttention, Model, Token};
 use crate::cache_spec::KvCacheType;
 use crate::cancel::CancelToken;
+use crate::embedding::Pooling;
 use crate::error::ContextError;
 
 /// The ggml type id of a KV cache element type.
 fn ggml_type_of(t: KvCacheType) -> sys::ggml_type {
     t.ggml_type().id() as sys::ggml_type
+}
+
+fn pooling_type_of(p: Pooling) -> sys::llama_pooling_type {
+    match p {
+        Pooling::Model => sys::LLAMA_POOLING_TYPE_UNSPECIFIED,
+        Pooling::None => sys::LLAMA_POOLING_TYPE_NONE,
+        Pooling::Mean => sys::LLAMA_POOLING_TYPE_MEAN,
+        Pooling::Cls => sys::LLAMA_POOLING_TYPE_CLS,
+        Pooling::Last => sys::LLAMA_POOLING_TYPE_LAST,
+        Pooling::Rank => sys::LLAMA_POOLING_TYPE_RANK,
+    }
 }
 
 /// What a decode call did.
@@ -97,7 +109,18 @@ unsafe extern "C" fn abort_trampoline(data: *mut c_void) -> bool {
 impl Context {
     /// Creates a context. It sizes and allocates the KV cache and compute buffers now.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Context, ContextError> {
-        Self::create(model, params, None)
+        Self::create(model, params, None, None)
+    }
+
+    /// A context that outputs embeddings instead of logits (llama.cpp's `embeddings` context
+    /// parameter), pooled per sequence as `pooling` says (`Model`: as the model's metadata
+    /// says). Every token in a batch that asks for output gets one.
+    pub fn for_embeddings(
+        model: Arc<Model>,
+        params: &ContextParams,
+        pooling: Pooling,
+    ) -> Result<Context, ContextError> {
+        Self::create(model, params, None, Some(pooling))
     }
 
     /// Like [`new`](Self::new), with `observer` told about the graph nodes it asks for as each
@@ -107,13 +130,14 @@ impl Context {
         params: &ContextParams,
         observer: Box<dyn EvalObserver>,
     ) -> Result<Context, ContextError> {
-        Self::create(model, params, Some(Box::new(observer)))
+        Self::create(model, params, Some(Box::new(observer)), None)
     }
 
     fn create(
         model: Arc<Model>,
         params: &ContextParams,
         mut observer: Option<ObserverBox>,
+        embeddings: Option<Pooling>,
     ) -> Result<Context, ContextError> {
         // SAFETY: returns a plain struct of defaults.
         let mut raw = unsafe { sys::llama_context_default_params() };
@@ -133,6 +157,10 @@ impl Context {
         raw.type_v = ggml_type_of(params.type_v);
         raw.kv_unified = params.kv_unified;
         raw.swa_full = params.swa_full;
+        if let Some(pooling) = embeddings {
+            raw.embeddings = true;
+            raw.pooling_type = pooling_type_of(pooling);
+        }
         let abort = Box::new(AbortState::default());
         raw.abort_callback = Some(abort_trampoline);
         raw.abort_callback_data = (&*abort as *const AbortState).cast_mut().cast();
@@ -378,6 +406,60 @@ impl Context {
         // SAFETY: llama.cpp's logits row has n_vocab floats and lives until the next decode,
         // which needs `&mut self`, so the borrow cannot outlive it.
         Some(unsafe { std::slice::from_raw_parts(ptr, n) })
+    }
+
+    /// The pooling an embeddings context applies (`Model` is never returned: llama.cpp has
+    /// resolved it from the metadata).
+    pub fn pooling(&self) -> Pooling {
+        // SAFETY: read-only query on a valid context.
+        match unsafe { sys::llama_pooling_type(self.ptr.as_ptr()) } {
+            sys::LLAMA_POOLING_TYPE_MEAN => Pooling::Mean,
+            sys::LLAMA_POOLING_TYPE_CLS => Pooling::Cls,
+            sys::LLAMA_POOLING_TYPE_LAST => Pooling::Last,
+            sys::LLAMA_POOLING_TYPE_RANK => Pooling::Rank,
+            _ => Pooling::None,
+        }
+    }
+
+    /// Floats in one embedding of this context's output (llama.cpp's `n_embd_out`).
+    pub fn n_embd_out(&self) -> usize {
+        // SAFETY: read-only query on a valid model.
+        unsafe { sys::llama_model_n_embd_out(self.model.as_ptr()) }.max(0) as usize
+    }
+
+    /// Scores per sequence of a rank-pooling context (llama.cpp's `n_cls_out`; at least 1).
+    fn n_cls_out(&self) -> usize {
+        // SAFETY: read-only query on a valid model.
+        (unsafe { sys::llama_model_n_cls_out(self.model.as_ptr()) } as usize).max(1)
+    }
+
+    /// The pooled embedding of sequence `seq` after the last decode (a rank-pooling context:
+    /// its scores), or `None` (no pooling, or the sequence had no output).
+    pub fn embeddings_seq(&self, seq: i32) -> Option<&[f32]> {
+        // SAFETY: valid context; null when there is none.
+        let ptr = unsafe { sys::llama_get_embeddings_seq(self.ptr.as_ptr(), seq) };
+        if ptr.is_null() {
+            return None;
+        }
+        let n = match self.pooling() {
+            Pooling::Rank => self.n_cls_out(),
+            _ => self.n_embd_out(),
+        };
+        // SAFETY: llama.cpp's pooled row for a sequence has `n` floats (n_embd_out, or
+        // n_cls_out for rank pooling) and lives until the next decode, which needs `&mut self`.
+        Some(unsafe { std::slice::from_raw_parts(ptr, n) })
+    }
+
+    /// The embedding of output `index` of the last decode (an unpooled context), or `None`.
+    pub fn embeddings_ith(&self, index: i32) -> Option<&[f32]> {
+        // SAFETY: valid context; null when there is no such output (llama.cpp checks the
+        // index).
+        let ptr = unsafe { sys::llama_get_embeddings_ith(self.ptr.as_ptr(), index) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: each output row has n_embd_out floats and lives until the next decode.
+        Some(unsafe { std::slice::from_raw_parts(ptr, self.n_embd_out()) })
     }
 
     pub(super) fn as_ptr(&self) -> *mut sys::llama_context {

@@ -193,6 +193,20 @@ impl Model {
         unsafe { sys::llama_vocab_bos(self.vocab()) }
     }
 
+    /// The end-of-sequence token, if the vocabulary has one.
+    pub fn token_eos(&self) -> Option<Token> {
+        // SAFETY: read-only query on a valid vocabulary.
+        let t = unsafe { sys::llama_vocab_eos(self.vocab()) };
+        (t >= 0).then_some(t)
+    }
+
+    /// The separator token (BERT's SEP), if the vocabulary has one.
+    pub fn token_sep(&self) -> Option<Token> {
+        // SAFETY: read-only query on a valid vocabulary.
+        let t = unsafe { sys::llama_vocab_sep(self.vocab()) };
+        (t >= 0).then_some(t)
+    }
+
     /// Whether `token` ends generation (end of sequence, end of turn, ...).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: read-only query; out-of-range ids are handled by llama.cpp's lookup.

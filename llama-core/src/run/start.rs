@@ -22,6 +22,9 @@ pub struct StartOptions<'a> {
     pub state_dir: Option<PathBuf>,
     /// Sees the load's progress from 0 to 1; returning false cancels the load.
     pub progress: Option<&'a mut dyn FnMut(f32) -> bool>,
+    /// One KV pool for all sequences (llama-server's `--kv-unified`): any sequence may hold
+    /// up to the whole planned context, instead of its share of it.
+    pub kv_unified: bool,
 }
 
 impl Default for StartOptions<'_> {
@@ -30,6 +33,7 @@ impl Default for StartOptions<'_> {
             queue_capacity: 64,
             state_dir: None,
             progress: None,
+            kv_unified: false,
         }
     }
 }
@@ -185,6 +189,10 @@ impl Prepared {
             config.kv_budget_bytes = plan.breakdown.kv;
         }
         config.state_dir = options.state_dir;
+        if options.kv_unified {
+            config.kv_unified = true;
+            config.n_ctx_per_seq = ctx_params.n_ctx.max(1);
+        }
         config.context_shift = settings.context_shift;
         for (path, scale) in &settings.loras {
             let adapter = crate::ffi::LoraAdapter::load(&weights.model, path)?;
@@ -212,6 +220,25 @@ impl Prepared {
             streaming: weights.streaming,
             load_time: started.elapsed(),
         })
+    }
+
+    /// Loads the model as [`open_context`](Self::open_context) does and creates an embeddings
+    /// context ([`crate::embedding::Embedder`]) sized as planned, pooling as `pooling` says.
+    /// Layer streaming is refused: an embedder decodes whole inputs at once.
+    pub fn open_embedder(
+        mut self,
+        pooling: crate::embedding::Pooling,
+        progress: Option<&mut dyn FnMut(f32) -> bool>,
+    ) -> Result<(crate::embedding::Embedder, BudgetCounters), RunError> {
+        let weights = load_weights(&mut self, progress)?;
+        if weights.streamer.is_some() {
+            return Err(RunError::StreamingUnavailable {
+                reason: "embeddings need the whole model resident; raise --max-mem".into(),
+            });
+        }
+        let embedder =
+            crate::embedding::Embedder::create(weights.model, &self.ctx_params, pooling)?;
+        Ok((embedder, counters_of(&self.plan)))
     }
 
     /// Loads the model as [`start`](Self::start) does, then creates one context sized as

@@ -101,6 +101,8 @@ pub struct RouterParts {
     pub addr: SocketAddr,
     /// The API key.
     pub api_key: Option<ApiKey>,
+    /// Cross-origin settings (`--cors-*`), applied by the front to every route.
+    pub cors: tower_http::cors::CorsLayer,
 }
 
 /// What the front's handlers share.
@@ -248,6 +250,7 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
     let result = runtime.block_on(serve(
         Arc::clone(&state),
         parts.addr,
+        parts.cors,
         shutdown_timeout,
         idle_unload,
     ));
@@ -260,6 +263,7 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
 async fn serve(
     state: Arc<RouterState>,
     addr: SocketAddr,
+    cors: tower_http::cors::CorsLayer,
     shutdown_timeout: Duration,
     idle_unload: Option<Duration>,
 ) -> Result<(), ServeError> {
@@ -290,7 +294,7 @@ async fn serve(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = front::router(Arc::clone(&state));
+    let app = front::router(Arc::clone(&state)).layer(cors);
     let mut server = tokio::spawn(super::http::serve(listener, app, READ_TIMEOUT, stop_rx));
     eprintln!("listening on http://{local}");
     let early = tokio::select! {

@@ -365,6 +365,8 @@ impl Pool {
                 queue_capacity: self.config.queue,
                 state_dir: Some(state_dir),
                 progress: None,
+                // -c is each model's context per sequence here (not split as with -m).
+                kv_unified: false,
             })
             .map_err(|e| e.to_string())?;
         let engine = running.engine;
@@ -392,6 +394,8 @@ impl Pool {
         let state = Arc::new(AppState::new(StateParts {
             engine,
             model_id: self.catalog.get(i).id.clone(),
+            // The front routes by every alias; the model's app answers to its id.
+            aliases: vec![self.catalog.get(i).id.clone()],
             template,
             defaults,
             limits: self.config.limits.clone(),
@@ -399,7 +403,12 @@ impl Pool {
             api_key: None,
             budget: running.counters,
         }));
-        let app = crate::server::app::router(Arc::clone(&state));
+        // CORS is the front's (outermost); the model's app adds none.
+        let app = crate::server::app::router(
+            Arc::clone(&state),
+            tower_http::cors::CorsLayer::new(),
+            None,
+        );
         Ok(Loaded { state, app })
     }
 

@@ -1,0 +1,689 @@
+//! llama-server's own API (tools/server in llama.cpp), in its shapes: the native completion
+//! (`POST /completion`, `/completions`), `/tokenize`, `/detokenize`, `/apply-template`,
+//! `/props` and `/slots`.
+//!
+//! The native completion runs on the same path as the OpenAI routes: its fields are
+//! translated into an OpenAI request ([`openai::Common`]: `n_predict` is `max_tokens`, `-1`
+//! or absent is the server's limit), checked there, and the prompt is submitted to the engine.
+//! Native-only fields other than those read here (`cache_prompt`: the engine always reuses a
+//! cached prefix; `id_slot`, `timings_per_token`, ...) are accepted without effect.
+//! A prompt is text (tokenized with BOS and special tokens, as llama-server does), a token
+//! array, an array mixing both, or a list of such prompts (answered as an array, not streamed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Extension, Query, State};
+use axum::response::sse::Event;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use llama_core::engine::{Completion, EngineRequest};
+use llama_core::{CancelToken, FinishReason, Token};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::app::{self, Prompt};
+use super::error::ApiError;
+use super::events::{self, Frames};
+use super::limits::JsonBody;
+use super::log::RequestRecord;
+use super::openai::{self, ChatRequest, Common, Prepared};
+use super::state::AppState;
+
+/// The routes of this module.
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/completion", post(completion))
+        .route("/completions", post(completion))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/apply-template", post(apply_template))
+        .route("/props", get(props))
+        .route("/slots", get(slots))
+}
+
+/// Fields of a native request that are OpenAI's too, under the same name.
+const SHARED_FIELDS: [&str; 14] = [
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "seed",
+    "stop",
+    "stream",
+    "repeat_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "grammar",
+    "json_schema",
+    "response_format",
+    "logit_bias",
+];
+
+/// The native fields this module reads itself.
+#[derive(Debug, Default, Deserialize)]
+struct NativeFields {
+    #[serde(default)]
+    prompt: Option<Value>,
+    #[serde(default)]
+    n_predict: Option<i64>,
+    #[serde(default)]
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    n_probs: Option<u32>,
+    #[serde(default)]
+    return_tokens: Option<bool>,
+    #[serde(default)]
+    ignore_eos: Option<bool>,
+}
+
+/// The OpenAI request a native one stands for (for [`Common`]'s checks).
+fn openai_body(body: &Value, fields: &NativeFields) -> Value {
+    let mut out = Map::new();
+    for name in SHARED_FIELDS {
+        if let Some(v) = body.get(name) {
+            if !v.is_null() {
+                out.insert(name.into(), v.clone());
+            }
+        }
+    }
+    // `n_predict: -1` (and absent) is no limit but the server's.
+    match fields.n_predict.or(fields.max_tokens) {
+        Some(n) if n >= 0 => {
+            out.insert("max_tokens".into(), json!(n));
+        }
+        _ => {}
+    }
+    Value::Object(out)
+}
+
+/// One prompt of a native request: text, token ids, or both in order.
+#[derive(Debug, Clone, PartialEq)]
+enum Piece {
+    Text(String),
+    Tokens(Vec<Token>),
+}
+
+/// Reads `prompt`: a string, an array of ids and strings (one prompt), or an array of
+/// strings and id arrays (several prompts).
+fn prompts(value: &Value) -> Result<Vec<Vec<Piece>>, ApiError> {
+    let bad = || {
+        ApiError::invalid(
+            "prompt must be a string, an array of token ids and strings, or an array of such prompts",
+            Some("prompt"),
+        )
+    };
+    match value {
+        Value::String(s) => Ok(vec![vec![Piece::Text(s.clone())]]),
+        Value::Array(items) if items.iter().any(Value::is_number) => Ok(vec![mixed(items)?]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => Ok(vec![Piece::Text(s.clone())]),
+                Value::Array(inner) => mixed(inner),
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
+}
+
+/// One prompt of ids and strings, in order.
+fn mixed(items: &[Value]) -> Result<Vec<Piece>, ApiError> {
+    let mut pieces = Vec::new();
+    for item in items {
+        match item {
+            Value::String(s) => pieces.push(Piece::Text(s.clone())),
+            Value::Number(n) => {
+                let id = n
+                    .as_i64()
+                    .and_then(|n| Token::try_from(n).ok())
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("invalid token id {n}"), Some("prompt"))
+                    })?;
+                match pieces.last_mut() {
+                    Some(Piece::Tokens(ids)) => ids.push(id),
+                    _ => pieces.push(Piece::Tokens(vec![id])),
+                }
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "a prompt array holds token ids and strings only",
+                    Some("prompt"),
+                ))
+            }
+        }
+    }
+    Ok(pieces)
+}
+
+/// Tokenizes one prompt: text with BOS (first piece only) and special tokens parsed; ids
+/// checked against the vocabulary.
+fn tokenize_pieces(state: &AppState, pieces: &[Piece]) -> Result<Vec<Token>, ApiError> {
+    let n_vocab = state.model.n_vocab() as i64;
+    let mut tokens = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        match piece {
+            Piece::Text(text) => tokens.extend(
+                state
+                    .model
+                    .tokenize(text, i == 0, true)
+                    .map_err(|e| ApiError::invalid(format!("cannot tokenize: {e}"), None))?,
+            ),
+            Piece::Tokens(ids) => {
+                if let Some(bad) = ids.iter().find(|&&t| t < 0 || i64::from(t) >= n_vocab) {
+                    return Err(ApiError::invalid(
+                        format!(
+                            "token id {bad} is out of the vocabulary (0 to {})",
+                            n_vocab - 1
+                        ),
+                        Some("prompt"),
+                    ));
+                }
+                tokens.extend_from_slice(ids);
+            }
+        }
+    }
+    Ok(tokens)
+}
+
+/// llama-server's `stop_type`.
+fn stop_type(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::EndOfGeneration => "eos",
+        FinishReason::StopString => "word",
+        FinishReason::Length | FinishReason::ContextFull => "limit",
+        FinishReason::Cancelled => "none",
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// llama-server's `timings` of a finished request.
+pub fn timings(c: &Completion) -> Value {
+    let prompt_n = c.prompt_tokens.saturating_sub(c.cached_tokens);
+    let per = |n: usize, d: Duration| {
+        let t = ms(d);
+        let per_token = if n > 0 { t / n as f64 } else { 0.0 };
+        let per_second = if t > 0.0 { n as f64 * 1000.0 / t } else { 0.0 };
+        (t, per_token, per_second)
+    };
+    let (prompt_ms, prompt_per_token_ms, prompt_per_second) = per(prompt_n, c.prompt_time);
+    let (predicted_ms, predicted_per_token_ms, predicted_per_second) =
+        per(c.completion_tokens, c.generation_time);
+    json!({
+        "cache_n": c.cached_tokens,
+        "prompt_n": prompt_n,
+        "prompt_ms": prompt_ms,
+        "prompt_per_token_ms": prompt_per_token_ms,
+        "prompt_per_second": prompt_per_second,
+        "predicted_n": c.completion_tokens,
+        "predicted_ms": predicted_ms,
+        "predicted_per_token_ms": predicted_per_token_ms,
+        "predicted_per_second": predicted_per_second,
+    })
+}
+
+/// What the answers to one native request repeat.
+#[derive(Debug, Clone)]
+struct Answer {
+    index: usize,
+    model: String,
+    prompt_text: String,
+    settings: Value,
+    stop: Vec<String>,
+    return_tokens: bool,
+    state: Arc<AppState>,
+}
+
+impl Answer {
+    /// The final object (`stop: true`) for `content`.
+    fn finished(&self, content: &str, c: &Completion, full: &str) -> Value {
+        let stopping_word = match (c.finish_reason, self.stop.as_slice()) {
+            (FinishReason::StopString, [only]) => only.clone(),
+            _ => String::new(),
+        };
+        let tokens: Vec<Token> = if self.return_tokens {
+            // The engine streams text, not ids: the answer's text tokenized again.
+            self.state
+                .model
+                .tokenize(full, false, false)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        json!({
+            "index": self.index,
+            "content": content,
+            "tokens": tokens,
+            "id_slot": -1,
+            "stop": true,
+            "model": self.model,
+            "tokens_predicted": c.completion_tokens,
+            "tokens_evaluated": c.prompt_tokens,
+            "generation_settings": self.settings,
+            "prompt": self.prompt_text,
+            "has_new_line": full.contains('\n'),
+            "truncated": false,
+            "stop_type": stop_type(c.finish_reason),
+            "stopping_word": stopping_word,
+            "tokens_cached": c.prompt_tokens + c.completion_tokens,
+            "timings": timings(c),
+        })
+    }
+}
+
+/// The stream of a native completion: one `data:` object per piece (`stop: false`), then the
+/// final object (`stop: true`, empty `content`); no `[DONE]`, as llama-server sends it.
+struct NativeFrames {
+    answer: Answer,
+    text: String,
+}
+
+impl Frames for NativeFrames {
+    fn text(&mut self, text: &str) -> Vec<Event> {
+        self.text.push_str(text);
+        vec![events::data(&json!({
+            "index": self.answer.index,
+            "content": text,
+            "tokens": [],
+            "stop": false,
+            "id_slot": -1,
+        }))]
+    }
+
+    fn done(&mut self, c: &Completion) -> Vec<Event> {
+        vec![events::data(&self.answer.finished("", c, &self.text))]
+    }
+}
+
+/// llama-server's `generation_settings` for prepared options.
+fn generation_settings(p: &Prepared, n_probs: u32) -> Value {
+    let s = &p.options.sampling;
+    json!({
+        "n_predict": p.options.max_tokens.map_or(-1, |n| n as i64),
+        "seed": s.seed,
+        "temperature": s.temperature,
+        "top_k": s.top_k,
+        "top_p": s.top_p,
+        "min_p": s.min_p,
+        "typical_p": s.typical_p,
+        "repeat_penalty": s.repeat_penalty,
+        "repeat_last_n": s.repeat_last_n,
+        "presence_penalty": s.presence_penalty,
+        "frequency_penalty": s.frequency_penalty,
+        "mirostat": s.mirostat,
+        "mirostat_tau": s.mirostat_tau,
+        "mirostat_eta": s.mirostat_eta,
+        "stop": p.options.stop,
+        "ignore_eos": p.options.ignore_eos,
+        "stream": p.stream,
+        "n_probs": n_probs,
+    })
+}
+
+async fn completion(
+    State(state): State<Arc<AppState>>,
+    Extension(record): Extension<Arc<RequestRecord>>,
+    body: Result<JsonBody, ApiError>,
+) -> Response {
+    let result = match body {
+        Ok(JsonBody(body)) => native_completion(state, Arc::clone(&record), body).await,
+        Err(err) => Err(err),
+    };
+    result.unwrap_or_else(|err| {
+        record.failed(&err.message);
+        err.into_response()
+    })
+}
+
+async fn native_completion(
+    state: Arc<AppState>,
+    record: Arc<RequestRecord>,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let fields: NativeFields = openai::parse(&body)?;
+    if fields.n_probs.unwrap_or(0) > 0 {
+        return Err(ApiError::invalid(
+            "n_probs is not supported: the engine does not report token probabilities",
+            Some("n_probs"),
+        ));
+    }
+    let common: Common = openai::parse(&openai_body(&body, &fields))?;
+    let mut prepared = common.prepare(&state.defaults).map_err(|mut err| {
+        if err.param.as_deref() == Some("max_tokens") {
+            err.param = Some("n_predict".into());
+        }
+        err
+    })?;
+    prepared.options.ignore_eos = fields.ignore_eos.unwrap_or(false);
+    let value = fields
+        .prompt
+        .as_ref()
+        .ok_or_else(|| ApiError::invalid("prompt is required", Some("prompt")))?;
+    let prompts = prompts(value)?;
+    if prompts.len() > 1 && prepared.stream {
+        return Err(ApiError::invalid(
+            "several prompts cannot be streamed: send them one per request",
+            Some("stream"),
+        ));
+    }
+    let settings = generation_settings(&prepared, fields.n_probs.unwrap_or(0));
+    let mut answers = Vec::new();
+    for (index, pieces) in prompts.into_iter().enumerate() {
+        let tokens = {
+            let state = Arc::clone(&state);
+            tokio::task::spawn_blocking(move || {
+                let tokens = tokenize_pieces(&state, &pieces)?;
+                let text = state.model.detokenize(&tokens, true);
+                Ok::<_, ApiError>((tokens, text))
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??
+        };
+        let (tokens, prompt_text) = tokens;
+        let (stream, inflight) = state
+            .submit(EngineRequest {
+                prompt: tokens,
+                options: prepared.options.clone(),
+                cancel: CancelToken::new(),
+            })
+            .map_err(|mut err| {
+                if err.param.as_deref() == Some("messages") {
+                    err.param = Some("prompt".into());
+                }
+                err
+            })?;
+        let answer = Answer {
+            index,
+            model: state.model_id.clone(),
+            prompt_text,
+            settings: settings.clone(),
+            stop: prepared.options.stop.clone(),
+            return_tokens: fields.return_tokens.unwrap_or(false),
+            state: Arc::clone(&state),
+        };
+        if prepared.stream {
+            let frames = NativeFrames {
+                answer,
+                text: String::new(),
+            };
+            return Ok(events::respond(frames, stream, record, inflight));
+        }
+        answers.push((answer, stream, inflight));
+    }
+    let mut results = Vec::new();
+    for (answer, stream, inflight) in answers {
+        let (text, c) = events::collect(stream).await?;
+        drop(inflight);
+        record.completed(&c);
+        results.push(answer.finished(&text, &c, &text));
+    }
+    Ok(match results.len() {
+        1 => Json(results.remove(0)).into_response(),
+        _ => Json(Value::Array(results)).into_response(),
+    })
+}
+
+/// `POST /tokenize`.
+#[derive(Debug, Deserialize)]
+struct TokenizeRequest {
+    #[serde(default)]
+    content: Option<Value>,
+    #[serde(default)]
+    add_special: bool,
+    #[serde(default = "yes")]
+    parse_special: bool,
+    #[serde(default)]
+    with_pieces: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let req: TokenizeRequest = openai::parse(&body)?;
+    let Some(content) = req.content else {
+        return Ok(Json(json!({"tokens": []})));
+    };
+    let pieces = match &content {
+        Value::String(s) => vec![Piece::Text(s.clone())],
+        Value::Array(items) => mixed(items)?,
+        _ => {
+            return Err(ApiError::invalid(
+                "content must be a string or an array of strings and token ids",
+                Some("content"),
+            ))
+        }
+    };
+    let tokens = tokio::task::spawn_blocking(move || {
+        let mut tokens = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            match piece {
+                Piece::Text(t) => tokens.extend(
+                    state
+                        .model
+                        .tokenize(t, req.add_special && i == 0, req.parse_special)
+                        .map_err(|e| ApiError::invalid(format!("cannot tokenize: {e}"), None))?,
+                ),
+                Piece::Tokens(ids) => tokens.extend_from_slice(ids),
+            }
+        }
+        let value: Vec<Value> = if req.with_pieces {
+            tokens
+                .iter()
+                .map(|&t| {
+                    let bytes = state.model.token_to_piece(t, true);
+                    // Text when the piece is valid UTF-8, else its bytes, as llama-server.
+                    let piece = match String::from_utf8(bytes) {
+                        Ok(s) => json!(s),
+                        Err(e) => json!(e.into_bytes()),
+                    };
+                    json!({"id": t, "piece": piece})
+                })
+                .collect()
+        } else {
+            tokens.iter().map(|&t| json!(t)).collect()
+        };
+        Ok::<_, ApiError>(value)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??;
+    Ok(Json(json!({"tokens": tokens})))
+}
+
+/// `POST /detokenize`.
+#[derive(Debug, Deserialize)]
+struct DetokenizeRequest {
+    #[serde(default)]
+    tokens: Vec<i64>,
+}
+
+async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let req: DetokenizeRequest = openai::parse(&body)?;
+    let n_vocab = i64::from(state.model.n_vocab());
+    let tokens = req
+        .tokens
+        .iter()
+        .map(|&t| {
+            Token::try_from(t)
+                .ok()
+                .filter(|_| (0..n_vocab).contains(&t))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!(
+                            "token id {t} is out of the vocabulary (0 to {})",
+                            n_vocab - 1
+                        ),
+                        Some("tokens"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let content = tokio::task::spawn_blocking(move || state.model.detokenize(&tokens, true))
+        .await
+        .map_err(|e| ApiError::internal(format!("detokenizing failed: {e}")))?;
+    Ok(Json(json!({"content": content})))
+}
+
+/// `POST /apply-template`: the prompt a chat request would send, rendered by the same
+/// template path as `/v1/chat/completions`.
+async fn apply_template(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
+    let messages = app::with_default_system(&state, messages);
+    let (prompt, _) = app::render(&state, Prompt::Chat(messages))?;
+    Ok(Json(json!({"prompt": prompt})))
+}
+
+/// `GET /props`.
+async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let parallel = state.parallel();
+    let model = &state.model;
+    let bos = model.detokenize(&[model.token_bos()], true);
+    let d = &state.defaults;
+    Json(json!({
+        "default_generation_settings": {
+            "n_ctx": state.ctx_per_slot(),
+            "params": {
+                "n_predict": d.max_tokens.map_or(-1, |n| n as i64),
+                "seed": d.sampling.seed,
+                "temperature": d.sampling.temperature,
+                "top_k": d.sampling.top_k,
+                "top_p": d.sampling.top_p,
+                "min_p": d.sampling.min_p,
+                "repeat_penalty": d.sampling.repeat_penalty,
+                "stop": d.stop,
+            },
+        },
+        "total_slots": parallel,
+        "model_alias": state.model_id,
+        "model_path": model.path().display().to_string(),
+        "modalities": {"vision": false, "video": false, "audio": false},
+        "endpoint_slots": true,
+        "endpoint_props": false,
+        "endpoint_metrics": true,
+        "chat_template": model.chat_template().unwrap_or_default(),
+        "bos_token": bos,
+        "build_info": format!("llama-rs {}", env!("CARGO_PKG_VERSION")),
+        "is_sleeping": false,
+    }))
+}
+
+/// `GET /slots` query.
+#[derive(Debug, Deserialize)]
+struct SlotsQuery {
+    #[serde(default)]
+    fail_on_no_slot: Option<String>,
+}
+
+/// `GET /slots`: one entry per sequence. The engine does not say which sequence answers
+/// which request, so the first `active` are shown processing.
+async fn slots(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<SlotsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let parallel = state.parallel();
+    let active = state.stats().map_or(0, |s| s.active);
+    if query.fail_on_no_slot.is_some_and(|v| !v.is_empty()) && active >= parallel {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable_error",
+            "no slot available",
+        ));
+    }
+    let n_ctx = state.ctx_per_slot();
+    let slots: Vec<Value> = (0..parallel)
+        .map(|id| {
+            json!({
+                "id": id,
+                "n_ctx": n_ctx,
+                "speculative": false,
+                "is_processing": id < active,
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(slots)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_take_llama_server_shapes() {
+        assert_eq!(
+            prompts(&json!("hi")).unwrap(),
+            vec![vec![Piece::Text("hi".into())]]
+        );
+        assert_eq!(
+            prompts(&json!([1, 2, "x", 3])).unwrap(),
+            vec![vec![
+                Piece::Tokens(vec![1, 2]),
+                Piece::Text("x".into()),
+                Piece::Tokens(vec![3])
+            ]]
+        );
+        assert_eq!(prompts(&json!(["a", [5, 6]])).unwrap().len(), 2);
+        for bad in [json!(3), json!([]), json!([{"a": 1}]), json!([1, null])] {
+            assert_eq!(
+                prompts(&bad).unwrap_err().param.as_deref(),
+                Some("prompt"),
+                "{bad}"
+            );
+        }
+        assert!(prompts(&json!([1, 1e20])).is_err());
+    }
+
+    #[test]
+    fn native_fields_become_openai_ones() {
+        let fields = NativeFields {
+            n_predict: Some(-1),
+            ..Default::default()
+        };
+        let body = json!({"n_predict": -1, "temperature": 0, "cache_prompt": true, "stop": ["x"]});
+        let out = openai_body(&body, &fields);
+        assert_eq!(out, json!({"temperature": 0, "stop": ["x"]}));
+        let fields = NativeFields {
+            n_predict: Some(8),
+            ..Default::default()
+        };
+        assert_eq!(openai_body(&json!({}), &fields), json!({"max_tokens": 8}));
+    }
+
+    #[test]
+    fn timings_divide_by_the_counts() {
+        let c = Completion {
+            finish_reason: FinishReason::Length,
+            prompt_tokens: 10,
+            cached_tokens: 2,
+            completion_tokens: 4,
+            time_to_first_token: None,
+            total_time: Duration::from_millis(300),
+            prompt_time: Duration::from_millis(80),
+            generation_time: Duration::from_millis(200),
+        };
+        let t = timings(&c);
+        assert_eq!(t["prompt_n"], 8);
+        assert_eq!(t["cache_n"], 2);
+        assert_eq!(t["predicted_n"], 4);
+        assert_eq!(t["predicted_per_token_ms"], 50.0);
+        assert_eq!(t["prompt_per_second"], 100.0);
+        assert_eq!(stop_type(FinishReason::EndOfGeneration), "eos");
+    }
+}
