@@ -230,7 +230,12 @@ fn openai_body(body: &Value) -> Result<Value, ApiError> {
     ))
 }
 
-async fn messages(
+#[utoipa::path(post, path = "/v1/messages", tag = "anthropic", request_body(content = Object, content_type = "application/json", description = "Anthropic's Messages request: model, messages, system, max_tokens, stop_sequences, stream"), responses(
+    (status = 200, description = "The answer (JSON, or Anthropic's event stream with `stream`)"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn messages(
     State(state): State<Arc<AppState>>,
     Extension(record): Extension<Arc<RequestRecord>>,
     body: Result<JsonBody, ApiError>,
@@ -285,7 +290,12 @@ async fn answer(
     .into_response())
 }
 
-async fn count_tokens(
+#[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "anthropic", request_body(content = Object, content_type = "application/json", description = "messages and system, as for /v1/messages"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn count_tokens(
     State(state): State<Arc<AppState>>,
     body: Result<JsonBody, ApiError>,
 ) -> Response {

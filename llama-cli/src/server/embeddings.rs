@@ -171,7 +171,12 @@ fn base64_of(v: &[f32]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn openai_embeddings(
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body(content = Object, content_type = "application/json", description = "`input`: a string, a list of strings, tokens or lists of tokens; `encoding_format`"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn openai_embeddings(
     State(state): State<Arc<AppState>>,
     Extension(embeddings): Extension<Arc<Embeddings>>,
     body: Result<JsonBody, ApiError>,
@@ -209,7 +214,12 @@ async fn openai_embeddings(
     })))
 }
 
-async fn native_embeddings(
+#[utoipa::path(post, path = "/embeddings", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`content` (or `input`), as llama-server reads it"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn native_embeddings(
     Extension(embeddings): Extension<Arc<Embeddings>>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
@@ -244,7 +254,12 @@ fn rerank_tokens(embedder: &Embedder, query: &str, doc: &str) -> Result<Vec<Toke
     Ok(tokens)
 }
 
-async fn rerank(
+#[utoipa::path(post, path = "/v1/rerank", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`query` and `documents` (a model with rank pooling)"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn rerank(
     State(state): State<Arc<AppState>>,
     Extension(embeddings): Extension<Arc<Embeddings>>,
     body: Result<JsonBody, ApiError>,

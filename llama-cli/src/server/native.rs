@@ -325,7 +325,12 @@ fn generation_settings(p: &Prepared, n_probs: u32) -> Value {
     })
 }
 
-async fn completion(
+#[utoipa::path(post, path = "/completion", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "llama-server's native completion: prompt (text, tokens or several), n_predict, stop, stream, ..."), responses(
+    (status = 200, description = "The answer (JSON, or an event stream with `stream`)"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn completion(
     State(state): State<Arc<AppState>>,
     Extension(record): Extension<Arc<RequestRecord>>,
     body: Result<JsonBody, ApiError>,
@@ -445,7 +450,12 @@ fn yes() -> bool {
     true
 }
 
-async fn tokenize(
+#[utoipa::path(post, path = "/tokenize", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`content`, `add_special`, `with_pieces`"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn tokenize(
     State(state): State<Arc<AppState>>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
@@ -507,7 +517,12 @@ struct DetokenizeRequest {
     tokens: Vec<i64>,
 }
 
-async fn detokenize(
+#[utoipa::path(post, path = "/detokenize", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`tokens`"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn detokenize(
     State(state): State<Arc<AppState>>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
@@ -540,7 +555,12 @@ async fn detokenize(
 
 /// `POST /apply-template`: the prompt a chat request would send, rendered by the same
 /// template path as `/v1/chat/completions`.
-async fn apply_template(
+#[utoipa::path(post, path = "/apply-template", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`messages` as in a chat completion"), responses(
+    (status = 200, description = "The answer"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn apply_template(
     State(state): State<Arc<AppState>>,
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
@@ -552,7 +572,11 @@ async fn apply_template(
 }
 
 /// `GET /props`.
-async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
+#[utoipa::path(get, path = "/props", tag = "llama-server", responses(
+    (status = 200, description = "The server's properties in llama-server's shape", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
     let parallel = state.parallel();
     let model = &state.model;
     let bos = model.detokenize(&[model.token_bos()], true);
@@ -587,14 +611,18 @@ async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 /// `GET /slots` query.
 #[derive(Debug, Deserialize)]
-struct SlotsQuery {
+pub(super) struct SlotsQuery {
     #[serde(default)]
     fail_on_no_slot: Option<String>,
 }
 
 /// `GET /slots`: one entry per sequence. The engine does not say which sequence answers
 /// which request, so the first `active` are shown processing.
-async fn slots(
+#[utoipa::path(get, path = "/slots", tag = "llama-server", responses(
+    (status = 200, description = "One entry per sequence", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn slots(
     State(state): State<Arc<AppState>>,
     Query(query): Query<SlotsQuery>,
 ) -> Result<Json<Value>, ApiError> {

@@ -266,7 +266,12 @@ impl Frames for ResponseFrames {
     }
 }
 
-async fn responses(
+#[utoipa::path(post, path = "/v1/responses", tag = "openai", request_body(content = Object, content_type = "application/json", description = "OpenAI's Responses request: input (text or messages), instructions, max_output_tokens, stream"), responses(
+    (status = 200, description = "The answer (JSON, or the response.* event stream with `stream`)"),
+    (status = 400, description = "An invalid field, named", content_type = "application/json"),
+    (status = 401, description = "A wrong or missing API key")
+))]
+pub(super) async fn responses(
     State(state): State<Arc<AppState>>,
     Extension(record): Extension<Arc<RequestRecord>>,
     body: Result<JsonBody, ApiError>,
