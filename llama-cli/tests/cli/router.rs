@@ -676,3 +676,31 @@ fn router_reads_presets() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(router.phase("smol"), "loaded");
 }
+
+#[test]
+fn router_requests_for_a_loading_model_wait_and_one_load_serves_them() {
+    let dir = models_dir();
+    let router = Router::start(dir.path(), &["--max-mem", "4G"]);
+    let port = router.port;
+    let clients: Vec<_> = (0..4)
+        .map(|k| {
+            std::thread::spawn(move || {
+                http(
+                    port,
+                    "POST",
+                    "/v1/completions",
+                    Some(&json!({"model": "smol", "prompt": format!("Count to {k}:"),
+                        "max_tokens": 2, "temperature": 0})),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        let (status, body) = client.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        router.model_metric("llama_router_model_loads_total", "smol"),
+        1.0
+    );
+}
