@@ -704,3 +704,60 @@ fn router_requests_for_a_loading_model_wait_and_one_load_serves_them() {
         1.0
     );
 }
+
+#[test]
+fn router_refuses_to_start_without_models_or_with_a_bad_preset() {
+    use crate::support::{assert_clean_failure, llama_cli};
+    let empty = tempfile::tempdir().unwrap();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .arg("--models-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("no models to serve"), "{stderr}");
+    let presets = empty.path().join("p.toml");
+    std::fs::write(&presets, "[models.x]\nctx-sise = 1\n").unwrap();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .arg("--models-preset")
+        .arg(&presets)
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(
+        stderr.contains("models.x") && stderr.contains("ctx-sise"),
+        "{stderr}"
+    );
+    let dir = models_dir();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .args(["--pin", "nope", "--models-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("--pin \"nope\""), "{stderr}");
+}
