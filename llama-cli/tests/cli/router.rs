@@ -676,3 +676,88 @@ fn router_reads_presets() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(router.phase("smol"), "loaded");
 }
+
+#[test]
+fn router_requests_for_a_loading_model_wait_and_one_load_serves_them() {
+    let dir = models_dir();
+    let router = Router::start(dir.path(), &["--max-mem", "4G"]);
+    let port = router.port;
+    let clients: Vec<_> = (0..4)
+        .map(|k| {
+            std::thread::spawn(move || {
+                http(
+                    port,
+                    "POST",
+                    "/v1/completions",
+                    Some(&json!({"model": "smol", "prompt": format!("Count to {k}:"),
+                        "max_tokens": 2, "temperature": 0})),
+                )
+            })
+        })
+        .collect();
+    for client in clients {
+        let (status, body) = client.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        router.model_metric("llama_router_model_loads_total", "smol"),
+        1.0
+    );
+}
+
+#[test]
+fn router_refuses_to_start_without_models_or_with_a_bad_preset() {
+    use crate::support::{assert_clean_failure, llama_cli};
+    let empty = tempfile::tempdir().unwrap();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .arg("--models-dir")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("no models to serve"), "{stderr}");
+    let presets = empty.path().join("p.toml");
+    std::fs::write(&presets, "[models.x]\nctx-sise = 1\n").unwrap();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .arg("--models-preset")
+        .arg(&presets)
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(
+        stderr.contains("models.x") && stderr.contains("ctx-sise"),
+        "{stderr}"
+    );
+    let dir = models_dir();
+    let out = llama_cli()
+        .args([
+            "serve",
+            "--no-models-store",
+            "--port",
+            "0",
+            "--max-mem",
+            "1G",
+        ])
+        .args(["--pin", "nope", "--models-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&out);
+    assert!(stderr.contains("--pin \"nope\""), "{stderr}");
+}

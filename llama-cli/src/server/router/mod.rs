@@ -78,7 +78,7 @@ pub enum RouterError {
         reason: String,
     },
     /// No budget is known.
-    #[error("serve without -m needs --max-mem (no memory limit could be read from the machine)")]
+    #[error("serve without -m needs --max-mem (the machine's memory could not be read)")]
     NoBudget,
     /// `--idle-unload` is not a duration.
     #[error("invalid --idle-unload {0:?}: expected a duration such as 90s, 10m or 1h")]
@@ -143,12 +143,6 @@ fn cache_models() -> Vec<(String, PathBuf)> {
 pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
     let o = parts.serve.clone().over(ServeOptions::defaults());
     let settings = parts.run_options.clone().resolve()?;
-    let budget = match settings.max_mem {
-        Some(b) => b.0,
-        None => llama_core::machine::MachineMemory::read()
-            .default_budget()
-            .ok_or(RouterError::NoBudget)?,
-    };
     let idle_unload = match &o.idle_unload {
         Some(text) => Some(
             sources::parse_duration(text).ok_or_else(|| RouterError::IdleUnload(text.clone()))?,
@@ -168,6 +162,22 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
     if specs.is_empty() {
         return Err(RouterError::NoModels.into());
     }
+    let budget = match settings.max_mem {
+        Some(b) => b.0,
+        None => {
+            // As the planner does for one model: the cgroup's limit, else the machine's
+            // memory, less a margin.
+            let machine = llama_core::machine::MachineMemory::read();
+            let limit = machine.limit().ok_or(RouterError::NoBudget)?;
+            let budget = limit.saturating_sub(llama_core::machine::default_margin(limit));
+            eprintln!(
+                "no --max-mem: serving under {} less a margin, {} (--max-mem sets another budget)",
+                machine.describe(),
+                llama_core::ByteSize(budget)
+            );
+            budget
+        }
+    };
     for name in o.pin.iter().flat_map(|p| p.split(',')).map(str::trim) {
         if name.is_empty() {
             continue;
