@@ -62,6 +62,14 @@ pub struct ContextArgs {
     /// Let weights go to the AMX buffer type on CPUs with AMX (llama.cpp #20824).
     #[arg(long = "amx")]
     pub amx: bool,
+
+    /// Apply this LoRA adapter at full scale (repeatable).
+    #[arg(long = "lora", value_name = "FILE")]
+    pub lora: Vec<PathBuf>,
+
+    /// Apply this LoRA adapter at this scale (repeatable).
+    #[arg(long = "lora-scaled", value_names = ["FILE", "SCALE"], num_args = 2)]
+    pub lora_scaled: Vec<String>,
 }
 
 impl ContextArgs {
@@ -86,6 +94,8 @@ impl ContextArgs {
             cache_type_v: self.cache_type_v.clone(),
             no_repack: self.no_repack.then_some(true),
             amx: self.amx.then_some(true),
+            lora: (!self.lora.is_empty()).then(|| self.lora.clone()),
+            lora_scaled: (!self.lora_scaled.is_empty()).then(|| self.lora_scaled.clone()),
             ..RunOptions::default()
         }
     }

@@ -85,6 +85,9 @@ pub enum ContextError {
     /// A context parameter is out of range.
     #[error(transparent)]
     Param(#[from] ParamError),
+    /// llama.cpp refused to apply the LoRA adapters to the context.
+    #[error("llama.cpp refused the LoRA adapters (--lora) for this context")]
+    Adapters,
 }
 
 /// A parameter value outside its allowed range.

@@ -277,3 +277,39 @@ fn perplexity_bad_input_is_a_clean_error() {
     }
     assert!(!Path::new("/no/such/text.txt").exists());
 }
+
+#[test]
+fn lora_adapters_apply_to_the_perplexity_context() {
+    use llama_core::gguf::synthetic::SyntheticModel;
+    use llama_core::gguf::GgmlType;
+    let dir = tempfile::tempdir().unwrap();
+    let base = SyntheticModel::llama(GgmlType::F16);
+    let model_path = dir.path().join("base.gguf");
+    base.write_to(&model_path).unwrap();
+    let adapter = dir.path().join("adapter.gguf");
+    base.lora_adapter(8, 3).write_to_path(&adapter).unwrap();
+    let a = adapter.display().to_string();
+    let ppl = |extra: &[&str]| {
+        let output = llama_cli()
+            .arg("perplexity")
+            .arg("-m")
+            .arg(&model_path)
+            .args(["-t", "2", "--json", "-f", &text(), "-c", "128", "-b", "128"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        v["result"]["ppl"].as_f64().unwrap()
+    };
+    let plain = ppl(&[]);
+    assert_eq!(
+        ppl(&["--lora-scaled", &a, "0"]),
+        plain,
+        "scale 0 is the base model"
+    );
+    let adapted = ppl(&["--lora", &a]);
+    assert_ne!(adapted, plain, "the adapter changes the figure");
+    assert_eq!(ppl(&["--lora-scaled", &a, "1"]), adapted);
+}

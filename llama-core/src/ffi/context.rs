@@ -55,6 +55,9 @@ pub struct Context {
     cache_types: (KvCacheType, KvCacheType),
     /// The eval observer llama.cpp's `cb_eval` calls, if any; freed after the context.
     _observer: Option<ObserverBox>,
+    /// The LoRA adapters applied ([`Context::set_loras`]): llama.cpp's context points at
+    /// them, so they live as long as it (freed after the context).
+    adapters: Vec<Arc<super::LoraAdapter>>,
 }
 
 // SAFETY: a context is used by one thread at a time (all methods take `&mut self` or only read
@@ -194,6 +197,7 @@ impl Context {
             n_ubatch,
             cache_types: (params.type_k, params.type_v),
             _observer: observer,
+            adapters: Vec::new(),
         })
     }
 
@@ -310,8 +314,7 @@ impl Context {
             adapters.iter().map(|(a, _)| a.as_ptr()).collect();
         let mut scales: Vec<f32> = adapters.iter().map(|(_, s)| *s).collect();
         // SAFETY: valid context; both arrays hold `adapters.len()` entries, and the adapters
-        // (held by the caller's Arcs, kept by the engine as long as the context) outlive
-        // their use by it.
+        // are kept by this context (below) for as long as llama.cpp may use them.
         let rc = unsafe {
             sys::llama_set_adapters_lora(
                 self.ptr.as_ptr(),
@@ -320,6 +323,9 @@ impl Context {
                 scales.as_mut_ptr(),
             )
         };
+        if rc == 0 {
+            self.adapters = adapters.iter().map(|(a, _)| Arc::clone(a)).collect();
+        }
         rc == 0
     }
 

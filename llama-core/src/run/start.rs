@@ -242,19 +242,27 @@ impl Prepared {
     }
 
     /// Loads the model as [`start`](Self::start) does, then creates one context sized as
-    /// planned, without an engine.
+    /// planned (with the --lora adapters applied), without an engine.
     pub fn open_context(
         mut self,
         progress: Option<&mut dyn FnMut(f32) -> bool>,
     ) -> Result<Opened, RunError> {
         let started = Instant::now();
         let weights = load_weights(&mut self, progress)?;
-        let context = match weights.streamer {
+        let mut adapters = Vec::new();
+        for (path, scale) in &self.settings.loras {
+            let adapter = crate::ffi::LoraAdapter::load(&weights.model, path)?;
+            adapters.push((Arc::new(adapter), *scale));
+        }
+        let mut context = match weights.streamer {
             Some(streamer) => {
                 Context::with_eval_observer(weights.model, &self.ctx_params, Box::new(streamer))
             }
             None => Context::new(weights.model, &self.ctx_params),
         }?;
+        if !adapters.is_empty() && !context.set_loras(&adapters) {
+            return Err(crate::error::ContextError::Adapters.into());
+        }
         Ok(Opened {
             context,
             counters: counters_of(&self.plan),
