@@ -80,6 +80,14 @@ option_group! {
         #[arg(long = "alias", value_name = "NAME[,NAME...]")]
         alias: String = None,
 
+        /// Informational model tags, comma-separated, listed by /v1/models.
+        #[arg(long = "tags", value_name = "TAG[,TAG...]")]
+        tags: String = None,
+
+        /// Do not serve GET /slots (it answers 501, as llama-server's --no-slots).
+        #[arg(long = "no-slots", num_args = 0, default_missing_value = "true")]
+        no_slots: bool = Some(false),
+
         /// One KV pool for all sequences: a request may use the whole -c, instead of -c
         /// divided by --parallel (also -kvu).
         #[arg(long = "kv-unified", num_args = 0, default_missing_value = "true")]
@@ -127,6 +135,8 @@ struct ServeSettings {
     state_dir: Option<PathBuf>,
     alias: Option<String>,
     kv_unified: bool,
+    tags: Vec<String>,
+    slots: bool,
     cors: CorsConfig,
     embeddings: Option<Pooling>,
 }
@@ -145,6 +155,8 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         state_dir: o.state_dir,
         alias: o.alias,
         kv_unified: o.kv_unified.unwrap_or_default(),
+        tags: o.tags.as_deref().map(aliases).unwrap_or_default(),
+        slots: !o.no_slots.unwrap_or_default(),
         embeddings: match (o.embeddings.unwrap_or_default(), &o.pooling) {
             (false, _) => None,
             (true, None) => Some(Pooling::Model),
@@ -212,7 +224,8 @@ fn socket_addrs(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, ServeError> {
     Ok(addrs)
 }
 
-/// `--alias a,b,c`: the names, sorted and without repeats, as llama-server keeps them.
+/// `--alias a,b,c` (and `--tags`): the names, sorted and without repeats, as llama-server
+/// keeps them.
 fn aliases(alias: &str) -> Vec<String> {
     let set: std::collections::BTreeSet<String> = alias
         .split(',')
@@ -314,6 +327,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         engine: started.engine,
         model_id: names[0].clone(),
         aliases: names,
+        tags: serve.tags.clone(),
         template,
         defaults,
         limits: Limits {
@@ -335,6 +349,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             addrs,
             cors: serve.cors.clone(),
             embeddings,
+            native: crate::server::native::NativeConfig { slots: serve.slots },
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;

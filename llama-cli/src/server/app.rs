@@ -33,6 +33,7 @@ pub fn router(
     state: Arc<AppState>,
     cors: CorsLayer,
     embeddings: Option<Arc<super::embeddings::Embeddings>>,
+    native: native::NativeConfig,
 ) -> Router {
     let mut routes = Router::new()
         .route("/health", get(health))
@@ -45,7 +46,7 @@ pub fn router(
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
-        .merge(native::routes())
+        .merge(native::routes(native))
         .merge(super::anthropic::routes())
         .merge(super::responses::routes());
     if let Some(embeddings) = embeddings {
@@ -111,6 +112,7 @@ fn model_object(state: &AppState) -> Value {
     json!({
         "id": state.model_id,
         "aliases": state.aliases,
+        "tags": state.tags,
         "object": "model",
         "created": state.started,
         "owned_by": "llama-rs",

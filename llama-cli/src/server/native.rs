@@ -31,8 +31,21 @@ use super::log::RequestRecord;
 use super::openai::{self, ChatRequest, Common, Prepared};
 use super::state::AppState;
 
+/// Settings of these routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeConfig {
+    /// Whether `GET /slots` answers (`--no-slots`: 501, as llama-server).
+    pub slots: bool,
+}
+
+impl Default for NativeConfig {
+    fn default() -> NativeConfig {
+        NativeConfig { slots: true }
+    }
+}
+
 /// The routes of this module.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes(config: NativeConfig) -> Router<Arc<AppState>> {
     Router::new()
         .route("/completion", post(completion))
         .route("/completions", post(completion))
@@ -41,6 +54,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/apply-template", post(apply_template))
         .route("/props", get(props))
         .route("/slots", get(slots))
+        .layer(Extension(config))
 }
 
 /// Fields of a native request that are OpenAI's too, under the same name.
@@ -552,7 +566,10 @@ async fn apply_template(
 }
 
 /// `GET /props`.
-async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn props(
+    State(state): State<Arc<AppState>>,
+    Extension(slots): Extension<NativeConfig>,
+) -> Json<Value> {
     let parallel = state.parallel();
     let model = &state.model;
     let bos = model.detokenize(&[model.token_bos()], true);
@@ -575,7 +592,7 @@ async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
         "model_alias": state.model_id,
         "model_path": model.path().display().to_string(),
         "modalities": {"vision": false, "video": false, "audio": false},
-        "endpoint_slots": true,
+        "endpoint_slots": slots.slots,
         "endpoint_props": false,
         "endpoint_metrics": true,
         "chat_template": model.chat_template().unwrap_or_default(),
@@ -596,8 +613,16 @@ struct SlotsQuery {
 /// which request, so the first `active` are shown processing.
 async fn slots(
     State(state): State<Arc<AppState>>,
+    Extension(config): Extension<NativeConfig>,
     Query(query): Query<SlotsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    if !config.slots {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_supported_error",
+            "this server does not serve /slots: it was started with --no-slots",
+        ));
+    }
     let parallel = state.parallel();
     let active = state.stats().map_or(0, |s| s.active);
     if query.fail_on_no_slot.is_some_and(|v| !v.is_empty()) && active >= parallel {

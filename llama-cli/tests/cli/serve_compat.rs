@@ -225,7 +225,23 @@ fn serve_answers_llama_server_routes_in_its_shapes() {
 
 #[test]
 fn serve_listens_on_every_host_of_a_list() {
-    let server = Server::start(&["--parallel", "1", "--host", "127.0.0.1,::1"]);
+    let server = Server::start(&[
+        "--parallel",
+        "1",
+        "--host",
+        "127.0.0.1,::1",
+        "--no-slots",
+        "--tags",
+        "small,chat",
+    ]);
+    // --no-slots: /slots is 501 as llama-server answers; --tags are listed, sorted.
+    let r = server.get("/slots");
+    assert_eq!(r.assert_error(501)["type"], "not_supported_error");
+    assert_eq!(server.get("/props").json()["endpoint_slots"], false);
+    assert_eq!(
+        server.get("/v1/models").json()["data"][0]["tags"],
+        json!(["chat", "small"])
+    );
     let log = server.log();
     let ports: Vec<(String, u16)> = log
         .lines()
