@@ -8,7 +8,8 @@
 //! Native-only fields other than those read here (`cache_prompt`: the engine always reuses a
 //! cached prefix; `id_slot`, `timings_per_token`, ...) are accepted without effect.
 //! A prompt is text (tokenized with BOS and special tokens, as llama-server does), a token
-//! array, an array mixing both, or a list of such prompts (answered as an array, not streamed).
+//! array, an array mixing both, an object `{"prompt_string": TEXT}`, or a list of such prompts
+//! (answered as an array, not streamed). `response_fields` picks fields of the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +91,26 @@ struct NativeFields {
     return_tokens: Option<bool>,
     #[serde(default)]
     ignore_eos: Option<bool>,
+    #[serde(default)]
+    response_fields: Vec<String>,
+}
+
+/// Only the `fields` of `answer` (paths like `generation_settings/n_predict`, named as they are
+/// asked), as llama-server's `response_fields` picks them; a path that is not there is left out.
+fn pick_fields(answer: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return answer;
+    }
+    let mut out = Map::new();
+    for path in fields {
+        let found = path
+            .split('/')
+            .try_fold(&answer, |v, key| v.as_object().and_then(|o| o.get(key)));
+        if let Some(v) = found {
+            out.insert(path.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// The OpenAI request a native one stands for (for [`Common`]'s checks).
@@ -130,16 +151,36 @@ fn prompts(value: &Value) -> Result<Vec<Vec<Piece>>, ApiError> {
     };
     match value {
         Value::String(s) => Ok(vec![vec![Piece::Text(s.clone())]]),
+        Value::Object(_) => Ok(vec![object_prompt(value)?]),
         Value::Array(items) if items.iter().any(Value::is_number) => Ok(vec![mixed(items)?]),
         Value::Array(items) if !items.is_empty() => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(vec![Piece::Text(s.clone())]),
                 Value::Array(inner) => mixed(inner),
+                Value::Object(_) => object_prompt(item),
                 _ => Err(bad()),
             })
             .collect(),
         _ => Err(bad()),
+    }
+}
+
+/// llama-server's prompt object, `{"prompt_string": TEXT}`; `multimodal_data` is refused (the
+/// server has no multimodal projector).
+fn object_prompt(value: &Value) -> Result<Vec<Piece>, ApiError> {
+    if value.get("multimodal_data").is_some_and(|m| !m.is_null()) {
+        return Err(ApiError::invalid(
+            "multimodal_data is not supported: this server has no multimodal projector",
+            Some("prompt"),
+        ));
+    }
+    match value.get("prompt_string") {
+        Some(Value::String(s)) => Ok(vec![Piece::Text(s.clone())]),
+        _ => Err(ApiError::invalid(
+            "a prompt object needs prompt_string (a string)",
+            Some("prompt"),
+        )),
     }
 }
 
@@ -434,7 +475,10 @@ async fn native_completion(
         let (text, c) = events::collect(stream).await?;
         drop(inflight);
         record.completed(&c);
-        results.push(answer.finished(&text, &c, &text));
+        results.push(pick_fields(
+            answer.finished(&text, &c, &text),
+            &fields.response_fields,
+        ));
     }
     Ok(match results.len() {
         1 => Json(results.remove(0)).into_response(),
@@ -673,6 +717,32 @@ mod tests {
             );
         }
         assert!(prompts(&json!([1, 1e20])).is_err());
+        assert_eq!(
+            prompts(&json!({"prompt_string": "a"})).unwrap(),
+            vec![vec![Piece::Text("a".into())]]
+        );
+        assert_eq!(
+            prompts(&json!([[1], {"prompt_string": "b"}]))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(prompts(&json!({"prompt_string": "a", "multimodal_data": ["x"]})).is_err());
+    }
+
+    #[test]
+    fn response_fields_pick_nested_paths() {
+        let answer = json!({"content": "x", "generation_settings": {"n_predict": 8}, "stop": true});
+        let fields = [
+            "content".to_string(),
+            "generation_settings/n_predict".into(),
+            "nope".into(),
+        ];
+        assert_eq!(
+            pick_fields(answer.clone(), &fields),
+            json!({"content": "x", "generation_settings/n_predict": 8})
+        );
+        assert_eq!(pick_fields(answer.clone(), &[]), answer);
     }
 
     #[test]

@@ -179,6 +179,18 @@ fn serve_answers_llama_server_routes_in_its_shapes() {
     let stopped = r.json();
     assert_eq!(stopped["stop_type"], "word", "{stopped}");
     assert_eq!(stopped["stopping_word"], " 7");
+    // A prompt object is its text; response_fields picks (nested) fields.
+    let picked = server
+        .post(
+            "/completion",
+            &json!({"prompt": {"prompt_string": "The capital of France is"}, "n_predict": 6,
+                    "temperature": 0, "response_fields": ["content", "generation_settings/n_predict"]}),
+        )
+        .json();
+    assert_eq!(
+        picked,
+        json!({"content": content, "generation_settings/n_predict": 6})
+    );
     let r = server.post("/completion", &json!({"prompt": "x", "n_probs": 3}));
     assert_eq!(r.assert_error(400)["param"], "n_probs");
     let r = server.post("/completion", &json!({"prompt": {"a": 1}}));
