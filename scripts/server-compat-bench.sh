@@ -15,6 +15,7 @@
 #          OURS           our binary (default $CARGO_TARGET_DIR or target, release/llama-cli)
 #          REFERENCE      llama-server (default $LLAMA_CPP_DIR/build/bin/llama-server)
 #          TIMEOUT        seconds per test (default 120)
+#          REFERENCE_PORT, OURS_PORT   the servers' ports (default 8080, 8180)
 # Prints one line per file (tests, passed on llama-server, passed on ours) and the totals;
 # the pytest logs stay in the printed directory.
 set -euo pipefail
@@ -37,13 +38,25 @@ if ! "$python" -c "import pytest, pytest_timeout, wget, filelock, numpy, prometh
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/llama-compat-XXXXXX")
-# One copy per target: the suite writes into its own directory (tmp/, slot files).
+# One copy of the suite per target (it writes into its own directory: tmp/, slot files), at
+# its place in a tree of links to the rest of llama.cpp, so that the tests' relative paths
+# (../../../models/templates, ../../../tools/mtmd) still resolve.
 for target in reference ours; do
-  mkdir -p "$work/$target"
-  cp -r "$llama_cpp/tools/server/tests" "$work/$target/tests"
+  tree="$work/$target"
+  mkdir -p "$tree/tools/server"
+  for entry in "$llama_cpp"/*; do
+    [[ $(basename "$entry") == tools ]] || ln -s "$entry" "$tree/"
+  done
+  for entry in "$llama_cpp"/tools/*; do
+    [[ $(basename "$entry") == server ]] || ln -s "$entry" "$tree/tools/"
+  done
+  for entry in "$llama_cpp"/tools/server/*; do
+    [[ $(basename "$entry") == tests ]] || ln -s "$entry" "$tree/tools/server/"
+  done
+  cp -r "$llama_cpp/tools/server/tests" "$tree/tools/server/tests"
   # The presets' models are not downloaded: the launcher gives every preset MODEL.
   sed -i 's/^\(\s*\)ServerPreset.load_all()/\1pass  # models: scripts\/llama-server-compat.py/' \
-    "$work/$target/tests/conftest.py"
+    "$tree/tools/server/tests/conftest.py"
 done
 chmod +x "$root/scripts/llama-server-compat.py"
 
@@ -51,7 +64,7 @@ if [[ $# -gt 0 ]]; then
   files=("$@")
 else
   files=()
-  for f in "$work"/ours/tests/unit/test_*.py; do
+  for f in "$work"/ours/tools/server/tests/unit/test_*.py; do
     name=$(basename "$f")
     case $name in
       test_vision_api.py|test_lora.py|test_speculative.py|test_infill.py|test_mcp_servers.py|test_compat_gcp.py) ;;
@@ -63,7 +76,7 @@ fi
 # One target's run of one file; writes its JUnit XML.
 run_one() {
   local target=$1 port=$2 file=$3
-  (cd "$work/$target/tests" && LLAMA_COMPAT_TARGET=$target LLAMA_COMPAT_MODEL=$model \
+  (cd "$work/$target/tools/server/tests" && LLAMA_COMPAT_TARGET=$target LLAMA_COMPAT_MODEL=$model \
     LLAMA_COMPAT_REFERENCE=$reference LLAMA_COMPAT_OURS=$ours \
     LLAMA_SERVER_BIN_PATH="$root/scripts/llama-server-compat.py" PORT=$port LLAMA_CACHE="$work/$target/cache" \
     "$python" -m pytest -q -p no:cacheprovider --timeout "$timeout" "unit/$file" \
@@ -93,8 +106,8 @@ printf '%-32s %6s %12s %6s\n' file tests llama-server ours
 total=0; ref_total=0; ours_total=0
 for file in "${files[@]}"; do
   # Both targets at once, on different ports.
-  run_one reference 8080 "$file" &
-  run_one ours 8180 "$file" &
+  run_one reference "${REFERENCE_PORT:-8080}" "$file" &
+  run_one ours "${OURS_PORT:-8180}" "$file" &
   wait
   read -r n ref < <(count "$work/reference-$file.xml")
   read -r n2 our < <(count "$work/ours-$file.xml")
