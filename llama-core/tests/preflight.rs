@@ -44,12 +44,7 @@ enum End {
 fn run_unchecked(path: &Path, data_limit: u64) -> (End, Option<u64>) {
     use std::os::unix::process::ExitStatusExt;
     let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "child_process", "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, path)
         .env("LOAD_FUZZ_DATA_LIMIT", data_limit.to_string())
         .env("OMP_NUM_THREADS", "1")

@@ -69,12 +69,7 @@ fn every_byte() -> String {
     let two = (0u32..30).filter_map(|i| char::from_u32(0x80 + (i << 6)));
     let three = (0u32..16).filter_map(|i| char::from_u32(if i == 0 { 0x800 } else { i << 12 }));
     let four = (0u32..5).filter_map(|i| char::from_u32(if i == 0 { 0x10000 } else { i << 18 }));
-    ascii
-        .chain(continuation)
-        .chain(two)
-        .chain(three)
-        .chain(four)
-        .collect()
+    ascii.chain(continuation).chain(two).chain(three).chain(four).collect()
 }
 
 fn stages(path: &Path) -> u8 {
@@ -147,9 +142,6 @@ fn stages(path: &Path) -> u8 {
     if let Some(template) = model.chat_template() {
         let _ = Model::apply_chat_template(&template, &[("user", "hi")], true);
     }
-    eprintln!(
-        "child: ok, next token {next} = {:?}",
-        String::from_utf8_lossy(&piece)
-    );
+    eprintln!("child: ok, next token {next} = {:?}", String::from_utf8_lossy(&piece));
     status::OK
 }

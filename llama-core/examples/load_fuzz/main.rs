@@ -87,10 +87,7 @@ fn main() -> ExitCode {
 fn write_one(name: &str, path: &Path) -> ExitCode {
     let Some(h) = Hostile::from_name(name) else {
         let names: Vec<&str> = Hostile::ALL.iter().map(|h| h.name()).collect();
-        eprintln!(
-            "error: no catalogue file {name}; one of: {}",
-            names.join(", ")
-        );
+        eprintln!("error: no catalogue file {name}; one of: {}", names.join(", "));
         return ExitCode::from(2);
     };
     match h.build().write_to_path(path) {
@@ -116,11 +113,7 @@ fn parse(args: &[String]) -> Result<Settings, String> {
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or(format!("{flag} needs a value\n{USAGE}"))
-        };
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value\n{USAGE}"));
         let number = |v: String| v.parse::<u64>().map_err(|e| format!("{flag} {v}: {e}"));
         match flag.as_str() {
             "--seconds" => s.seconds = number(value()?)?,
@@ -145,10 +138,7 @@ fn bases(settings: &Settings) -> Result<Vec<Base>, String> {
     let mut bases: Vec<Base> = Shape::ALL
         .into_iter()
         .map(|shape| (shape, GgmlType::Q8_0))
-        .chain([
-            (Shape::Llama, GgmlType::F16),
-            (Shape::Llama, GgmlType::Q4_0),
-        ])
+        .chain([(Shape::Llama, GgmlType::F16), (Shape::Llama, GgmlType::Q4_0)])
         .map(|(shape, t)| Base {
             name: format!("{shape}-{t}"),
             writer: shape.model(t).to_writer(),
@@ -265,14 +255,7 @@ fn fuzz(settings: &Settings) -> Result<bool, String> {
             if verdict.accepted() {
                 unprotected += 1;
                 if entry.count - entry.protected <= 3 {
-                    save_finding(
-                        &findings,
-                        "unprotected",
-                        unprotected,
-                        &mutant,
-                        &run,
-                        &current,
-                    )?;
+                    save_finding(&findings, "unprotected", unprotected, &mutant, &run, &current)?;
                 }
             } else {
                 entry.protected += 1;
@@ -281,14 +264,7 @@ fn fuzz(settings: &Settings) -> Result<bool, String> {
         if over {
             over_rejected += 1;
             if over_rejected <= 20 {
-                save_finding(
-                    &findings,
-                    "over-rejected",
-                    over_rejected,
-                    &mutant,
-                    &run,
-                    &current,
-                )?;
+                save_finding(&findings, "over-rejected", over_rejected, &mutant, &run, &current)?;
                 eprintln!("over-rejected: {} ({verdict:?})", mutant.description);
             }
         }
@@ -316,10 +292,7 @@ fn catalogue(settings: &Settings) -> Result<bool, String> {
     let current = settings.out.join("current.gguf");
     let scratch = settings.out.join("child.stderr");
     let mut agree = true;
-    println!(
-        "{:<38} {:<22} {:<20} {:<14} what",
-        "file", "llama.cpp", "expected", "our check"
-    );
+    println!("{:<38} {:<22} {:<20} {:<14} what", "file", "llama.cpp", "expected", "our check");
     for h in Hostile::ALL {
         let (verdict, run) = write_and_run(&h.build(), &current, settings, &scratch)?;
         let got = match &run.outcome {
@@ -338,8 +311,7 @@ fn catalogue(settings: &Settings) -> Result<bool, String> {
                 run.outcome == Outcome::Signal(6) && run.stderr_tail.contains("bad_alloc")
             }
             Unchecked::OverflowsStack => {
-                run.outcome == Outcome::Signal(6)
-                    && run.stderr_tail.contains("overflowed its stack")
+                run.outcome == Outcome::Signal(6) && run.stderr_tail.contains("overflowed its stack")
             }
             Unchecked::AllocatesGigabytes => matches!(run.outcome, Outcome::HugeRss(_)),
             Unchecked::RefusesCleanly => matches!(run.outcome, Outcome::Refused(_)),
@@ -459,10 +431,7 @@ fn report(
     }
     println!("\nbad outcomes by signature (count, caught by our check, example):");
     for (sig, s) in signatures {
-        println!(
-            "  {:>5} {:>5}  {sig}\n              e.g. {}",
-            s.count, s.protected, s.example
-        );
+        println!("  {:>5} {:>5}  {sig}\n              e.g. {}", s.count, s.protected, s.example);
     }
     println!("\nllama.cpp's clean refusals, most frequent reasons:");
     let mut reasons: Vec<_> = reasons.iter().collect();

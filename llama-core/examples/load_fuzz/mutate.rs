@@ -425,9 +425,7 @@ fn shape(w: &mut GgufWriter, rng: &mut StdRng) -> Option<String> {
     let i = rng.random_range(0..dims.len().max(1));
     match rng.random_range(0..8) {
         0 if !dims.is_empty() => dims[i] += if i == 0 { t.block_size() } else { 1 },
-        1 if !dims.is_empty() => {
-            dims[i] = dims[i].saturating_sub(if i == 0 { t.block_size() } else { 1 })
-        }
+        1 if !dims.is_empty() => dims[i] = dims[i].saturating_sub(if i == 0 { t.block_size() } else { 1 }),
         2 if !dims.is_empty() => dims[i] *= 2,
         3 if !dims.is_empty() => dims[i] = 0,
         4 if dims.len() >= 2 => dims.swap(0, 1),
@@ -604,10 +602,7 @@ fn vocab(w: &mut GgufWriter, rng: &mut StdRng) -> Option<String> {
                 }
             }
             let len = list.len();
-            w.set(
-                "tokenizer.ggml.scores",
-                Value::Array(vec![0f32; len].into()),
-            );
+            w.set("tokenizer.ggml.scores", Value::Array(vec![0f32; len].into()));
             w.set(
                 "tokenizer.ggml.token_type",
                 Value::Array(ArrayValue::I32(vec![1; len])),

@@ -174,17 +174,7 @@ pub fn refusal_reason(run: &ChildRun) -> Option<String> {
     let lines = || run.stderr_tail.lines().rev();
     lines()
         .find_map(|l| l.split_once("error loading model: ").map(|(_, r)| r))
-        .or_else(|| {
-            lines().find_map(|l| {
-                l.split_once("failed to initialize the context: ")
-                    .map(|(_, r)| r)
-            })
-        })
+        .or_else(|| lines().find_map(|l| l.split_once("failed to initialize the context: ").map(|(_, r)| r)))
         .or_else(|| lines().find(|l| l.contains("failed to")))
-        .map(|l| {
-            l.trim_start_matches("llama.cpp: ")
-                .chars()
-                .take(160)
-                .collect()
-        })
+        .map(|l| l.trim_start_matches("llama.cpp: ").chars().take(160).collect())
 }

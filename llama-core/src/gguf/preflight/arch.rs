@@ -97,10 +97,7 @@ fn uniform_experts(model: &GgufModel, arch: &str, layers: u64) -> Result<(), Pre
     let Some(used) = per_layer(model, suffix, layers) else {
         return Ok(());
     };
-    match (
-        used.first(),
-        used.iter().position(|&n| Some(&n) != used.first()),
-    ) {
+    match (used.first(), used.iter().position(|&n| Some(&n) != used.first())) {
         (Some(first), Some(layer)) => Err(PreflightError::key(
             Check::Experts,
             format!("{arch}.{suffix}"),
@@ -170,10 +167,7 @@ fn head_widths(model: &GgufModel, arch: &str) -> Result<(), PreflightError> {
         return Err(PreflightError::key(
             Check::HeadWidths,
             format!("{arch}.{suffix}"),
-            format!(
-                "{} (keys {k} wide, values {v})",
-                if value.is_some() { v } else { k }
-            ),
+            format!("{} (keys {k} wide, values {v})", if value.is_some() { v } else { k }),
             format!("keys and values of one width ({arch}'s graph requires it)"),
         ));
     }

@@ -76,12 +76,7 @@ fn experts(model: &GgufModel, arch: &str) -> Result<(), PreflightError> {
     let groups = model.arch_u64("expert_group_count").unwrap_or(0);
     let group_used = model.arch_u64("expert_group_used_count").unwrap_or(0);
     let fail = |suffix: &str, found: u64, expected: String| {
-        Err(PreflightError::key(
-            Check::Experts,
-            key(suffix),
-            found,
-            expected,
-        ))
+        Err(PreflightError::key(Check::Experts, key(suffix), found, expected))
     };
     if n_expert > MAX_EXPERTS {
         return fail("expert_count", n_expert, format!("at most {MAX_EXPERTS}"));

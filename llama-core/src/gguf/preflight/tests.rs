@@ -26,11 +26,7 @@ fn each_hostile_file_is_refused_by_the_check_of_its_class() {
     for h in Hostile::ALL {
         let model = model_of(&h.build());
         let result = preflight(&model);
-        assert_eq!(
-            result.as_ref().err().map(|e| e.check),
-            h.check(),
-            "{h}: {result:?}"
-        );
+        assert_eq!(result.as_ref().err().map(|e| e.check), h.check(), "{h}: {result:?}");
         // What the preflight refuses is what llama.cpp mishandles, and only that.
         assert_eq!(
             h.check().is_some(),
@@ -67,26 +63,10 @@ fn expert_groups_follow_load_hparams() {
     };
     assert_eq!(groups(2, 1), Ok(()));
     assert_eq!(groups(4, 3), Ok(()));
-    assert_eq!(
-        check_of(groups(3, 1)),
-        Some(Check::Experts),
-        "3 does not divide 8"
-    );
-    assert_eq!(
-        check_of(groups(2, 0)),
-        Some(Check::Experts),
-        "no group used"
-    );
-    assert_eq!(
-        check_of(groups(2, 2)),
-        Some(Check::Experts),
-        "every group used"
-    );
-    assert_eq!(
-        check_of(groups(8, 1)),
-        Some(Check::Experts),
-        "as many groups as experts"
-    );
+    assert_eq!(check_of(groups(3, 1)), Some(Check::Experts), "3 does not divide 8");
+    assert_eq!(check_of(groups(2, 0)), Some(Check::Experts), "no group used");
+    assert_eq!(check_of(groups(2, 2)), Some(Check::Experts), "every group used");
+    assert_eq!(check_of(groups(8, 1)), Some(Check::Experts), "as many groups as experts");
     assert_eq!(
         check_of(llama_with(|w| {
             w.set("llama.expert_group_count", 2u32);
@@ -143,11 +123,7 @@ fn vectors_that_may_be_multiplied_may_be_f16() {
     let quantized = llama_with(|w| {
         w.add_tensor_zeroed("cls.output.weight", &[256], GgmlType::Q8_0);
     });
-    assert_eq!(
-        check_of(quantized),
-        Some(Check::VectorType),
-        "no tool writes it"
-    );
+    assert_eq!(check_of(quantized), Some(Check::VectorType), "no tool writes it");
 }
 
 #[test]
@@ -184,10 +160,7 @@ fn alignment_is_checked_where_the_mapped_buffer_surely_starts() {
         }
         unreachable!("some padding puts the data 8 bytes past a multiple of 32")
     };
-    assert_eq!(
-        check_of(aligned_8(GgmlType::F32)),
-        Some(Check::TensorAlignment)
-    );
+    assert_eq!(check_of(aligned_8(GgmlType::F32)), Some(Check::TensorAlignment));
     // A quantised matrix may be repacked out of the mapping: the base is then another tensor.
     assert_eq!(aligned_8(GgmlType::Q8_0), Ok(()));
 }
@@ -213,11 +186,7 @@ fn special_tokens_resolve_as_llama_cpp_does() {
         w.set("tokenizer.ggml.add_bos_token", false);
         w.set("tokenizer.ggml.seperator_token_id", 4096u32);
     });
-    assert_eq!(
-        check_of(bert),
-        None,
-        "defaults 101 and 102 exist in 1024 tokens"
-    );
+    assert_eq!(check_of(bert), None, "defaults 101 and 102 exist in 1024 tokens");
     // Gemma 4 adds BOS whatever the flag says, and has no default.
     let gemma4 = llama_with(|w| {
         w.set("tokenizer.ggml.model", "gemma4");

@@ -134,8 +134,7 @@ fn rwkv_progress(tokens: &[String]) -> Result<(), PreflightError> {
             single[usize::from(first)] |= bytes.len() == 1;
         }
     }
-    let stuck =
-        (0..=255u8).find(|&b| in_text(b) && starts[usize::from(b)] && !single[usize::from(b)]);
+    let stuck = (0..=255u8).find(|&b| in_text(b) && starts[usize::from(b)] && !single[usize::from(b)]);
     match stuck {
         Some(byte) => Err(PreflightError::key(
             Check::TokenizerLoop,
@@ -162,8 +161,8 @@ fn byte_fallback(tokens: &[String]) -> Result<(), PreflightError> {
     for byte in (0..=255u8).filter(|&b| in_text(b)) {
         let hex = format!("<0x{byte:02X}>");
         let single = (byte < 0x80).then(|| char::from(byte).to_string());
-        let covered =
-            texts.contains(hex.as_str()) || single.as_deref().is_some_and(|s| texts.contains(s));
+        let covered = texts.contains(hex.as_str())
+            || single.as_deref().is_some_and(|s| texts.contains(s));
         if !covered {
             return Err(PreflightError::key(
                 Check::ByteFallback,
@@ -348,11 +347,7 @@ mod tests {
     #[test]
     fn text_bytes_are_those_of_utf8_without_nul() {
         let text: Vec<u8> = (0..=255u8).filter(|&b| in_text(b)).collect();
-        assert_eq!(
-            text.len(),
-            256 - 1 - 2 - 11,
-            "all but NUL, 0xC0, 0xC1 and 0xF5 to 0xFF"
-        );
+        assert_eq!(text.len(), 256 - 1 - 2 - 11, "all but NUL, 0xC0, 0xC1 and 0xF5 to 0xFF");
         for s in ["\u{1}", "é", "\u{800}", "\u{10FFFF}", "\u{7F}"] {
             assert!(s.bytes().all(in_text), "{s:?}");
         }

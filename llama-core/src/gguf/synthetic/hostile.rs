@@ -14,8 +14,8 @@
 //! ```
 
 use super::{Shape, SyntheticModel};
-use crate::gguf::ggml_type::GgmlType;
 use crate::gguf::preflight::Check;
+use crate::gguf::ggml_type::GgmlType;
 use crate::gguf::value::{ArrayValue, Value};
 use crate::gguf::writer::GgufWriter;
 
