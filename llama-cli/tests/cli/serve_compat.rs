@@ -439,3 +439,21 @@ fn anthropic_python_client() {
     }
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
 }
+
+#[test]
+fn kv_unified_lets_one_request_use_the_whole_context() {
+    // -c 1024 over two sequences: 512 each, unless --kv-unified pools them.
+    let server = Server::start(&["--parallel", "2", "--kv-unified"]);
+    let props = server.get("/props").json();
+    assert_eq!(
+        props["default_generation_settings"]["n_ctx"], 1024,
+        "{props}"
+    );
+    let long = "word ".repeat(700);
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": long, "max_tokens": 2, "temperature": 0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["usage"]["prompt_tokens"].as_u64().unwrap() > 512);
+}
