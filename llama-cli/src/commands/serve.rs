@@ -425,7 +425,10 @@ impl Started {
             settings.ctx_size = (settings.ctx_size / serve.parallel).max(1);
         }
         let settings = &settings;
-        let run = runtime::run_settings(settings, serve.parallel)?;
+        let run = llama_core::run::RunSettings {
+            ctx_is_total: true,
+            ..runtime::run_settings(settings, serve.parallel)?
+        };
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
         runtime::print_notes(&prepared.notes);

@@ -457,3 +457,42 @@ fn kv_unified_lets_one_request_use_the_whole_context() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["usage"]["prompt_tokens"].as_u64().unwrap() > 512);
 }
+
+#[test]
+fn a_degraded_context_is_told_as_the_total_c() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llama-cli"))
+        .args(["serve", "-m"])
+        .arg(crate::support::model())
+        .args([
+            "--port",
+            "0",
+            "-c",
+            "65536",
+            "--parallel",
+            "4",
+            "--max-mem",
+            "300M",
+            "-t",
+            "2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // -c is the total of the four sequences, in the note too.
+    assert!(seen.contains("reduced --ctx-size from 65536 to"), "{seen}");
+}
