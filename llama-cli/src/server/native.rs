@@ -1,6 +1,6 @@
 //! llama-server's own API (tools/server in llama.cpp), in its shapes: the native completion
 //! (`POST /completion`, `/completions`), `/tokenize`, `/detokenize`, `/apply-template`,
-//! `/props` and `/slots`.
+//! `/chat/completions/input_tokens`, `/props` and `/slots`.
 //!
 //! The native completion runs on the same path as the OpenAI routes: its fields are
 //! translated into an OpenAI request ([`openai::Common`]: `n_predict` is `max_tokens`, `-1`
@@ -53,6 +53,8 @@ pub fn routes(config: NativeConfig) -> Router<Arc<AppState>> {
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
+        .route("/chat/completions/input_tokens", post(chat_input_tokens))
+        .route("/v1/chat/completions/input_tokens", post(chat_input_tokens))
         .route("/props", get(props))
         .route("/slots", get(slots))
         .layer(Extension(config))
@@ -607,6 +609,18 @@ async fn apply_template(
     let messages = app::with_default_system(&state, messages);
     let (prompt, _) = app::render(&state, Prompt::Chat(messages))?;
     Ok(Json(json!({"prompt": prompt})))
+}
+
+/// `POST /v1/chat/completions/input_tokens` (and un-prefixed): the prompt tokens a chat
+/// request would send, `{"input_tokens"}`.
+async fn chat_input_tokens(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
+    let n = super::chat_path::count(&state, messages).await?;
+    Ok(Json(json!({"input_tokens": n})))
 }
 
 /// `GET /props`.
