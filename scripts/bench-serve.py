@@ -60,12 +60,12 @@ def wait_healthy(port, proc, timeout=180):
 
 
 def start(name, args, port):
+    # -c is the total of all slots, for both (serve took llama-server's meaning).
     if name == "llama-cli serve":
         cmd = [args.binary, "serve", "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
                "-t", str(args.threads), "--parallel", str(args.parallel),
-               "-c", str(args.ctx_per_slot), "--queue", "256"]
+               "-c", str(args.ctx_per_slot * args.parallel), "--queue", "256"]
     else:
-        # llama-server's -c is the total of all slots.
         cmd = [args.llama_server, "-m", args.model, "--host", "127.0.0.1", "--port", str(port),
                "-t", str(args.threads), "-np", str(args.parallel),
                "-c", str(args.ctx_per_slot * args.parallel)]

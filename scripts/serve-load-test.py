@@ -51,7 +51,9 @@ def parse_size(text):
 
 def start_server(args):
     cmd = [args.binary, "serve", "-m", args.model, "--host", "127.0.0.1", "--port", "0",
-           "--max-mem", args.max_mem, "--parallel", str(args.parallel), "-c", str(args.ctx_size),
+           "--max-mem", args.max_mem, "--parallel", str(args.parallel),
+           # serve's -c is all sequences' context together (llama-server's meaning).
+           "-c", str(args.ctx_size * args.parallel),
            "-t", str(args.threads), "--queue", str(args.queue)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -203,7 +205,7 @@ def main():
     p.add_argument("--duration", type=float, default=60)
     p.add_argument("--max-mem", default="512M")
     p.add_argument("--parallel", type=int, default=4)
-    p.add_argument("--ctx-size", type=int, default=1024)
+    p.add_argument("--ctx-size", type=int, default=1024, help="context per sequence")
     p.add_argument("--queue", type=int, default=16)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-requests-per-client", type=int, default=10_000)

@@ -118,6 +118,14 @@ option_group! {
         #[arg(long = "load-timeout", value_name = "SECONDS")]
         load_timeout: f64 = Some(120.0),
 
+        /// Informational model tags, comma-separated, listed by /v1/models.
+        #[arg(long = "tags", value_name = "TAG[,TAG...]")]
+        tags: String = None,
+
+        /// Do not serve GET /slots (it answers 501, as llama-server's --no-slots).
+        #[arg(long = "no-slots", num_args = 0, default_missing_value = "true")]
+        no_slots: bool = Some(false),
+
         /// One KV pool for all sequences: a request may use the whole -c, instead of -c
         /// divided by --parallel (also -kvu).
         #[arg(long = "kv-unified", num_args = 0, default_missing_value = "true")]
@@ -166,6 +174,8 @@ struct ServeSettings {
     state_dir: Option<PathBuf>,
     alias: Option<String>,
     kv_unified: bool,
+    tags: Vec<String>,
+    slots: bool,
     cors: CorsConfig,
     embeddings: Option<Pooling>,
 }
@@ -185,6 +195,8 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         state_dir: o.state_dir,
         alias: o.alias,
         kv_unified: o.kv_unified.unwrap_or_default(),
+        tags: o.tags.as_deref().map(aliases).unwrap_or_default(),
+        slots: !o.no_slots.unwrap_or_default(),
         embeddings: match (o.embeddings.unwrap_or_default(), &o.pooling) {
             (false, _) => None,
             (true, None) => Some(Pooling::Model),
@@ -259,7 +271,8 @@ fn socket_addrs(hosts: &str, port: u16) -> Result<Vec<SocketAddr>, ServeError> {
     Ok(addrs)
 }
 
-/// `--alias a,b,c`: the names, sorted and without repeats, as llama-server keeps them.
+/// `--alias a,b,c` (and `--tags`): the names, sorted and without repeats, as llama-server
+/// keeps them.
 fn aliases(alias: &str) -> Vec<String> {
     let set: std::collections::BTreeSet<String> = alias
         .split(',')
@@ -384,6 +397,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         engine: started.engine,
         model_id: names[0].clone(),
         aliases: names,
+        tags: serve.tags.clone(),
         template,
         defaults,
         limits: Limits {
@@ -405,6 +419,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
             addrs,
             cors: serve.cors.clone(),
             embeddings,
+            native: crate::server::native::NativeConfig { slots: serve.slots },
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;
@@ -480,7 +495,10 @@ impl Started {
             settings.ctx_size = (settings.ctx_size / serve.parallel).max(1);
         }
         let settings = &settings;
-        let run = runtime::run_settings(settings, serve.parallel)?;
+        let run = llama_core::run::RunSettings {
+            ctx_is_total: true,
+            ..runtime::run_settings(settings, serve.parallel)?
+        };
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
         runtime::print_notes(&prepared.notes);

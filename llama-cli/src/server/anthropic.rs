@@ -5,7 +5,8 @@
 //!
 //! Fields: `messages` (roles `user` and `assistant`; content a string or text blocks),
 //! `system` (a string or text blocks), `max_tokens` (required, as Anthropic requires it),
-//! `stop_sequences`, `temperature`, `top_p`, `top_k`, `stream`; `metadata` is accepted and
+//! `stop_sequences`, `temperature`, `top_p`, `top_k`, `stream` (an empty `messages` list is
+//! accepted, as llama-server accepts it); `metadata` is accepted and
 //! ignored. `tools` is refused (400) until the chat path calls tools. Errors have Anthropic's
 //! body, `{"type": "error", "error": {"type", "message"}}`.
 
@@ -92,11 +93,11 @@ fn conversation(body: &Value) -> Result<Vec<ChatMessage>, ApiError> {
     if let Some(system) = body.get("system").filter(|s| !s.is_null()) {
         out.push(ChatMessage::new(Role::System, text_of(system, "system")?));
     }
+    // An empty list is accepted, as llama-server accepts it: the model opens its turn.
     let messages = body
         .get("messages")
         .and_then(Value::as_array)
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| ApiError::invalid("messages must be a non-empty array", Some("messages")))?;
+        .ok_or_else(|| ApiError::invalid("messages must be an array", Some("messages")))?;
     for (i, m) in messages.iter().enumerate() {
         let role = match m.get("role").and_then(Value::as_str) {
             Some("user") => Role::User,
@@ -330,6 +331,8 @@ mod tests {
             conversation(&bad).unwrap_err().param.as_deref(),
             Some("messages[0].content[0]")
         );
+        assert!(conversation(&json!({"messages": []})).unwrap().is_empty());
+        assert!(conversation(&json!({})).is_err());
         let tools = json!({"messages": [{"role": "user", "content": "x"}], "tools": [{}]});
         assert_eq!(
             conversation(&tools).unwrap_err().param.as_deref(),

@@ -33,6 +33,7 @@ pub fn router(
     state: Arc<AppState>,
     cors: CorsLayer,
     embeddings: Option<Arc<super::embeddings::Embeddings>>,
+    native: native::NativeConfig,
 ) -> Router {
     let mut routes = Router::new()
         .route("/health", get(health))
@@ -46,7 +47,7 @@ pub fn router(
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(super::openapi::openapi_json))
-        .merge(native::routes())
+        .merge(native::routes(native))
         .merge(super::anthropic::routes())
         .merge(super::responses::routes());
     if let Some(embeddings) = embeddings {
@@ -122,6 +123,7 @@ fn model_object(state: &AppState) -> Value {
     json!({
         "id": state.model_id,
         "aliases": state.aliases,
+        "tags": state.tags,
         "object": "model",
         "created": state.started,
         "owned_by": "llama-rs",

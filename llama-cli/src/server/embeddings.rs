@@ -68,7 +68,37 @@ fn api_error(err: EmbedError) -> ApiError {
     }
 }
 
-/// One input: text (tokenized with the model's special tokens) or token ids.
+/// The text of an OpenAI content object, `{"content": [{"type": "text", "text"}, ...]}`.
+fn content_text(value: &Value, field: &str) -> Result<String, ApiError> {
+    let parts = value
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                format!("an object in {field} needs content: an array of text parts"),
+                Some(field),
+            )
+        })?;
+    let mut text = String::new();
+    for part in parts {
+        match (part.get("type").and_then(Value::as_str), part.get("text")) {
+            (Some("text"), Some(Value::String(t))) => text.push_str(t),
+            (kind, _) => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "unsupported content part {}: only text parts are supported",
+                        kind.unwrap_or("without a type")
+                    ),
+                    Some(field),
+                ))
+            }
+        }
+    }
+    Ok(text)
+}
+
+/// One input: text (tokenized with the model's special tokens), token ids, or an OpenAI
+/// content object of text parts.
 fn tokenize_one(embedder: &Embedder, value: &Value, field: &str) -> Result<Vec<Token>, ApiError> {
     let bad = || {
         ApiError::invalid(
@@ -76,11 +106,15 @@ fn tokenize_one(embedder: &Embedder, value: &Value, field: &str) -> Result<Vec<T
             Some(field),
         )
     };
-    match value {
-        Value::String(s) => embedder
+    let text = |s: &str| {
+        embedder
             .model()
             .tokenize(s, true, true)
-            .map_err(|e| ApiError::invalid(format!("cannot tokenize: {e}"), Some(field))),
+            .map_err(|e| ApiError::invalid(format!("cannot tokenize: {e}"), Some(field)))
+    };
+    match value {
+        Value::String(s) => text(s),
+        Value::Object(_) => text(&content_text(value, field)?),
         Value::Array(ids) => {
             let n_vocab = i64::from(embedder.model().n_vocab());
             ids.iter()
@@ -96,7 +130,8 @@ fn tokenize_one(embedder: &Embedder, value: &Value, field: &str) -> Result<Vec<T
     }
 }
 
-/// `input` (or `content`): a string, a token array, or an array of strings or token arrays.
+/// `input` (or `content`): a string, a token array, or an array of strings, token arrays or
+/// content objects.
 fn tokenize_inputs(
     embedder: &Embedder,
     value: &Value,
@@ -341,6 +376,19 @@ pub(super) async fn rerank(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn content_objects_hold_text_parts_only() {
+        let ok =
+            json!({"content": [{"type": "text", "text": "a "}, {"type": "text", "text": "b"}]});
+        assert_eq!(content_text(&ok, "input").unwrap(), "a b");
+        for bad in [
+            json!({"content": "string"}),
+            json!({"content": [{"type": "image_url", "image_url": {"url": "x"}}]}),
+        ] {
+            assert!(content_text(&bad, "input").is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn base64_is_little_endian_floats() {

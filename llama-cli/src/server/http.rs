@@ -38,6 +38,9 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
+            // `Access-Control-Allow-Origin`, not `access-control-allow-origin`: as
+            // llama-server writes them, for clients that compare names exactly.
+            .title_case_headers(true)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -28,7 +28,7 @@ mod http;
 mod limits;
 mod log;
 mod metrics;
-mod native;
+pub mod native;
 pub mod openai;
 mod openapi;
 mod responses;
@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub cors: cors::CorsConfig,
     /// The embedder of `--embeddings` (its routes exist only then).
     pub embeddings: Option<Arc<embeddings::Embeddings>>,
+    /// llama-server's native routes' settings.
+    pub native: native::NativeConfig,
     /// How long in-flight requests may run on after SIGINT/SIGTERM before they are cancelled.
     pub shutdown_timeout: Duration,
 }
@@ -109,7 +111,12 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = app::router(Arc::clone(&state), cors, config.embeddings.clone());
+    let app = app::router(
+        Arc::clone(&state),
+        cors,
+        config.embeddings.clone(),
+        config.native.clone(),
+    );
     let mut servers = tokio::task::JoinSet::new();
     for (listener, local) in listeners {
         servers.spawn(http::serve(

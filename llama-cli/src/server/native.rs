@@ -1,6 +1,6 @@
 //! llama-server's own API (tools/server in llama.cpp), in its shapes: the native completion
 //! (`POST /completion`, `/completions`), `/tokenize`, `/detokenize`, `/apply-template`,
-//! `/props` and `/slots`.
+//! `/chat/completions/input_tokens`, `/props` and `/slots`.
 //!
 //! The native completion runs on the same path as the OpenAI routes: its fields are
 //! translated into an OpenAI request ([`openai::Common`]: `n_predict` is `max_tokens`, `-1`
@@ -8,7 +8,8 @@
 //! Native-only fields other than those read here (`cache_prompt`: the engine always reuses a
 //! cached prefix; `id_slot`, `timings_per_token`, ...) are accepted without effect.
 //! A prompt is text (tokenized with BOS and special tokens, as llama-server does), a token
-//! array, an array mixing both, or a list of such prompts (answered as an array, not streamed).
+//! array, an array mixing both, an object `{"prompt_string": TEXT}`, or a list of such prompts
+//! (answered as an array, not streamed). `response_fields` picks fields of the answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,16 +32,32 @@ use super::log::RequestRecord;
 use super::openai::{self, ChatRequest, Common, Prepared};
 use super::state::AppState;
 
+/// Settings of these routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeConfig {
+    /// Whether `GET /slots` answers (`--no-slots`: 501, as llama-server).
+    pub slots: bool,
+}
+
+impl Default for NativeConfig {
+    fn default() -> NativeConfig {
+        NativeConfig { slots: true }
+    }
+}
+
 /// The routes of this module.
-pub fn routes() -> Router<Arc<AppState>> {
+pub fn routes(config: NativeConfig) -> Router<Arc<AppState>> {
     Router::new()
         .route("/completion", post(completion))
         .route("/completions", post(completion))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
         .route("/apply-template", post(apply_template))
+        .route("/chat/completions/input_tokens", post(chat_input_tokens))
+        .route("/v1/chat/completions/input_tokens", post(chat_input_tokens))
         .route("/props", get(props))
         .route("/slots", get(slots))
+        .layer(Extension(config))
 }
 
 /// Fields of a native request that are OpenAI's too, under the same name.
@@ -76,6 +93,26 @@ struct NativeFields {
     return_tokens: Option<bool>,
     #[serde(default)]
     ignore_eos: Option<bool>,
+    #[serde(default)]
+    response_fields: Vec<String>,
+}
+
+/// Only the `fields` of `answer` (paths like `generation_settings/n_predict`, named as they are
+/// asked), as llama-server's `response_fields` picks them; a path that is not there is left out.
+fn pick_fields(answer: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return answer;
+    }
+    let mut out = Map::new();
+    for path in fields {
+        let found = path
+            .split('/')
+            .try_fold(&answer, |v, key| v.as_object().and_then(|o| o.get(key)));
+        if let Some(v) = found {
+            out.insert(path.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 /// The OpenAI request a native one stands for (for [`Common`]'s checks).
@@ -116,16 +153,36 @@ fn prompts(value: &Value) -> Result<Vec<Vec<Piece>>, ApiError> {
     };
     match value {
         Value::String(s) => Ok(vec![vec![Piece::Text(s.clone())]]),
+        Value::Object(_) => Ok(vec![object_prompt(value)?]),
         Value::Array(items) if items.iter().any(Value::is_number) => Ok(vec![mixed(items)?]),
         Value::Array(items) if !items.is_empty() => items
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(vec![Piece::Text(s.clone())]),
                 Value::Array(inner) => mixed(inner),
+                Value::Object(_) => object_prompt(item),
                 _ => Err(bad()),
             })
             .collect(),
         _ => Err(bad()),
+    }
+}
+
+/// llama-server's prompt object, `{"prompt_string": TEXT}`; `multimodal_data` is refused (the
+/// server has no multimodal projector).
+fn object_prompt(value: &Value) -> Result<Vec<Piece>, ApiError> {
+    if value.get("multimodal_data").is_some_and(|m| !m.is_null()) {
+        return Err(ApiError::invalid(
+            "multimodal_data is not supported: this server has no multimodal projector",
+            Some("prompt"),
+        ));
+    }
+    match value.get("prompt_string") {
+        Some(Value::String(s)) => Ok(vec![Piece::Text(s.clone())]),
+        _ => Err(ApiError::invalid(
+            "a prompt object needs prompt_string (a string)",
+            Some("prompt"),
+        )),
     }
 }
 
@@ -425,7 +482,10 @@ async fn native_completion(
         let (text, c) = events::collect(stream).await?;
         drop(inflight);
         record.completed(&c);
-        results.push(answer.finished(&text, &c, &text));
+        results.push(pick_fields(
+            answer.finished(&text, &c, &text),
+            &fields.response_fields,
+        ));
     }
     Ok(match results.len() {
         1 => Json(results.remove(0)).into_response(),
@@ -571,12 +631,27 @@ pub(super) async fn apply_template(
     Ok(Json(json!({"prompt": prompt})))
 }
 
+/// `POST /v1/chat/completions/input_tokens` (and un-prefixed): the prompt tokens a chat
+/// request would send, `{"input_tokens"}`.
+async fn chat_input_tokens(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
+    let n = super::chat_path::count(&state, messages).await?;
+    Ok(Json(json!({"input_tokens": n})))
+}
+
 /// `GET /props`.
 #[utoipa::path(get, path = "/props", tag = "llama-server", responses(
     (status = 200, description = "The server's properties in llama-server's shape", content_type = "application/json"),
     (status = 401, description = "A wrong or missing API key")
 ))]
-pub(super) async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
+pub(super) async fn props(
+    State(state): State<Arc<AppState>>,
+    Extension(slots): Extension<NativeConfig>,
+) -> Json<Value> {
     let parallel = state.parallel();
     let model = &state.model;
     let bos = model.detokenize(&[model.token_bos()], true);
@@ -599,7 +674,7 @@ pub(super) async fn props(State(state): State<Arc<AppState>>) -> Json<Value> {
         "model_alias": state.model_id,
         "model_path": model.path().display().to_string(),
         "modalities": {"vision": false, "video": false, "audio": false},
-        "endpoint_slots": true,
+        "endpoint_slots": slots.slots,
         "endpoint_props": false,
         "endpoint_metrics": true,
         "chat_template": model.chat_template().unwrap_or_default(),
@@ -624,8 +699,16 @@ pub(super) struct SlotsQuery {
 ))]
 pub(super) async fn slots(
     State(state): State<Arc<AppState>>,
+    Extension(config): Extension<NativeConfig>,
     Query(query): Query<SlotsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    if !config.slots {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_IMPLEMENTED,
+            "not_supported_error",
+            "this server does not serve /slots: it was started with --no-slots",
+        ));
+    }
     let parallel = state.parallel();
     let active = state.stats().map_or(0, |s| s.active);
     if query.fail_on_no_slot.is_some_and(|v| !v.is_empty()) && active >= parallel {
@@ -676,6 +759,32 @@ mod tests {
             );
         }
         assert!(prompts(&json!([1, 1e20])).is_err());
+        assert_eq!(
+            prompts(&json!({"prompt_string": "a"})).unwrap(),
+            vec![vec![Piece::Text("a".into())]]
+        );
+        assert_eq!(
+            prompts(&json!([[1], {"prompt_string": "b"}]))
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(prompts(&json!({"prompt_string": "a", "multimodal_data": ["x"]})).is_err());
+    }
+
+    #[test]
+    fn response_fields_pick_nested_paths() {
+        let answer = json!({"content": "x", "generation_settings": {"n_predict": 8}, "stop": true});
+        let fields = [
+            "content".to_string(),
+            "generation_settings/n_predict".into(),
+            "nope".into(),
+        ];
+        assert_eq!(
+            pick_fields(answer.clone(), &fields),
+            json!({"content": "x", "generation_settings/n_predict": 8})
+        );
+        assert_eq!(pick_fields(answer.clone(), &[]), answer);
     }
 
     #[test]

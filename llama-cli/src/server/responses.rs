@@ -33,6 +33,18 @@ pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/responses", post(responses))
         .route("/responses", post(responses))
+        .route("/v1/responses/input_tokens", post(input_tokens))
+        .route("/responses/input_tokens", post(input_tokens))
+}
+
+/// `POST /v1/responses/input_tokens`: the prompt tokens of a request, `{"input_tokens"}`.
+async fn input_tokens(
+    State(state): State<Arc<AppState>>,
+    body: Result<JsonBody, ApiError>,
+) -> Result<Json<Value>, ApiError> {
+    let JsonBody(body) = body?;
+    let n = chat_path::count(&state, conversation(&body)?).await?;
+    Ok(Json(json!({"input_tokens": n})))
 }
 
 fn text_of(value: &Value, field: &str) -> Result<String, ApiError> {

@@ -38,6 +38,8 @@ pub struct AppState {
     pub model_id: String,
     /// Every name the model answers to (`--alias a,b`), `model_id` first.
     pub aliases: Vec<String>,
+    /// Informational tags (`--tags a,b`), listed by `/v1/models`.
+    pub tags: Vec<String>,
     /// The chat template; `None`: the model has none (messages are joined as plain text).
     pub template: Option<ChatTemplate>,
     /// Defaults for fields requests leave out.
@@ -73,6 +75,8 @@ pub struct StateParts {
     pub model_id: String,
     /// All the model's names (`model_id` among them).
     pub aliases: Vec<String>,
+    /// The model's tags.
+    pub tags: Vec<String>,
     /// The chat template.
     pub template: Option<ChatTemplate>,
     /// Request defaults.
@@ -94,6 +98,7 @@ impl AppState {
             engine: RwLock::new(Some(parts.engine)),
             model_id: parts.model_id,
             aliases: parts.aliases,
+            tags: parts.tags,
             template: parts.template,
             defaults: parts.defaults,
             limits: parts.limits,

@@ -126,6 +126,20 @@ fn serve_embeddings_and_rerank_in_openai_and_llama_server_shapes() {
         "ids vs text: {}",
         max_diff(&native, &text)
     );
+    // An OpenAI content object of text parts is its text.
+    let parts = json!({"content": [{"type": "text", "text": "The cat sat "}, {"type": "text", "text": "on the mat."}]});
+    let both = server
+        .post("/v1/embeddings", &json!({"input": [CAT, parts]}))
+        .json();
+    let (a, b) = (
+        vector(&both["data"][0]["embedding"]),
+        vector(&both["data"][1]["embedding"]),
+    );
+    assert!(
+        max_diff(&a, &b) < 1e-6,
+        "content parts vs text: {}",
+        max_diff(&a, &b)
+    );
     let b64 = server
         .post(
             "/v1/embeddings",

@@ -29,7 +29,7 @@ fn the_packaged_configuration_is_one_serve_accepts() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("host = \"127.0.0.1\""), "{stdout}");
-    assert!(stdout.contains("ctx-size = 4096"), "{stdout}");
+    assert!(stdout.contains("ctx-size = 16384"), "{stdout}");
 }
 
 #[test]

@@ -179,6 +179,18 @@ fn serve_answers_llama_server_routes_in_its_shapes() {
     let stopped = r.json();
     assert_eq!(stopped["stop_type"], "word", "{stopped}");
     assert_eq!(stopped["stopping_word"], " 7");
+    // A prompt object is its text; response_fields picks (nested) fields.
+    let picked = server
+        .post(
+            "/completion",
+            &json!({"prompt": {"prompt_string": "The capital of France is"}, "n_predict": 6,
+                    "temperature": 0, "response_fields": ["content", "generation_settings/n_predict"]}),
+        )
+        .json();
+    assert_eq!(
+        picked,
+        json!({"content": content, "generation_settings/n_predict": 6})
+    );
     let r = server.post("/completion", &json!({"prompt": "x", "n_probs": 3}));
     assert_eq!(r.assert_error(400)["param"], "n_probs");
     let r = server.post("/completion", &json!({"prompt": {"a": 1}}));
@@ -225,7 +237,23 @@ fn serve_answers_llama_server_routes_in_its_shapes() {
 
 #[test]
 fn serve_listens_on_every_host_of_a_list() {
-    let server = Server::start(&["--parallel", "1", "--host", "127.0.0.1,::1"]);
+    let server = Server::start(&[
+        "--parallel",
+        "1",
+        "--host",
+        "127.0.0.1,::1",
+        "--no-slots",
+        "--tags",
+        "small,chat",
+    ]);
+    // --no-slots: /slots is 501 as llama-server answers; --tags are listed, sorted.
+    let r = server.get("/slots");
+    assert_eq!(r.assert_error(501)["type"], "not_supported_error");
+    assert_eq!(server.get("/props").json()["endpoint_slots"], false);
+    assert_eq!(
+        server.get("/v1/models").json()["data"][0]["tags"],
+        json!(["chat", "small"])
+    );
     let log = server.log();
     let ports: Vec<(String, u16)> = log
         .lines()
@@ -410,4 +438,61 @@ fn anthropic_python_client() {
         return;
     }
     assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn kv_unified_lets_one_request_use_the_whole_context() {
+    // -c 1024 over two sequences: 512 each, unless --kv-unified pools them.
+    let server = Server::start(&["--parallel", "2", "--kv-unified"]);
+    let props = server.get("/props").json();
+    assert_eq!(
+        props["default_generation_settings"]["n_ctx"], 1024,
+        "{props}"
+    );
+    let long = "word ".repeat(700);
+    let r = server.post(
+        "/v1/completions",
+        &json!({"prompt": long, "max_tokens": 2, "temperature": 0}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["usage"]["prompt_tokens"].as_u64().unwrap() > 512);
+}
+
+#[test]
+fn a_degraded_context_is_told_as_the_total_c() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llama-cli"))
+        .args(["serve", "-m"])
+        .arg(crate::support::model())
+        .args([
+            "--port",
+            "0",
+            "-c",
+            "65536",
+            "--parallel",
+            "4",
+            "--max-mem",
+            "300M",
+            "-t",
+            "2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("listening on") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    // -c is the total of the four sequences, in the note too.
+    assert!(seen.contains("reduced --ctx-size from 65536 to"), "{seen}");
 }

@@ -78,6 +78,9 @@ pub struct RunSettings {
     /// Sliding-window layers get a cache of the whole context (`--swa-full`) instead of the
     /// window plus a micro-batch.
     pub swa_full: bool,
+    /// The user's `--ctx-size` is all sequences' context together (`serve`, as llama-server's
+    /// `-c`), so degradations and suggestions name totals; `false`: per sequence.
+    pub ctx_is_total: bool,
 }
 
 /// Why a run could not be prepared or started.
@@ -287,6 +290,8 @@ pub fn prepare_with_outputs(
     }
     let n_ctx_train = training_context(&gguf);
     let n_seq = settings.n_seq.max(1);
+    // How a context degradation is told: per sequence, or (serve) as the total `-c`.
+    let shown_seq = if settings.ctx_is_total { 1 } else { n_seq };
     let ledger = Ledger::from_gguf(&gguf);
     let mut notes = Vec::new();
     let requested = ContextParams {
@@ -339,7 +344,7 @@ pub fn prepare_with_outputs(
                         RunError::StreamingDoesNotFit {
                             layer_bytes: ledger.max_layer_bytes(),
                             weight_bytes: ledger.total_bytes(),
-                            source: per_sequence_error(source, n_seq),
+                            source: per_sequence_error(source, shown_seq),
                         }
                     })?;
                     notes.push(format!(
@@ -349,7 +354,7 @@ pub fn prepare_with_outputs(
                     ));
                     plan
                 }
-                other => other.map_err(|e| per_sequence_error(e, n_seq))?,
+                other => other.map_err(|e| per_sequence_error(e, shown_seq))?,
             };
             let parallel = if n_seq > 1 {
                 format!(" with --parallel {n_seq}")
@@ -359,7 +364,7 @@ pub fn prepare_with_outputs(
             notes.extend(plan.degraded.iter().map(|d| {
                 format!(
                     "{} to fit --max-mem {}{parallel}",
-                    per_sequence(*d, n_seq),
+                    per_sequence(*d, shown_seq),
                     planner::max_mem_arg(plan.budget)
                 )
             }));

@@ -396,6 +396,7 @@ impl Pool {
             model_id: self.catalog.get(i).id.clone(),
             // The front routes by every alias; the model's app answers to its id.
             aliases: vec![self.catalog.get(i).id.clone()],
+            tags: Vec::new(),
             template,
             defaults,
             limits: self.config.limits.clone(),
@@ -408,6 +409,7 @@ impl Pool {
             Arc::clone(&state),
             tower_http::cors::CorsLayer::new(),
             None,
+            crate::server::native::NativeConfig::default(),
         );
         Ok(Loaded { state, app })
     }
