@@ -258,7 +258,7 @@ pub fn command() -> clap::Command {
 }
 
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
-/// into their long forms.
+/// into their long forms, and `--no-jinja` into `--jinja=false`.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     const ALIASES: [(&str, &str); 15] = [
         ("-hf", "--hf-repo"),
@@ -280,6 +280,10 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     args.into_iter()
         .map(|arg| {
             let Some(text) = arg.to_str() else { return arg };
+            // One setting, two flags (llama.cpp's): `--no-jinja` is `--jinja=false`.
+            if text == "--no-jinja" {
+                return OsString::from("--jinja=false");
+            }
             for (short, long) in ALIASES {
                 if text == short {
                     return OsString::from(long);

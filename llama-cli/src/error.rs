@@ -102,6 +102,14 @@ pub enum CliError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// A grammar flag's grammar or schema cannot be used.
+    #[error("{flag}: {source}")]
+    Grammar {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        source: llama_core::grammar::GrammarError,
+    },
     /// The chat REPL needs a template.
     #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
     ChatNeedsTemplate,

@@ -116,8 +116,8 @@ class OpenAIClient(unittest.TestCase):
 
     def test_bad_value_is_bad_request(self):
         with self.assertRaises(openai.BadRequestError) as ctx:
-            client().chat.completions.create(model="any", messages=MESSAGES, temperature=-1)
-        self.assertEqual(ctx.exception.body.get("param"), "temperature")
+            client().chat.completions.create(model="any", messages=MESSAGES, top_p=2)
+        self.assertEqual(ctx.exception.body.get("param"), "top_p")
 
 
 def main():

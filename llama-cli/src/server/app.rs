@@ -8,17 +8,15 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use llama_core::engine::{EngineEvent, EngineRequest};
-use llama_core::{CancelToken, ChatMessage, Role, Token};
 use serde_json::{json, Value};
 
 use super::auth;
 use super::error::ApiError;
+use super::generation;
 use super::limits::{self, JsonBody};
 use super::log::{self, RequestRecord};
 use super::metrics::{Gauges, CONTENT_TYPE as METRICS_CONTENT_TYPE};
-use super::openai::{self, ChatRequest, Common, CompletionRequest, Envelope, Kind};
-use super::sse;
+use super::openai::Kind;
 use super::state::AppState;
 
 /// The application: `/health` open to all; everything else behind the API key (when one is
@@ -151,7 +149,7 @@ async fn answer(
     body: Result<JsonBody, ApiError>,
 ) -> Response {
     let result = match body {
-        Ok(JsonBody(body)) => generate(state, Arc::clone(&record), kind, body).await,
+        Ok(JsonBody(body)) => generation::generate(state, Arc::clone(&record), kind, body).await,
         Err(err) => Err(err),
     };
     match result {
@@ -161,105 +159,4 @@ async fn answer(
             err.into_response()
         }
     }
-}
-
-async fn generate(
-    state: Arc<AppState>,
-    record: Arc<RequestRecord>,
-    kind: Kind,
-    body: Value,
-) -> Result<Response, ApiError> {
-    let common: Common = openai::parse(&body)?;
-    let prepared = common.prepare(&state.defaults)?;
-    let prompt = match kind {
-        Kind::Chat => {
-            let mut messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
-            if let Some(system) = &state.defaults.system {
-                if messages.first().is_none_or(|m| m.role != Role::System) {
-                    messages.insert(0, ChatMessage::new(Role::System, system.clone()));
-                }
-            }
-            Prompt::Chat(messages)
-        }
-        Kind::Completion => Prompt::Text(openai::parse::<CompletionRequest>(&body)?.prompt_text()?),
-    };
-    let tokens = {
-        let state = Arc::clone(&state);
-        tokio::task::spawn_blocking(move || tokenize(&state, prompt))
-            .await
-            .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))??
-    };
-    let (mut stream, inflight) = state
-        .submit(EngineRequest {
-            prompt: tokens,
-            options: prepared.options,
-            cancel: CancelToken::new(),
-        })
-        .map_err(|mut err| {
-            if kind == Kind::Completion && err.param.as_deref() == Some("messages") {
-                err.param = Some("prompt".into());
-            }
-            err
-        })?;
-    let envelope = Envelope::new(kind, &record.id, &state.model_id);
-    if prepared.stream {
-        return Ok(sse::respond(
-            envelope,
-            stream,
-            prepared.include_usage,
-            record,
-            inflight,
-        ));
-    }
-    let mut text = String::new();
-    loop {
-        match stream.next().await {
-            Some(EngineEvent::Text(t)) => text.push_str(&t),
-            Some(EngineEvent::Done(c)) => {
-                record.completed(&c);
-                drop(inflight);
-                return Ok(Json(envelope.response(text, &c)).into_response());
-            }
-            Some(EngineEvent::Failed(err)) => return Err(err.into()),
-            None => {
-                return Err(ApiError::internal(
-                    "the engine ended the request without an answer",
-                ))
-            }
-        }
-    }
-}
-
-/// What a request asks the model to continue.
-enum Prompt {
-    Chat(Vec<ChatMessage>),
-    Text(String),
-}
-
-/// Renders the chat template (or takes the raw text) and tokenizes it.
-fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
-    let (text, special) = match (prompt, &state.template) {
-        (Prompt::Chat(messages), Some(template)) => {
-            let text = template.render(&messages, true).map_err(|e| {
-                ApiError::invalid(
-                    format!("cannot apply the chat template: {e}"),
-                    Some("messages"),
-                )
-            })?;
-            (text, true)
-        }
-        (Prompt::Chat(messages), None) => {
-            let text = messages
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n\n");
-            (text, false)
-        }
-        (Prompt::Text(text), _) => (text, false),
-    };
-    state
-        .model
-        .tokenize(&text, true, special)
-        .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))
 }

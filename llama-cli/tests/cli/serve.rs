@@ -498,11 +498,11 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     );
     assert_eq!(r.assert_error(400)["type"], "invalid_request_error");
     let mut bad = chat_body("hi", 4, false);
-    bad["temperature"] = json!(-1);
+    bad["top_p"] = json!(2);
     let r = server.post("/v1/chat/completions", &bad);
-    assert_eq!(r.assert_error(400)["param"], "temperature");
+    assert_eq!(r.assert_error(400)["param"], "top_p");
     let mut bad = chat_body("hi", 4, false);
-    bad["n"] = json!(2);
+    bad["n"] = json!(100);
     assert_eq!(
         server.post("/v1/chat/completions", &bad).assert_error(400)["param"],
         "n"
