@@ -94,11 +94,18 @@ impl JinjaTemplate {
         env.set_fuel(Some(FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_filter("tojson", tojson);
+        // Python's `iterable`: strings, lists, dicts; not none, numbers or booleans.
+        env.add_test("iterable", |v: Value| {
+            matches!(
+                v.kind(),
+                ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
+            )
+        });
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", |format: String| {
             super::strftime::now(&format)
         });
-        env.add_template_owned("chat_template", source.clone())
+        env.add_template_owned("chat_template", without_generation_tags(&source))
             .map_err(|e| TemplateError::Syntax {
                 message: describe(&e),
             })?;
@@ -261,6 +268,43 @@ impl JinjaTemplate {
             tool_responses,
         }
     }
+}
+
+/// transformers' `{% generation %}` ... `{% endgeneration %}` (it marks the assistant's tokens
+/// for training masks and renders nothing) as an always-true `if`, keeping the tags'
+/// whitespace control.
+fn without_generation_tags(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        let Some(end) = tag.find("%}") else {
+            out.push_str(tag);
+            return out;
+        };
+        let inner = &tag[2..end];
+        let body = inner
+            .trim_start_matches(['-', '+'])
+            .trim_end_matches(['-', '+'])
+            .trim();
+        let replacement = match body {
+            "generation" => Some("if true"),
+            "endgeneration" => Some("endif"),
+            _ => None,
+        };
+        match replacement {
+            Some(r) => {
+                let lead = &inner[..inner.len() - inner.trim_start_matches(['-', '+']).len()];
+                let trail = &inner[inner.trim_end_matches(['-', '+']).len()..];
+                out.push_str(&format!("{{%{lead} {r} {trail}%}}"));
+            }
+            None => out.push_str(&tag[..end + 2]),
+        }
+        rest = &tag[end + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Adds `text` to the system message (a new one first when there is none).
@@ -625,6 +669,27 @@ mod tests {
         assert_eq!(
             out,
             "U:S\nq\nA:{\"tool_calls\": [{\"name\": \"f\", \"arguments\": {\"x\": 1}, \"id\": \"c1\"}]}\nU:{\"tool_response\": {\"content\": \"42\", \"tool_call_id\": \"c1\"}}\n"
+        );
+    }
+
+    #[test]
+    fn generation_tags_render_their_content() {
+        let src = "{% for m in messages %}{%- generation -%} [{{ m.content }}] {%- endgeneration %}{% endfor %}";
+        assert_eq!(
+            without_generation_tags(src),
+            "{% for m in messages %}{%- if true -%} [{{ m.content }}] {%- endif %}{% endfor %}"
+        );
+        let t = JinjaTemplate::new(src, "", "").unwrap();
+        assert_eq!(
+            t.render_messages(&[user("a")], None, None, &vars(false))
+                .unwrap(),
+            "[a]"
+        );
+        let t = JinjaTemplate::new("{{ tools is iterable }}{{ 'x' is iterable }}", "", "").unwrap();
+        assert_eq!(
+            t.render_messages(&[user("a")], None, None, &vars(false))
+                .unwrap(),
+            "falsetrue"
         );
     }
 
