@@ -54,7 +54,7 @@ def client(key=KEY):
     return openai.OpenAI(base_url=BASE_URL + "/v1", api_key=key, max_retries=0, timeout=120)
 
 
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 
 
 class OpenAIClient(unittest.TestCase):

@@ -9,6 +9,7 @@ mod config;
 mod doctor;
 mod fake_hub;
 mod flags;
+mod generation;
 mod machine;
 mod packaging;
 mod perplexity;

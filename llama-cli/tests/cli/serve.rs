@@ -13,18 +13,18 @@ use serde_json::{json, Value};
 
 use crate::support::{assert_clean_failure, llama_cli, model};
 
-const KEY: &str = "s3cret-key";
+pub(crate) const KEY: &str = "s3cret-key";
 
 /// A running server, killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     /// Starts `llama-cli serve` on 127.0.0.1 with a free port and waits for it to listen.
-    fn start(extra: &[&str]) -> Server {
+    pub(crate) fn start(extra: &[&str]) -> Server {
         Server::start_with_env(extra, &[])
     }
 
@@ -72,7 +72,7 @@ impl Server {
         server
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
@@ -84,11 +84,11 @@ impl Server {
         request(self.port, method, path, headers, body)
     }
 
-    fn get(&self, path: &str) -> Response {
+    pub(crate) fn get(&self, path: &str) -> Response {
         self.request("GET", path, &[("authorization", &bearer())], b"")
     }
 
-    fn post(&self, path: &str, body: &Value) -> Response {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Response {
         self.request(
             "POST",
             path,
@@ -159,8 +159,8 @@ fn bearer() -> String {
 
 /// A parsed HTTP response.
 #[derive(Debug)]
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -173,17 +173,17 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// Asserts an OpenAI-style error with this status; returns the error object.
-    fn assert_error(&self, status: u16) -> Value {
+    pub(crate) fn assert_error(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text());
         let body = self.json();
         let error = body["error"].clone();
@@ -299,7 +299,7 @@ fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: 
 }
 
 /// A streamed response being read event by event.
-struct EventStream {
+pub(crate) struct EventStream {
     reader: BufReader<TcpStream>,
     status: u16,
     headers: Vec<(String, String)>,
@@ -307,7 +307,7 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn open(port: u16, path: &str, body: &Value) -> EventStream {
+    pub(crate) fn open(port: u16, path: &str, body: &Value) -> EventStream {
         let mut stream = connect(port);
         send_head(
             &mut stream,
@@ -350,7 +350,7 @@ impl EventStream {
     }
 
     /// Reads to `[DONE]`; returns the parsed chunks before it.
-    fn collect(mut self) -> Vec<Value> {
+    pub(crate) fn collect(mut self) -> Vec<Value> {
         let mut chunks = Vec::new();
         while let Some(data) = self.next_data() {
             if data == "[DONE]" {
@@ -371,7 +371,7 @@ fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
         "max_tokens": max_tokens,
         "stream": stream,
         "stream_options": {"include_usage": true},
-        "some_unknown_field": {"ignored": true},
+        "user": "an optional hint, ignored",
     })
 }
 
@@ -414,7 +414,7 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     assert_eq!(models["data"][0]["id"], "SmolLM2-135M-Instruct.Q4_1");
 
     // Non-streaming chat: greedy, deterministic, usage consistent.
-    let question = "What is the capital of France?";
+    let question = "What is the capital of France? Answer in one sentence.";
     let r = server.post("/v1/chat/completions", &chat_body(question, 24, false));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("x-request-id").is_some());
@@ -827,7 +827,7 @@ fn eight_conversations_over_the_kv_budget_finish_within_max_mem() {
 fn serve_streams_layers_under_a_budget_below_the_weights_with_the_answer_prompt_gives() {
     // The same run path as `prompt`: a budget below the 92 MiB of weights streams layers from
     // disk in the server too, and the greedy answer is the one `prompt` gives under it.
-    let question = "What is the capital of France?";
+    let question = "What is the capital of France? Answer in one sentence.";
     let budget = ["--max-mem", "110M"];
     let prompt = llama_cli()
         .args([
