@@ -28,7 +28,7 @@ BASE_URL = None
 
 def start_server(binary, model):
     proc = subprocess.Popen(
-        [binary, "serve", "-m", model, "--port", "0", "-c", "512", "--parallel", "2",
+        [binary, "serve", "-m", model, "--port", "0", "-c", "1024", "--parallel", "2",
          "-t", "2", "--api-key", KEY],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )

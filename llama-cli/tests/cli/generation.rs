@@ -460,3 +460,39 @@ fn prompt_grammars_schemas_and_templates() {
     assert_eq!(tokens(&["--no-jinja"]), 11);
     assert_eq!(tokens(&["--jinja=false"]), 11);
 }
+
+/// The official `openai` Python client (tests/python/test_openai_tools.py): `parse` with a
+/// Pydantic model, a tools round trip, streamed tool calls. Prints "skipped" when Python or
+/// the `openai` package cannot be had (scripts/python-env.sh fails).
+#[test]
+fn openai_python_tools() {
+    use std::process::{Command, Stdio};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let env = Command::new(root.join("scripts/python-env.sh"))
+        .stderr(Stdio::inherit())
+        .output();
+    let python = match env {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        _ => {
+            println!("skipped: no Python with the openai package (scripts/python-env.sh failed)");
+            return;
+        }
+    };
+    let out = Command::new(python)
+        .arg(root.join("tests/python/test_openai_tools.py"))
+        .arg("--binary")
+        .arg(assert_cmd::cargo::cargo_bin("llama-cli"))
+        .arg("--model")
+        .arg(model())
+        .output()
+        .expect("run the Python test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}\n{stderr}");
+}
