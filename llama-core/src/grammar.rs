@@ -122,6 +122,11 @@ mod checked {
     impl Grammar {
         /// The GBNF `text`, checked by building llama.cpp's sampler for `model` once.
         pub fn from_gbnf(model: &Model, text: &str) -> Result<GrammarSpec, GrammarError> {
+            if text.trim().is_empty() {
+                return Err(GrammarError::InvalidGrammar {
+                    message: "it is empty".into(),
+                });
+            }
             let spec = GrammarSpec::new(text);
             Grammar::check(model, &spec)?;
             Ok(spec)
