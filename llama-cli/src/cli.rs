@@ -320,6 +320,24 @@ mod tests {
     }
 
     #[test]
+    fn jinja_is_one_setting_with_two_flags() {
+        let jinja = |extra: &[&str]| {
+            let mut args = vec!["llama-cli", "prompt", "-m", "x"];
+            args.extend_from_slice(extra);
+            args.push("hi");
+            let args = normalize_args(args.into_iter().map(OsString::from));
+            let Some(Command::Prompt(p)) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not prompt")
+            };
+            p.options.jinja
+        };
+        assert_eq!(jinja(&[]), None);
+        assert_eq!(jinja(&["--jinja"]), Some(true));
+        assert_eq!(jinja(&["--no-jinja"]), Some(false));
+        assert_eq!(jinja(&["--jinja=false"]), Some(false));
+    }
+
+    #[test]
     fn clap_definitions_are_consistent() {
         command().debug_assert();
         let mut prompt = command().find_subcommand("prompt").unwrap().clone();

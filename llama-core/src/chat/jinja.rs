@@ -34,7 +34,9 @@ pub struct TemplateCaps {
 
 /// Instructions one render may run: far more than any real template needs for a long
 /// conversation, and a bound on one that loops without end.
-const FUEL: u64 = 200_000_000;
+const FUEL: u64 = 50_000_000;
+/// Instructions one probe render may run.
+const PROBE_FUEL: u64 = 1_000_000;
 
 /// Marks errors raised by the template itself (`raise_exception`).
 const RAISED: &str = "raise_exception: ";
@@ -116,8 +118,17 @@ impl JinjaTemplate {
             eos_token: eos_token.to_string(),
             caps: TemplateCaps::default(),
         };
+        // Probes are tiny conversations: a template that needs more than this for them loops.
+        template.set_fuel(PROBE_FUEL);
         template.caps = template.probe();
+        template.set_fuel(FUEL);
         Ok(template)
+    }
+
+    /// Sets how many instructions one render may run (the default is far more than a real
+    /// template needs; tests lower it).
+    pub fn set_fuel(&mut self, fuel: u64) {
+        self.env.set_fuel(Some(fuel));
     }
 
     /// The template's source.
@@ -689,8 +700,39 @@ mod tests {
         assert_eq!(
             t.render_messages(&[user("a")], None, None, &vars(false))
                 .unwrap(),
-            "falsetrue"
+            "FalseTrue"
         );
+    }
+
+    #[test]
+    fn extra_variables_reach_the_template() {
+        let src = "{% if enable_thinking is defined and not enable_thinking %}<think></think>{% endif %}{{ bos_token }}{{ messages[0].content }}";
+        let t = JinjaTemplate::new(src, "<s>", "</s>").unwrap();
+        let mut v = vars(true);
+        assert_eq!(
+            t.render_messages(&[user("x")], None, None, &v).unwrap(),
+            "<s>x"
+        );
+        v.extra.insert("enable_thinking".into(), false.into());
+        assert_eq!(
+            t.render_messages(&[user("x")], None, None, &v).unwrap(),
+            "<think></think><s>x"
+        );
+    }
+
+    #[test]
+    fn an_endless_template_runs_out_of_fuel() {
+        let mut t = JinjaTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
+        t.set_fuel(100_000);
+        let err = t
+            .render_messages(&[user("x")], None, None, &vars(false))
+            .unwrap_err();
+        assert!(matches!(err, TemplateError::Render { .. }), "{err:?}");
     }
 
     #[test]

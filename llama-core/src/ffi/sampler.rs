@@ -169,6 +169,35 @@ impl SamplerChain {
             self.grammar_stuck = true;
             return 0;
         };
+        // As llama.cpp's common sampler: sample without the grammar first and keep the token
+        // when the grammar allows it (checking one token is cheap); otherwise sample again
+        // from the candidates the grammar allows (checking the whole vocabulary).
+        let first = self.sample_from(logits, false);
+        let token = match first {
+            Some(t) if self.grammar_allows(t) => t,
+            _ => match self.sample_from(logits, true) {
+                Some(t) if self.grammar_allows(t) => t,
+                other => {
+                    self.grammar_stuck = true;
+                    return other.unwrap_or(0);
+                }
+            },
+        };
+        // SAFETY: valid chain.
+        unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
+        if !model.is_end_of_generation(token) {
+            if let Some(grammar) = self.grammar.as_mut() {
+                if !grammar.accept(token) {
+                    self.grammar_stuck = true;
+                }
+            }
+        }
+        token
+    }
+
+    /// Runs the chain over `logits` (restricted by the grammar first with `constrained`);
+    /// the token selected, if any.
+    fn sample_from(&mut self, logits: &[f32], constrained: bool) -> Option<Token> {
         self.candidates.clear();
         self.candidates
             .extend(
@@ -187,34 +216,39 @@ impl SamplerChain {
             selected: -1,
             sorted: false,
         };
-        if let Some(grammar) = self.grammar.as_mut() {
-            grammar.apply(&mut array);
+        if constrained {
+            if let Some(grammar) = self.grammar.as_mut() {
+                grammar.apply(&mut array);
+            }
         }
         // SAFETY: valid chain; `array` points at `size` valid entries of `self.candidates`,
         // which the samplers reorder and shrink in place.
         unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut array) };
-        let token = if array.selected >= 0 && (array.selected as usize) < array.size {
-            // SAFETY: `selected` indexes one of the `size` entries `data` points at.
-            unsafe { (*array.data.add(array.selected as usize)).id }
-        } else {
-            self.grammar_stuck = true;
-            return 0;
-        };
-        // SAFETY: valid chain.
-        unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
-        let allowed = array.size > 0
-            // SAFETY: as above.
-            && unsafe { (*array.data.add(array.selected as usize)).logit } > f32::NEG_INFINITY;
-        if !allowed {
-            self.grammar_stuck = true;
-        } else if !model.is_end_of_generation(token) {
-            if let Some(grammar) = self.grammar.as_mut() {
-                if !grammar.accept(token) {
-                    self.grammar_stuck = true;
-                }
-            }
+        if array.selected < 0 || array.selected as usize >= array.size {
+            return None;
         }
-        token
+        // SAFETY: `selected` indexes one of the `size` entries `data` points at.
+        Some(unsafe { (*array.data.add(array.selected as usize)).id })
+    }
+
+    /// Whether the grammar allows `token` next.
+    fn grammar_allows(&mut self, token: Token) -> bool {
+        let Some(grammar) = self.grammar.as_mut() else {
+            return true;
+        };
+        let mut one = [sys::llama_token_data {
+            id: token,
+            logit: 1.0,
+            p: 0.0,
+        }];
+        let mut array = sys::llama_token_data_array {
+            data: one.as_mut_ptr(),
+            size: 1,
+            selected: -1,
+            sorted: false,
+        };
+        grammar.apply(&mut array);
+        one[0].logit > f32::NEG_INFINITY
     }
 
     /// Whether the grammar had no token left to allow (or refused the one sampled): the
