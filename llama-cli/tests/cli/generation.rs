@@ -496,3 +496,65 @@ fn openai_python_tools() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("3 passed, 0 failed"), "{stdout}\n{stderr}");
 }
+
+/// A model whose Jinja template minijinja cannot compile falls back to llama.cpp's built-in
+/// template for it, with a warning; a template neither can use is an error.
+#[test]
+fn unrenderable_templates_fall_back_to_the_builtin_with_a_warning() {
+    use llama_core::gguf::synthetic::SyntheticModel;
+    use llama_core::gguf::GgmlType;
+    let dir = tempfile::tempdir().unwrap();
+    let with_template = |name: &str, template: &str| {
+        let path = dir.path().join(name);
+        let mut w = SyntheticModel::llama(GgmlType::F16).to_writer();
+        w.set("tokenizer.chat_template", template);
+        w.write_to_path(&path).unwrap();
+        path
+    };
+    let run = |path: &std::path::Path, extra: &[&str]| {
+        llama_cli()
+            .args([
+                "prompt",
+                "-m",
+                path.to_str().unwrap(),
+                "-n",
+                "2",
+                "-c",
+                "256",
+                "-t",
+                "2",
+            ])
+            .args(extra)
+            .arg("hi")
+            .output()
+            .unwrap()
+    };
+    // ChatML as llama.cpp recognises it, with a tag minijinja does not know.
+    let chatml = with_template(
+        "chatml.gguf",
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% frobnicate %}",
+    );
+    let out = run(&chatml, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning:") && stderr.contains("llama.cpp's built-in template"),
+        "{stderr}"
+    );
+    // --no-jinja takes the built-in one without a warning.
+    let out = run(&chatml, &["--no-jinja"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("warning:"),
+        "{stderr}"
+    );
+    // Neither Jinja nor llama.cpp: an error, not a guess.
+    let nothing = with_template("broken.gguf", "{% frobnicate %} no known markers");
+    let out = run(&nothing, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
