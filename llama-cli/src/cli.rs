@@ -263,7 +263,7 @@ pub fn command() -> clap::Command {
 }
 
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
-/// into their long forms.
+/// into their long forms, and `--no-jinja` into `--jinja=false`.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     const ALIASES: [(&str, &str); 16] = [
         ("-hf", "--hf-repo"),
@@ -286,6 +286,10 @@ pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     args.into_iter()
         .map(|arg| {
             let Some(text) = arg.to_str() else { return arg };
+            // One setting, two flags (llama.cpp's): `--no-jinja` is `--jinja=false`.
+            if text == "--no-jinja" {
+                return OsString::from("--jinja=false");
+            }
             for (short, long) in ALIASES {
                 if text == short {
                     return OsString::from(long);
@@ -319,6 +323,24 @@ mod tests {
             panic!("not bench")
         };
         assert_eq!(b.hf_repo.as_deref(), Some("a/b:Q4_0"));
+    }
+
+    #[test]
+    fn jinja_is_one_setting_with_two_flags() {
+        let jinja = |extra: &[&str]| {
+            let mut args = vec!["llama-cli", "prompt", "-m", "x"];
+            args.extend_from_slice(extra);
+            args.push("hi");
+            let args = normalize_args(args.into_iter().map(OsString::from));
+            let Some(Command::Prompt(p)) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not prompt")
+            };
+            p.options.jinja
+        };
+        assert_eq!(jinja(&[]), None);
+        assert_eq!(jinja(&["--jinja"]), Some(true));
+        assert_eq!(jinja(&["--no-jinja"]), Some(false));
+        assert_eq!(jinja(&["--jinja=false"]), Some(false));
     }
 
     #[test]

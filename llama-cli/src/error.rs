@@ -111,6 +111,14 @@ pub enum CliError {
     /// `--embd-normalize` other than 2 or -1.
     #[error("invalid --embd-normalize {0}: expected 2 (Euclidean) or -1 (none)")]
     EmbdNormalize(i32),
+    /// A grammar flag's grammar or schema cannot be used.
+    #[error("{flag}: {source}")]
+    Grammar {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong.
+        source: llama_core::grammar::GrammarError,
+    },
     /// The chat REPL needs a template.
     #[error("the model has no chat template, so chat cannot format turns; pass --chat-template NAME (e.g. chatml) or use `prompt --raw`")]
     ChatNeedsTemplate,

@@ -3,6 +3,7 @@
 //! llama.cpp only through llama-core's safe API.
 #![forbid(unsafe_code)]
 
+mod chat_setup;
 mod cli;
 mod commands;
 mod config;

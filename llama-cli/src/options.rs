@@ -258,9 +258,42 @@ option_group! {
         #[arg(short = 's', long = "system", value_name = "TEXT")]
         system: String = None,
 
-        /// Use this built-in chat template instead of the model's (e.g. chatml, llama3).
-        #[arg(long = "chat-template", value_name = "NAME")]
+        /// Use this chat template instead of the model's: a llama.cpp built-in name (chatml,
+        /// llama3, ...) or, with Jinja, the template's source.
+        #[arg(long = "chat-template", value_name = "NAME|JINJA")]
         chat_template: String = None,
+
+        /// Render this Jinja chat template file instead of the model's template.
+        #[arg(long = "chat-template-file", value_name = "FILE")]
+        chat_template_file: PathBuf = None,
+
+        /// Render chat templates with the Jinja engine, as transformers and llama-server do
+        /// (tools, template variables); `--no-jinja` (or `--jinja=false`) uses llama.cpp's
+        /// built-in templates only.
+        #[arg(long = "jinja", value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+        jinja: bool = Some(true),
+
+        /// Split `<think>` reasoning out of answers into `reasoning_content`: auto (as
+        /// llama-server's default, also `deepseek`) or none (leave it in the content).
+        #[arg(long = "reasoning-format", value_name = "FORMAT", value_parser = ["auto", "deepseek", "deepseek-legacy", "none"])]
+        reasoning_format: String = Some("auto".to_string()),
+
+        /// Hold answers to this GBNF grammar (llama.cpp's --grammar).
+        #[arg(long = "grammar", value_name = "GBNF")]
+        grammar: String = None,
+
+        /// Hold answers to the GBNF grammar in this file.
+        #[arg(long = "grammar-file", value_name = "FILE")]
+        grammar_file: PathBuf = None,
+
+        /// Hold answers to this JSON schema (converted to a grammar, as llama.cpp's
+        /// --json-schema; `{}` is any JSON value).
+        #[arg(long = "json-schema", value_name = "SCHEMA")]
+        json_schema: String = None,
+
+        /// Hold answers to the JSON schema in this file.
+        #[arg(long = "json-schema-file", value_name = "FILE")]
+        json_schema_file: PathBuf = None,
 
         /// Print load time, time to first token and tokens/s to stderr.
         #[arg(long = "stats", num_args = 0, default_missing_value = "true")]
@@ -423,6 +456,21 @@ impl RunOptions {
             ignore_eos: o.ignore_eos.unwrap_or_default(),
             system: o.system,
             chat_template: o.chat_template,
+            chat_template_file: o.chat_template_file,
+            jinja: o.jinja.unwrap_or(true),
+            reasoning_format: match o.reasoning_format.as_deref() {
+                None => llama_core::chat::ReasoningFormat::Auto,
+                Some(name) => {
+                    llama_core::chat::ReasoningFormat::from_name(name).ok_or_else(|| {
+                        llama_core::ParamError {
+                            name: "reasoning-format",
+                            value: name.to_string(),
+                            expected: "auto, deepseek, deepseek-legacy or none",
+                        }
+                    })?
+                }
+            },
+            grammar: grammar_source(o.grammar, o.grammar_file, o.json_schema, o.json_schema_file)?,
             stats: o.stats.unwrap_or_default(),
         })
     }
@@ -505,8 +553,69 @@ pub struct Settings {
     pub system: Option<String>,
     /// Chat template override.
     pub chat_template: Option<String>,
+    /// Jinja chat template file.
+    pub chat_template_file: Option<PathBuf>,
+    /// Render Jinja templates.
+    pub jinja: bool,
+    /// Split reasoning out of answers.
+    #[serde(skip)]
+    pub reasoning_format: llama_core::chat::ReasoningFormat,
+    /// The grammar answers are held to.
+    pub grammar: Option<GrammarSource>,
     /// Print figures.
     pub stats: bool,
+}
+
+/// Where the grammar answers are held to comes from (one of the four flags).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum GrammarSource {
+    /// `--grammar GBNF`.
+    Gbnf(String),
+    /// `--grammar-file FILE`.
+    GbnfFile(PathBuf),
+    /// `--json-schema SCHEMA`.
+    Schema(String),
+    /// `--json-schema-file FILE`.
+    SchemaFile(PathBuf),
+}
+
+impl GrammarSource {
+    /// The flag it came from.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            GrammarSource::Gbnf(_) => "--grammar",
+            GrammarSource::GbnfFile(_) => "--grammar-file",
+            GrammarSource::Schema(_) => "--json-schema",
+            GrammarSource::SchemaFile(_) => "--json-schema-file",
+        }
+    }
+}
+
+/// At most one of the grammar flags.
+fn grammar_source(
+    gbnf: Option<String>,
+    gbnf_file: Option<PathBuf>,
+    schema: Option<String>,
+    schema_file: Option<PathBuf>,
+) -> Result<Option<GrammarSource>, crate::error::CliError> {
+    let mut given: Vec<GrammarSource> = Vec::new();
+    given.extend(gbnf.map(GrammarSource::Gbnf));
+    given.extend(gbnf_file.map(GrammarSource::GbnfFile));
+    given.extend(schema.map(GrammarSource::Schema));
+    given.extend(schema_file.map(GrammarSource::SchemaFile));
+    if given.len() > 1 {
+        return Err(llama_core::ParamError {
+            name: "grammar",
+            value: given
+                .iter()
+                .map(GrammarSource::flag)
+                .collect::<Vec<_>>()
+                .join(", "),
+            expected: "at most one of --grammar, --grammar-file, --json-schema, --json-schema-file",
+        }
+        .into());
+    }
+    Ok(given.pop())
 }
 
 /// `--lora FILE` (scale 1) and `--lora-scaled FILE SCALE` pairs, checked.

@@ -119,24 +119,7 @@ pub enum TokenizeError {
     },
 }
 
-/// Applying a chat template failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TemplateError {
-    /// The name given with --chat-template is not one llama.cpp knows.
-    #[error("unknown chat template '{name}'; known templates: {available}")]
-    UnknownName {
-        /// The name that was asked for.
-        name: String,
-        /// The names llama.cpp knows, comma-separated.
-        available: String,
-    },
-    /// The model's own template is not one llama.cpp can apply.
-    #[error("the model's chat template is not supported by llama.cpp's built-in templates; pass --chat-template NAME (e.g. chatml) or --raw")]
-    UnsupportedModelTemplate,
-    /// A message holds a NUL byte.
-    #[error("a chat message contains a NUL byte")]
-    InvalidMessage,
-}
+pub use crate::chat::TemplateError;
 
 /// Generating text failed.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,11 @@
 //!   context, batch and sampler handles.
 //! - `session` (feature `ffi`): a conversation on a context: prompt evaluation with KV-cache
 //!   prefix reuse, generation as a stream of UTF-8-safe text pieces, stop strings, cancellation.
-//! - `chat` (feature `ffi`): chat templates from GGUF metadata or by name.
+//! - [`chat`]: conversations, Jinja chat templates (minijinja, as transformers renders them),
+//!   tool-call formats and the parsing of answers into content, reasoning and tool calls;
+//!   with `ffi`, [`ChatTemplate::apply`] renders a conversation for a model.
+//! - [`grammar`]: grammar-constrained sampling (GBNF, JSON schema), checked by llama.cpp with
+//!   `ffi`.
 //! - [`gguf`]: a pure-Rust GGUF reader that vets files before llama.cpp sees them.
 //! - [`sampling`], [`size`], [`process_memory`], [`cancel`], [`params`]: parameters and
 //!   measurements.
@@ -17,9 +21,9 @@
 //! `vulkan`, `openmp`) imply it. `store` (default) adds the model store and its HTTPS client.
 //! Without them (`default-features = false`) only the pure parts build, with no C toolchain: the GGUF reader and writer ([`gguf`], including
 //! [`gguf::synthetic`]), [`cache_spec`], [`kv_pool`], [`planner`], the [`arena`]'s ledger and
-//! placement, [`params`], [`sampling`], [`size`], [`stop`], [`utf8`], [`process_memory`],
-//! [`cancel`], [`metrics`], [`machine`], [`router`] (the multi-model policy) and the [`error`]
-//! types.
+//! placement, [`chat`]'s templates and parsers, [`grammar`]'s specs, [`params`], [`sampling`],
+//! [`size`], [`stop`], [`utf8`], [`process_memory`], [`cancel`], [`metrics`], [`machine`],
+//! [`router`] (the multi-model policy) and the [`error`] types.
 #![deny(unsafe_code)]
 
 pub mod arena;
@@ -31,7 +35,6 @@ pub mod bench;
 pub mod budget;
 pub mod cache_spec;
 pub mod cancel;
-#[cfg(feature = "ffi")]
 pub mod chat;
 #[cfg(feature = "ffi")]
 pub mod doctor;
@@ -44,6 +47,7 @@ pub mod error;
 #[allow(unsafe_code)]
 pub mod ffi;
 pub mod gguf;
+pub mod grammar;
 pub mod kv_pool;
 pub mod machine;
 #[cfg(feature = "ffi")]
@@ -75,7 +79,8 @@ pub mod utf8;
 pub use cache_spec::{KvCacheType, ModelCacheSpec};
 pub use cancel::CancelToken;
 #[cfg(feature = "ffi")]
-pub use chat::{ChatMessage, ChatTemplate, Role, TemplateChoice};
+pub use chat::{ChatInputs, ChatPrompt, ChatTemplate, TemplateChoice, TemplateOptions};
+pub use chat::{ChatMessage, Role, Tool, ToolCall, ToolChoice};
 pub use error::{
     ContextError, Error, GenerateError, LoadError, ParamError, TemplateError, TokenizeError,
 };

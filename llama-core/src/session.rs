@@ -33,6 +33,13 @@ pub struct GenerateOptions {
     /// Keep generating past end-of-generation tokens (for benchmarks, like llama.cpp's
     /// `--ignore-eos`).
     pub ignore_eos: bool,
+    /// The grammar the answer is held to (checked beforehand: see [`crate::grammar`]).
+    pub grammar: Option<crate::grammar::GrammarSpec>,
+    /// Added to these tokens' logits before sampling (OpenAI's `logit_bias`; -infinity bans).
+    pub logit_bias: Vec<(Token, f32)>,
+    /// With each generated token, send its log-probability and those of the `n_probs` most
+    /// likely tokens ([`crate::engine::EngineEvent::Logprobs`]); 0 sends none.
+    pub n_probs: usize,
 }
 
 /// Why generation ended.
@@ -272,6 +279,7 @@ impl Iterator for Generation<'_> {
             match event {
                 Some(EngineEvent::Text(text)) if text.is_empty() => continue,
                 Some(EngineEvent::Text(text)) => return Some(Ok(text)),
+                Some(EngineEvent::Logprobs(_)) => continue,
                 Some(EngineEvent::Done(completion)) => {
                     self.finish(&completion);
                     self.stream = None;

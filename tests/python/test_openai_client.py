@@ -54,7 +54,7 @@ def client(key=KEY):
     return openai.OpenAI(base_url=BASE_URL + "/v1", api_key=key, max_retries=0, timeout=120)
 
 
-MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
+MESSAGES = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 
 
 class OpenAIClient(unittest.TestCase):
@@ -139,8 +139,8 @@ class OpenAIClient(unittest.TestCase):
 
     def test_bad_value_is_bad_request(self):
         with self.assertRaises(openai.BadRequestError) as ctx:
-            client().chat.completions.create(model="any", messages=MESSAGES, temperature=-1)
-        self.assertEqual(ctx.exception.body.get("param"), "temperature")
+            client().chat.completions.create(model="any", messages=MESSAGES, top_p=2)
+        self.assertEqual(ctx.exception.body.get("param"), "top_p")
 
 
 def main():

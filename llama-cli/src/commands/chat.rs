@@ -11,8 +11,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use llama_core::chat::ChatInputs;
 use llama_core::{
-    ChatMessage, ChatTemplate, FinishReason, GenerateOptions, GenerationStats, Role, TemplateChoice,
+    ChatMessage, FinishReason, GenerateOptions, GenerationStats, Role, TemplateChoice,
 };
 
 use super::write_out;
@@ -146,7 +147,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
     };
     let mut loaded = runtime::load(&settings)?;
     let model = loaded.session.model().clone();
-    let template = match ChatTemplate::resolve(&model, settings.chat_template.as_deref())? {
+    let template = match crate::chat_setup::template(&model, &settings)? {
         TemplateChoice::Template(t) => t,
         TemplateChoice::PlainCompletion => return Err(CliError::ChatNeedsTemplate),
     };
@@ -182,6 +183,16 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         stop: settings.stop.clone(),
         reverse_prompts: settings.reverse_prompt.clone(),
         ignore_eos: settings.ignore_eos,
+        grammar: crate::chat_setup::grammar(&model, &settings)?,
+        ..GenerateOptions::default()
+    };
+    let render = |messages: Vec<ChatMessage>| -> Result<String, CliError> {
+        let inputs = ChatInputs {
+            messages,
+            add_generation_prompt: true,
+            ..ChatInputs::default()
+        };
+        Ok(template.apply(&model, &inputs)?.prompt)
     };
     let mut out = std::io::stdout().lock();
     let mut first_turn = true;
@@ -269,11 +280,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
             _ => {}
         }
         conversation.turns.push(ChatMessage::new(Role::User, line));
-        let mut tokens = runtime::tokenize_prompt(
-            &model,
-            &template.render(&conversation.messages(), true)?,
-            true,
-        )?;
+        let mut tokens = runtime::tokenize_prompt(&model, &render(conversation.messages())?, true)?;
         // With --context-shift, a conversation that outgrew the context loses its oldest turns.
         let room = loaded.session.n_ctx().saturating_sub(
             settings
@@ -284,11 +291,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         let mut dropped = 0;
         while settings.context_shift && tokens.len() >= room && conversation.drop_oldest() {
             dropped += 1;
-            tokens = runtime::tokenize_prompt(
-                &model,
-                &template.render(&conversation.messages(), true)?,
-                true,
-            )?;
+            tokens = runtime::tokenize_prompt(&model, &render(conversation.messages())?, true)?;
         }
         if dropped > 0 {
             eprintln!("(dropped the {dropped} oldest turns to fit the context)");

@@ -2,7 +2,8 @@
 
 use std::io::{IsTerminal, Read};
 
-use llama_core::{ChatMessage, ChatTemplate, GenerateOptions, Role, TemplateChoice};
+use llama_core::chat::ChatInputs;
+use llama_core::{ChatMessage, GenerateOptions, Role, TemplateChoice};
 
 use super::write_out;
 use crate::cli::PromptArgs;
@@ -30,14 +31,19 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
     let (prompt_text, formatted) = if args.raw {
         (text, false)
     } else {
-        match ChatTemplate::resolve(&model, settings.chat_template.as_deref())? {
+        match crate::chat_setup::template(&model, &settings)? {
             TemplateChoice::Template(template) => {
                 let mut messages = Vec::new();
                 if let Some(system) = &settings.system {
                     messages.push(ChatMessage::new(Role::System, system.clone()));
                 }
                 messages.push(ChatMessage::new(Role::User, text));
-                (template.render(&messages, true)?, true)
+                let inputs = ChatInputs {
+                    messages,
+                    add_generation_prompt: true,
+                    ..ChatInputs::default()
+                };
+                (template.apply(&model, &inputs)?.prompt, true)
             }
             TemplateChoice::PlainCompletion => {
                 eprintln!("note: the model has no chat template; sending the prompt as plain text (as with --raw)");
@@ -52,6 +58,8 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
         stop: settings.stop.clone(),
         reverse_prompts: settings.reverse_prompt.clone(),
         ignore_eos: settings.ignore_eos,
+        grammar: crate::chat_setup::grammar(&model, &settings)?,
+        ..GenerateOptions::default()
     };
     reject_if_overflowing(&settings, tokens.len(), loaded.session.n_ctx())?;
     if let Some(cache) = &args.prompt_cache {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use llama_core::engine::Engine;
 use llama_core::metrics::BudgetCounters;
 use llama_core::run::StartOptions;
-use llama_core::{ByteSize, ChatTemplate, TemplateChoice};
+use llama_core::{ByteSize, TemplateChoice};
 
 use crate::cli::ServeArgs;
 use crate::error::CliError;
@@ -370,16 +370,13 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let started = Started::new(&settings, &serve)?;
-    let template =
-        match ChatTemplate::resolve(started.engine.model(), settings.chat_template.as_deref())? {
-            TemplateChoice::Template(t) => Some(t),
-            TemplateChoice::PlainCompletion => {
-                eprintln!(
-                    "note: the model has no chat template; chat messages are sent as plain text"
-                );
-                None
-            }
-        };
+    let template = match crate::chat_setup::template(started.engine.model(), &settings)? {
+        TemplateChoice::Template(t) => Some(t),
+        TemplateChoice::PlainCompletion => {
+            eprintln!("note: the model has no chat template; chat messages are sent as plain text");
+            None
+        }
+    };
     let n_ctx_per_seq = started.engine.config().n_ctx_per_seq as usize;
     let defaults = Defaults {
         sampling: settings.sampling.clone(),
@@ -388,6 +385,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         stop: settings.stop.clone(),
         max_tokens_cap: serve.max_tokens_cap.unwrap_or(n_ctx_per_seq),
         system: settings.system.clone(),
+        grammar: crate::chat_setup::grammar(started.engine.model(), &settings)?,
+        reasoning_format: settings.reasoning_format,
     };
     let mut names = serve.alias.as_deref().map(aliases).unwrap_or_default();
     if names.is_empty() {

@@ -8,21 +8,20 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use llama_core::engine::{EngineEvent, EngineRequest};
-use llama_core::{CancelToken, ChatMessage, Role, Token};
 use serde_json::{json, Value};
 
 use tower_http::cors::CorsLayer;
 
 use super::auth;
 use super::error::ApiError;
+use super::generation;
 use super::limits::{self, JsonBody};
 use super::log::{self, RequestRecord};
 use super::metrics::{Gauges, CONTENT_TYPE as METRICS_CONTENT_TYPE};
 use super::native;
-use super::openai::{self, ChatRequest, Common, CompletionRequest, Envelope, Kind};
-use super::sse;
+use super::openai::Kind;
 use super::state::AppState;
+use llama_core::{ChatMessage, Role, Token};
 
 /// The application: `/health` open to all; everything else behind the API key (when one is
 /// set), checked before routing; CORS outermost (preflights answered before the key check);
@@ -225,7 +224,7 @@ async fn answer(
     body: Result<JsonBody, ApiError>,
 ) -> Response {
     let result = match body {
-        Ok(JsonBody(body)) => generate(state, Arc::clone(&record), kind, body).await,
+        Ok(JsonBody(body)) => generation::generate(state, Arc::clone(&record), kind, body).await,
         Err(err) => Err(err),
     };
     match result {
@@ -233,63 +232,6 @@ async fn answer(
         Err(err) => {
             record.failed(&err.message);
             err.into_response()
-        }
-    }
-}
-
-async fn generate(
-    state: Arc<AppState>,
-    record: Arc<RequestRecord>,
-    kind: Kind,
-    body: Value,
-) -> Result<Response, ApiError> {
-    let common: Common = openai::parse(&body)?;
-    let prepared = common.prepare(&state.defaults)?;
-    let prompt = match kind {
-        Kind::Chat => {
-            let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
-            Prompt::Chat(with_default_system(&state, messages))
-        }
-        Kind::Completion => Prompt::Text(openai::parse::<CompletionRequest>(&body)?.prompt_text()?),
-    };
-    let tokens = tokenize_async(&state, prompt).await?;
-    let (mut stream, inflight) = state
-        .submit(EngineRequest {
-            prompt: tokens,
-            options: prepared.options,
-            cancel: CancelToken::new(),
-        })
-        .map_err(|mut err| {
-            if kind == Kind::Completion && err.param.as_deref() == Some("messages") {
-                err.param = Some("prompt".into());
-            }
-            err
-        })?;
-    let envelope = Envelope::new(kind, &record.id, &state.model_id);
-    if prepared.stream {
-        return Ok(sse::respond(
-            envelope,
-            stream,
-            prepared.include_usage,
-            record,
-            inflight,
-        ));
-    }
-    let mut text = String::new();
-    loop {
-        match stream.next().await {
-            Some(EngineEvent::Text(t)) => text.push_str(&t),
-            Some(EngineEvent::Done(c)) => {
-                record.completed(&c);
-                drop(inflight);
-                return Ok(Json(envelope.response(text, &c)).into_response());
-            }
-            Some(EngineEvent::Failed(err)) => return Err(err.into()),
-            None => {
-                return Err(ApiError::internal(
-                    "the engine ended the request without an answer",
-                ))
-            }
         }
     }
 }
@@ -311,8 +253,6 @@ pub(super) fn with_default_system(
 pub(super) enum Prompt {
     /// A conversation, rendered with the chat template.
     Chat(Vec<ChatMessage>),
-    /// Raw text.
-    Text(String),
 }
 
 /// [`tokenize`] on a blocking thread.
@@ -326,7 +266,7 @@ pub(super) async fn tokenize_async(
         .map_err(|e| ApiError::internal(format!("tokenizing failed: {e}")))?
 }
 
-/// Renders the chat template (or takes the raw text) and tokenizes it.
+/// Renders the chat template (plain text joined when the model has none) and tokenizes it.
 pub(super) fn tokenize(state: &AppState, prompt: Prompt) -> Result<Vec<Token>, ApiError> {
     let (text, special) = render(state, prompt)?;
     state
@@ -355,6 +295,5 @@ pub(super) fn render(state: &AppState, prompt: Prompt) -> Result<(String, bool),
                 .join("\n\n");
             (text, false)
         }
-        (Prompt::Text(text), _) => (text, false),
     })
 }

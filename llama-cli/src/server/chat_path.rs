@@ -34,7 +34,7 @@ pub async fn submit(
     openai_body: &Value,
 ) -> Result<Submitted, ApiError> {
     let common: Common = openai::parse(openai_body)?;
-    let prepared = common.prepare(&state.defaults)?;
+    let prepared = common.prepare(&state.defaults, openai::Kind::Chat)?;
     let prompt = Prompt::Chat(app::with_default_system(state, messages));
     let tokens = app::tokenize_async(state, prompt).await?;
     let prompt_tokens = tokens.len();

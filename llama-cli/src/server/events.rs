@@ -67,6 +67,8 @@ impl<F: Frames> Events<F> {
             }
             let events = match self.stream.next().await {
                 Some(EngineEvent::Text(text)) => self.frames.text(&text),
+                // These APIs carry no log-probabilities.
+                Some(EngineEvent::Logprobs(_)) => continue,
                 Some(EngineEvent::Done(c)) => {
                     self.record.completed(&c);
                     self.finished = true;
@@ -119,6 +121,7 @@ pub async fn collect(mut stream: ResponseStream) -> Result<(String, Completion),
     loop {
         match stream.next().await {
             Some(EngineEvent::Text(t)) => text.push_str(&t),
+            Some(EngineEvent::Logprobs(_)) => {}
             Some(EngineEvent::Done(c)) => return Ok((text, c)),
             Some(EngineEvent::Failed(err)) => return Err(err.into()),
             None => {

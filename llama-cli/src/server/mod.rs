@@ -2,7 +2,8 @@
 //!
 //! - [`app`]: the router and handlers (`/v1/chat/completions`, `/v1/completions`,
 //!   `/v1/models`, `/health`, `/ready`, `/metrics`); [`http`]: the connections (hyper).
-//! - [`openai`]: request and response shapes, request checks.
+//! - [`openai`]: request and response shapes, request checks; [`generation`]: the path from a
+//!   checked request to the engine (chat template, grammar, tools, `n` choices) and back.
 //! - [`sse`]: streamed answers; the event stream owns the engine's response stream, so a
 //!   client that disconnects cancels its request.
 //! - [`auth`], [`limits`]: the API key; the body size limit and read timeout (tower-http).
@@ -24,6 +25,7 @@ pub mod cors;
 pub mod embeddings;
 pub mod error;
 mod events;
+mod generation;
 mod http;
 mod limits;
 mod log;

@@ -415,12 +415,14 @@ async fn native_completion(
         ));
     }
     let common: Common = openai::parse(&openai_body(&body, &fields))?;
-    let mut prepared = common.prepare(&state.defaults).map_err(|mut err| {
-        if err.param.as_deref() == Some("max_tokens") {
-            err.param = Some("n_predict".into());
-        }
-        err
-    })?;
+    let mut prepared = common
+        .prepare(&state.defaults, openai::Kind::Completion)
+        .map_err(|mut err| {
+            if err.param.as_deref() == Some("max_tokens") {
+                err.param = Some("n_predict".into());
+            }
+            err
+        })?;
     prepared.options.ignore_eos = fields.ignore_eos.unwrap_or(false);
     let value = fields
         .prompt

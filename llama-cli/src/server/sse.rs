@@ -1,37 +1,74 @@
-//! Streamed answers as server-sent events: `data: {chunk}` per piece of text, a chunk with the
-//! `finish_reason`, optionally one with `usage`, then `data: [DONE]`. The event stream owns
-//! the engine's [`ResponseStream`], so when the client goes away and the connection drops the
-//! body, the stream is dropped and the engine cancels the request.
+//! Streamed answers as server-sent events, in OpenAI's shape: for chat a first chunk per
+//! choice with the role (and `content: null`, as llama-server sends it), then deltas of
+//! `content`, `reasoning_content` and `tool_calls` (each call whole, with its index) as the
+//! answer's parser finds them, with `logprobs` when asked for; then a chunk with the
+//! `finish_reason` per choice (`tool_calls` when the model called tools), optionally one with
+//! `usage`, then `data: [DONE]`. With `n` > 1 the choices' events interleave, each chunk
+//! naming its index.
+//!
+//! The event stream owns the engine's [`ResponseStream`]s, so when the client goes away and
+//! the connection drops the body, the streams are dropped and the engine cancels the
+//! requests.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use llama_core::engine::{EngineEvent, ResponseStream};
+use futures_util::stream::{SelectAll, Stream, StreamExt};
+use llama_core::chat::{MessageDelta, StreamParser};
+use llama_core::engine::{Completion, EngineEvent, ResponseStream, TokenLogprobs};
+use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::log::RequestRecord;
-use super::openai::{Envelope, Kind};
+use super::openai::{self, Envelope, Kind};
 use super::state::Inflight;
 
 /// Seconds between keep-alive comments while no text comes (a queued request), so a client
 /// that went away is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
+/// One choice of a streamed request.
+pub struct StreamChoice {
+    /// Its index in the response.
+    pub index: usize,
+    /// Which prompt it answers (for `usage`).
+    pub prompt_index: usize,
+    /// The engine's events.
+    pub stream: ResponseStream,
+    /// Chat: the answer's parser (content, reasoning, tool calls).
+    pub parser: Option<StreamParser>,
+}
+
+type Merged = SelectAll<Pin<Box<dyn Stream<Item = (usize, EngineEvent)> + Send>>>;
+
+/// A choice's state while it streams.
+struct ChoiceState {
+    prompt_index: usize,
+    parser: Option<StreamParser>,
+    logprobs: Vec<TokenLogprobs>,
+    /// Bytes of text sent (completions' `text_offset`).
+    offset: usize,
+    done: Option<Completion>,
+}
+
 struct Events {
     envelope: Envelope,
-    stream: ResponseStream,
+    merged: Merged,
+    choices: Vec<ChoiceState>,
     include_usage: bool,
+    logprobs: Option<usize>,
     record: Arc<RequestRecord>,
     pending: VecDeque<Event>,
     finished: bool,
-    _inflight: Inflight,
+    _inflight: Vec<Inflight>,
 }
 
-fn data(value: &serde_json::Value) -> Event {
+fn data(value: &Value) -> Event {
     Event::default().data(value.to_string())
 }
 
@@ -44,26 +81,97 @@ impl Events {
             if self.finished {
                 return None;
             }
-            match self.stream.next().await {
-                Some(EngineEvent::Text(text)) => {
-                    return Some(data(&self.envelope.chunk(Some(&text), false, None)));
-                }
-                Some(EngineEvent::Done(c)) => {
-                    self.record.completed(&c);
-                    let finish = c.finish_reason.api_name();
-                    self.pending
-                        .push_back(data(&self.envelope.chunk(None, false, Some(finish))));
-                    if self.include_usage {
-                        self.pending.push_back(data(&self.envelope.usage_chunk(&c)));
-                    }
-                    self.pending.push_back(Event::default().data("[DONE]"));
-                    self.finished = true;
-                }
-                Some(EngineEvent::Failed(err)) => self.fail(ApiError::from(err)),
+            match self.merged.next().await {
+                Some((i, EngineEvent::Text(text))) => self.text(i, &text),
+                Some((i, EngineEvent::Logprobs(l))) => self.choices[i].logprobs.push(l),
+                Some((i, EngineEvent::Done(c))) => self.done(i, c),
+                Some((_, EngineEvent::Failed(err))) => self.fail(ApiError::from(err)),
                 None => self.fail(ApiError::internal(
                     "the engine ended the request without an answer",
                 )),
             }
+        }
+    }
+
+    /// The pending log-probabilities of choice `i`, in the endpoint's shape.
+    fn take_logprobs(&mut self, i: usize, text_len: usize) -> Option<Value> {
+        let n = self.logprobs?;
+        let state = &mut self.choices[i];
+        let tokens = std::mem::take(&mut state.logprobs);
+        let offset = state.offset;
+        state.offset += text_len;
+        Some(match self.envelope.kind {
+            Kind::Chat => openai::chat_logprobs(n, &tokens),
+            Kind::Completion => openai::completion_logprobs(n, &tokens, offset),
+        })
+    }
+
+    fn text(&mut self, i: usize, text: &str) {
+        match self.choices[i].parser.as_mut() {
+            Some(parser) => {
+                let deltas = parser.push(text);
+                self.send_deltas(i, deltas);
+            }
+            None => {
+                let logprobs = self.take_logprobs(i, text.len());
+                let chunk = self
+                    .envelope
+                    .chunk(i, json!({"text": text}), logprobs, None);
+                self.pending.push_back(data(&chunk));
+            }
+        }
+    }
+
+    fn send_deltas(&mut self, i: usize, deltas: Vec<MessageDelta>) {
+        for delta in deltas {
+            let (delta, logprobs) = match delta {
+                MessageDelta::Content(text) => {
+                    let logprobs = self.take_logprobs(i, text.len());
+                    (json!({"content": text}), logprobs)
+                }
+                MessageDelta::Reasoning(text) => (json!({"reasoning_content": text}), None),
+                MessageDelta::ToolCall { index, call } => (
+                    json!({"tool_calls": [openai::tool_call_json(&call, Some(index))]}),
+                    None,
+                ),
+            };
+            let chunk = self.envelope.chunk(i, delta, logprobs, None);
+            self.pending.push_back(data(&chunk));
+        }
+    }
+
+    fn done(&mut self, i: usize, c: Completion) {
+        self.record.completed(&c);
+        let mut called_tools = false;
+        if let Some(parser) = self.choices[i].parser.as_mut() {
+            let (message, deltas) = parser.finish();
+            called_tools = !message.tool_calls.is_empty();
+            self.send_deltas(i, deltas);
+        }
+        let finish = if called_tools {
+            "tool_calls"
+        } else {
+            c.finish_reason.api_name()
+        };
+        let delta = match self.envelope.kind {
+            Kind::Chat => json!({}),
+            Kind::Completion => json!({"text": ""}),
+        };
+        let chunk = self.envelope.chunk(i, delta, None, Some(finish));
+        self.pending.push_back(data(&chunk));
+        self.choices[i].done = Some(c);
+        if self.choices.iter().all(|s| s.done.is_some()) {
+            if self.include_usage {
+                let usage = openai::usage_sum(
+                    self.choices
+                        .iter()
+                        .filter_map(|s| s.done.as_ref().map(|c| (s.prompt_index, c))),
+                );
+                self.pending
+                    .push_back(data(&self.envelope.usage_chunk(usage)));
+            }
+            self.pending.push_back(Event::default().data("[DONE]"));
+            self.finished = true;
         }
     }
 
@@ -74,22 +182,48 @@ impl Events {
     }
 }
 
-/// The streamed response of a submitted request.
+/// The streamed response of submitted choices.
 pub fn respond(
     envelope: Envelope,
-    stream: ResponseStream,
+    choices: Vec<StreamChoice>,
     include_usage: bool,
+    logprobs: Option<usize>,
     record: Arc<RequestRecord>,
-    inflight: Inflight,
+    inflight: Vec<Inflight>,
 ) -> Response {
     let mut pending = VecDeque::new();
     if envelope.kind == Kind::Chat {
-        pending.push_back(data(&envelope.chunk(Some(""), true, None)));
+        for c in &choices {
+            let first = envelope.chunk(
+                c.index,
+                json!({"role": "assistant", "content": null}),
+                None,
+                None,
+            );
+            pending.push_back(data(&first));
+        }
+    }
+    let mut merged: Merged = SelectAll::new();
+    let mut states = Vec::new();
+    for c in choices {
+        let index = c.index;
+        let events = futures_util::stream::unfold(c.stream, super::generation::next_event)
+            .map(move |event| (index, event));
+        merged.push(Box::pin(events));
+        states.push(ChoiceState {
+            prompt_index: c.prompt_index,
+            parser: c.parser,
+            logprobs: Vec::new(),
+            offset: 0,
+            done: None,
+        });
     }
     let events = Events {
         envelope,
-        stream,
+        merged,
+        choices: states,
         include_usage,
+        logprobs,
         record,
         pending,
         finished: false,

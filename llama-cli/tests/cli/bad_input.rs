@@ -152,6 +152,7 @@ fn unknown_chat_template_name() {
             "prompt",
             "-m",
             m.to_str().unwrap(),
+            "--no-jinja",
             "--chat-template",
             "nope",
             "-n",

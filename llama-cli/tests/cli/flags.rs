@@ -26,7 +26,7 @@ fn run(n: u32, extra: &[&str], text: &str) -> (String, String) {
     stdout_of(&args, text)
 }
 
-const QUESTION: &str = "What is the capital of France?";
+const QUESTION: &str = "What is the capital of France? Answer in one sentence.";
 
 #[test]
 fn prompt_from_a_file_equals_the_argument() {

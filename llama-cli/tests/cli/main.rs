@@ -12,6 +12,7 @@ mod embed;
 mod fake_hub;
 mod faults;
 mod flags;
+mod generation;
 mod machine;
 mod packaging;
 mod perplexity;

@@ -21,8 +21,14 @@ fn run_prompt(extra: &[&str], text: &str) -> String {
 fn greedy_prompt_is_deterministic_across_processes() {
     let args = greedy_args(24);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let first = run_prompt(&args, "What is the capital of France?");
-    let second = run_prompt(&args, "What is the capital of France?");
+    let first = run_prompt(
+        &args,
+        "What is the capital of France? Answer in one sentence.",
+    );
+    let second = run_prompt(
+        &args,
+        "What is the capital of France? Answer in one sentence.",
+    );
     assert!(!first.trim().is_empty());
     assert_eq!(first, second);
     assert!(first.contains("Paris"), "unexpected answer: {first}");

@@ -406,7 +406,7 @@ pub(crate) fn chat_body(content: &str, max_tokens: u32, stream: bool) -> Value {
         "max_tokens": max_tokens,
         "stream": stream,
         "stream_options": {"include_usage": true},
-        "some_unknown_field": {"ignored": true},
+        "user": "an optional hint, ignored",
     })
 }
 
@@ -449,7 +449,7 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     assert_eq!(models["data"][0]["id"], "SmolLM2-135M-Instruct.Q4_1");
 
     // Non-streaming chat: greedy, deterministic, usage consistent.
-    let question = "What is the capital of France?";
+    let question = "What is the capital of France? Answer in one sentence.";
     let r = server.post("/v1/chat/completions", &chat_body(question, 24, false));
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.header("x-request-id").is_some());
@@ -533,11 +533,11 @@ fn serve_speaks_openai_with_auth_errors_limits_and_cancellation() {
     );
     assert_eq!(r.assert_error(400)["type"], "invalid_request_error");
     let mut bad = chat_body("hi", 4, false);
-    bad["temperature"] = json!(-1);
+    bad["top_p"] = json!(2);
     let r = server.post("/v1/chat/completions", &bad);
-    assert_eq!(r.assert_error(400)["param"], "temperature");
+    assert_eq!(r.assert_error(400)["param"], "top_p");
     let mut bad = chat_body("hi", 4, false);
-    bad["n"] = json!(2);
+    bad["n"] = json!(100);
     assert_eq!(
         server.post("/v1/chat/completions", &bad).assert_error(400)["param"],
         "n"
@@ -866,7 +866,7 @@ fn eight_conversations_over_the_kv_budget_finish_within_max_mem() {
 fn serve_streams_layers_under_a_budget_below_the_weights_with_the_answer_prompt_gives() {
     // The same run path as `prompt`: a budget below the 92 MiB of weights streams layers from
     // disk in the server too, and the greedy answer is the one `prompt` gives under it.
-    let question = "What is the capital of France?";
+    let question = "What is the capital of France? Answer in one sentence.";
     let budget = ["--max-mem", "110M"];
     let prompt = llama_cli()
         .args([

@@ -21,6 +21,7 @@
 //! its blocks at once. A slow consumer is never waited for: its session just skips steps while
 //! its channel is full, so memory stays bounded and the others keep going.
 
+mod logprobs;
 mod scheduler;
 mod slot;
 
@@ -208,11 +209,34 @@ pub struct Completion {
     pub generation_time: Duration,
 }
 
+/// One token and its log-probability (natural log, from the model's raw logits).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenProb {
+    /// The token.
+    pub token: Token,
+    /// Its bytes (a piece can end inside a UTF-8 sequence).
+    pub bytes: Vec<u8>,
+    /// log p(token).
+    pub logprob: f32,
+}
+
+/// A generated token's log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TokenLogprobs {
+    /// The token sampled.
+    pub chosen: TokenProb,
+    /// The most likely tokens, most likely first ([`GenerateOptions::n_probs`] of them).
+    pub top: Vec<TokenProb>,
+}
+
 /// What a consumer receives.
 #[derive(Debug)]
 pub enum EngineEvent {
     /// More text of the answer (valid UTF-8; never part of a stop string).
     Text(String),
+    /// The log-probabilities of the token just generated (only with
+    /// [`GenerateOptions::n_probs`] > 0), sent before its text.
+    Logprobs(TokenLogprobs),
     /// The answer ended.
     Done(Completion),
     /// The request failed.
@@ -247,6 +271,12 @@ pub enum SubmitError {
 /// A request failed while running.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
+    /// The request's grammar could not be built (checked requests never get this).
+    #[error("the grammar cannot be used: {message}")]
+    Grammar {
+        /// What is wrong.
+        message: String,
+    },
     /// llama.cpp could not decode.
     #[error("decoding failed (llama_decode returned {code})")]
     Decode {
@@ -368,6 +398,7 @@ impl ResponseStream {
         while let Some(event) = self.blocking_next() {
             match event {
                 EngineEvent::Text(t) => text.push_str(&t),
+                EngineEvent::Logprobs(_) => {}
                 EngineEvent::Done(c) => return Ok((text, c)),
                 EngineEvent::Failed(e) => return Err(e),
             }

@@ -348,7 +348,12 @@ pub(super) fn submit(
             capacity: shared.config.queue_capacity,
         });
     }
-    let (tx, rx) = tokio::sync::mpsc::channel(shared.config.stream_buffer.max(3));
+    let (tx, rx) = tokio::sync::mpsc::channel(
+        shared
+            .config
+            .stream_buffer
+            .max(super::slot::EVENTS_PER_STEP),
+    );
     queue.push_back(Job {
         request,
         events: tx,
@@ -712,6 +717,34 @@ impl Scheduler {
     }
 
     fn start_job(&mut self, job: Job) {
+        let options = &job.request.options;
+        let grammar = match &options.grammar {
+            None => None,
+            Some(spec) => match crate::grammar::Grammar::sampler(&self.model, spec) {
+                Ok(g) => Some(g),
+                Err(err) => {
+                    self.stats().finished += 1;
+                    let undelivered = Undelivered::send(
+                        job.events,
+                        vec![EngineEvent::Failed(EngineError::Grammar {
+                            message: err.to_string(),
+                        })],
+                    );
+                    if !undelivered.pending.is_empty() {
+                        self.undelivered.push(undelivered);
+                    }
+                    return;
+                }
+            },
+        };
+        let n_ctx = u32::try_from(self.n_ctx_seq).unwrap_or(u32::MAX);
+        let mut sampler = SamplerChain::with_extras(
+            &options.sampling,
+            &self.model,
+            n_ctx,
+            &options.logit_bias,
+            grammar,
+        );
         let prompt = &job.request.prompt;
         // The idle slot sharing the longest prefix, else an empty one, else the least recently
         // used (which is evicted).
@@ -798,9 +831,7 @@ impl Scheduler {
             let _ = self.pool.create_session(session);
             let _ = self.pool.grow_to(session, kept);
         }
-        let n_ctx = u32::try_from(self.n_ctx_seq).unwrap_or(u32::MAX);
         let sampling = &job.request.options.sampling;
-        let mut sampler = SamplerChain::new(sampling, &self.model, n_ctx);
         // The penalties' history: the prompt's last tokens (-1: the whole context).
         let window = |n: i32| if n < 0 { self.n_ctx_seq } else { n as usize };
         let last_n = window(sampling.repeat_last_n).max(window(sampling.dry_penalty_last_n));
@@ -823,7 +854,10 @@ impl Scheduler {
             stop: StopMatcher::new(&job.request.options.stop)
                 .with_shown(&job.request.options.reverse_prompts),
             max_tokens: job.request.options.max_tokens,
-            argmax: greedy_without_penalties(&job.request.options.sampling),
+            argmax: greedy_without_penalties(&job.request.options.sampling)
+                && job.request.options.grammar.is_none()
+                && job.request.options.logit_bias.is_empty(),
+            n_probs: job.request.options.n_probs,
             ignore_eos: job.request.options.ignore_eos,
             events: job.events,
             cancel: job.request.cancel,
@@ -1073,15 +1107,22 @@ impl Scheduler {
                 // Greedy without penalties: the most likely token, without building llama.cpp's
                 // candidate array over the whole vocabulary.
                 (true, Some(logits)) => argmax(logits),
-                _ => run.sampler.sample(&self.ctx, index as i32),
+                _ => run.sampler.sample(&self.ctx, index as i32, &self.model),
             };
-            let eog = self.model.is_end_of_generation(token);
+            // A grammar with no way on ends the answer as an end of generation would.
+            let eog = self.model.is_end_of_generation(token) || run.sampler.grammar_stuck();
+            let probs = match (run.n_probs, self.ctx.logits(index as i32)) {
+                (n, Some(logits)) if n > 0 && !eog => {
+                    Some(super::logprobs::of(logits, token, n, &self.model))
+                }
+                _ => None,
+            };
             let piece = if eog {
                 Vec::new()
             } else {
                 self.model.token_to_piece(token, false)
             };
-            match slot.accept_sample(token, eog, &piece, n_ctx_seq, can_shift) {
+            match slot.accept_sample(token, eog, &piece, probs, n_ctx_seq, can_shift) {
                 Step::Continue(t) => {
                     slot.phase = Phase::Generate { pending: t };
                     self.stats().tokens_out += 1;

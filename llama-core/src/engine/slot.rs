@@ -13,6 +13,10 @@ use crate::session::FinishReason;
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
+/// Events one step may send a consumer: log-probabilities, a text piece, the held-back tail
+/// and the end.
+pub(super) const EVENTS_PER_STEP: usize = 4;
+
 /// What a slot is doing.
 pub(super) enum Phase {
     /// No request: the KV (if any) is kept for reuse.
@@ -35,6 +39,8 @@ pub(super) struct Running {
     pub(super) ignore_eos: bool,
     /// Greedy without penalties: pick the largest logit directly.
     pub(super) argmax: bool,
+    /// Log-probabilities of this many alternatives go with each token (0: none).
+    pub(super) n_probs: usize,
     pub(super) events: Sender<EngineEvent>,
     pub(super) cancel: CancelToken,
     pub(super) submitted: Instant,
@@ -87,7 +93,7 @@ impl Slot {
     pub(super) fn consumer_ready(&self) -> bool {
         self.running
             .as_ref()
-            .is_some_and(|r| r.events.capacity() >= 3)
+            .is_some_and(|r| r.events.capacity() >= EVENTS_PER_STEP)
     }
 
     /// Whether the request was cancelled or its consumer went away.
@@ -104,6 +110,7 @@ impl Slot {
         token: Token,
         is_eog: bool,
         piece: &[u8],
+        probs: Option<super::TokenLogprobs>,
         n_ctx_seq: usize,
         can_shift: bool,
     ) -> Step {
@@ -112,6 +119,11 @@ impl Slot {
         };
         if is_eog && !run.ignore_eos {
             return Step::Finished(FinishReason::EndOfGeneration);
+        }
+        if let Some(probs) = probs {
+            if !send(&run.events, EngineEvent::Logprobs(probs)) {
+                return Step::Finished(FinishReason::Cancelled);
+            }
         }
         run.generated += 1;
         run.first_token.get_or_insert_with(Instant::now);

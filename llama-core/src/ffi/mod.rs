@@ -1,7 +1,7 @@
 //! The one module of llama-core that talks to llama.cpp, and so the only one allowed `unsafe`.
 //!
 //! Every llama.cpp handle is owned by a RAII type defined here ([`Model`], [`Context`],
-//! [`SamplerChain`], [`Batch`]) whose `Drop` frees it exactly once. The types expose safe methods;
+//! [`SamplerChain`], [`GrammarSampler`], [`Batch`]) whose `Drop` frees it exactly once. The types expose safe methods;
 //! each `unsafe` block states why the call is sound in a `// SAFETY:` comment. Code outside this
 //! module cannot reach a raw pointer.
 
@@ -9,6 +9,7 @@ mod backend;
 mod batch;
 pub mod buffers;
 mod context;
+mod grammar;
 mod lora;
 mod model;
 mod quantize;
@@ -20,6 +21,7 @@ pub use backend::{Backend, LogTapGuard};
 pub use batch::Batch;
 pub use buffers::BufferUsage;
 pub use context::{Context, DecodeOutcome};
+pub use grammar::{json_schema_to_gbnf, GrammarFailure, GrammarSampler};
 pub use lora::LoraAdapter;
 pub use model::Model;
 pub use quantize::{

@@ -207,6 +207,12 @@ impl Model {
         (t >= 0).then_some(t)
     }
 
+    /// Whether the vocabulary adds an EOS token when tokenizing with specials.
+    pub fn adds_eos(&self) -> bool {
+        // SAFETY: read-only query on a valid vocabulary.
+        unsafe { sys::llama_vocab_get_add_eos(self.vocab()) }
+    }
+
     /// Whether `token` ends generation (end of sequence, end of turn, ...).
     pub fn is_end_of_generation(&self, token: Token) -> bool {
         // SAFETY: read-only query; out-of-range ids are handled by llama.cpp's lookup.

@@ -4,13 +4,20 @@ use std::ptr::NonNull;
 
 use llama_sys as sys;
 
+use super::grammar::GrammarSampler;
 use super::{Context, Model, Token};
 use crate::sampling::SamplingParams;
 
-/// A chain of samplers (penalties, top-k, typical, top-p, min-p, temperature, then a seeded
-/// draw or greedy choice), in llama.cpp's usual order. Freed on drop.
+/// A chain of samplers (logit biases, penalties, top-k, typical, top-p, min-p, temperature,
+/// then a seeded draw or greedy choice), in llama.cpp's usual order, and optionally a grammar
+/// applied before it. Freed on drop.
 pub struct SamplerChain {
     ptr: NonNull<sys::llama_sampler>,
+    grammar: Option<GrammarSampler>,
+    /// The grammar could not take a sampled token (it has no way on): the answer must end.
+    grammar_stuck: bool,
+    /// Reused candidate array for grammar sampling.
+    candidates: Vec<sys::llama_token_data>,
 }
 
 // SAFETY: the chain is owned exclusively and only used through `&mut self`.
@@ -28,6 +35,18 @@ impl SamplerChain {
     /// `n_ctx` is what `-1` means for the penalties' windows. `params` must have passed
     /// [`SamplingParams::validate`].
     pub fn new(params: &SamplingParams, model: &Model, n_ctx: u32) -> SamplerChain {
+        SamplerChain::with_extras(params, model, n_ctx, &[], None)
+    }
+
+    /// Like [`new`](Self::new), with `logit_bias` added to the logits first (llama.cpp's
+    /// logit-bias sampler) and `grammar` restricting the candidates before the chain runs.
+    pub fn with_extras(
+        params: &SamplingParams,
+        model: &Model,
+        n_ctx: u32,
+        logit_bias: &[(Token, f32)],
+        grammar: Option<GrammarSampler>,
+    ) -> SamplerChain {
         let n_vocab = model.n_vocab() as i32;
         let window = |n: i32| if n < 0 { n_ctx as i32 } else { n };
         let breakers: Vec<std::ffi::CString> = params
@@ -50,6 +69,19 @@ impl SamplerChain {
                     sys::llama_sampler_chain_add(chain, s);
                 }
             };
+            if !logit_bias.is_empty() {
+                let biases: Vec<sys::llama_logit_bias> = logit_bias
+                    .iter()
+                    .filter(|(t, _)| (0..n_vocab).contains(t))
+                    .map(|&(token, bias)| sys::llama_logit_bias { token, bias })
+                    .collect();
+                // llama.cpp copies the biases.
+                add(sys::llama_sampler_init_logit_bias(
+                    n_vocab,
+                    biases.len() as i32,
+                    biases.as_ptr(),
+                ));
+            }
             let penalties_active = params.repeat_penalty != 1.0
                 || params.frequency_penalty != 0.0
                 || params.presence_penalty != 0.0;
@@ -118,14 +150,111 @@ impl SamplerChain {
             drop(breakers);
             SamplerChain {
                 ptr: NonNull::new(chain).expect("llama_sampler_chain_init returned null"),
+                grammar,
+                grammar_stuck: false,
+                candidates: Vec::new(),
             }
         }
     }
 
-    /// Samples from the logits of output `index` (-1: the last) and records the choice.
-    pub fn sample(&mut self, ctx: &Context, index: i32) -> Token {
-        // SAFETY: both handles are valid; llama.cpp reads the context's logits for `index`.
-        unsafe { sys::llama_sampler_sample(self.ptr.as_ptr(), ctx.as_ptr(), index) }
+    /// Samples from the logits of output `index` (-1: the last) and records the choice. With
+    /// a grammar, the candidates it forbids are removed first and the grammar advances past
+    /// the token (an end-of-generation token is never given to it: the answer ends there).
+    pub fn sample(&mut self, ctx: &Context, index: i32, model: &Model) -> Token {
+        if self.grammar.is_none() {
+            // SAFETY: both handles are valid; llama.cpp reads the context's logits for `index`.
+            return unsafe { sys::llama_sampler_sample(self.ptr.as_ptr(), ctx.as_ptr(), index) };
+        }
+        let Some(logits) = ctx.logits(index) else {
+            self.grammar_stuck = true;
+            return 0;
+        };
+        // As llama.cpp's common sampler: sample without the grammar first and keep the token
+        // when the grammar allows it (checking one token is cheap); otherwise sample again
+        // from the candidates the grammar allows (checking the whole vocabulary).
+        let first = self.sample_from(logits, false);
+        let token = match first {
+            Some(t) if self.grammar_allows(t) => t,
+            _ => match self.sample_from(logits, true) {
+                Some(t) if self.grammar_allows(t) => t,
+                other => {
+                    self.grammar_stuck = true;
+                    return other.unwrap_or(0);
+                }
+            },
+        };
+        // SAFETY: valid chain.
+        unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
+        if !model.is_end_of_generation(token) {
+            if let Some(grammar) = self.grammar.as_mut() {
+                if !grammar.accept(token) {
+                    self.grammar_stuck = true;
+                }
+            }
+        }
+        token
+    }
+
+    /// Runs the chain over `logits` (restricted by the grammar first with `constrained`);
+    /// the token selected, if any.
+    fn sample_from(&mut self, logits: &[f32], constrained: bool) -> Option<Token> {
+        self.candidates.clear();
+        self.candidates
+            .extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &logit)| sys::llama_token_data {
+                        id: i as Token,
+                        logit,
+                        p: 0.0,
+                    }),
+            );
+        let mut array = sys::llama_token_data_array {
+            data: self.candidates.as_mut_ptr(),
+            size: self.candidates.len(),
+            selected: -1,
+            sorted: false,
+        };
+        if constrained {
+            if let Some(grammar) = self.grammar.as_mut() {
+                grammar.apply(&mut array);
+            }
+        }
+        // SAFETY: valid chain; `array` points at `size` valid entries of `self.candidates`,
+        // which the samplers reorder and shrink in place.
+        unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut array) };
+        if array.selected < 0 || array.selected as usize >= array.size {
+            return None;
+        }
+        // SAFETY: `selected` indexes one of the `size` entries `data` points at.
+        Some(unsafe { (*array.data.add(array.selected as usize)).id })
+    }
+
+    /// Whether the grammar allows `token` next.
+    fn grammar_allows(&mut self, token: Token) -> bool {
+        let Some(grammar) = self.grammar.as_mut() else {
+            return true;
+        };
+        let mut one = [sys::llama_token_data {
+            id: token,
+            logit: 1.0,
+            p: 0.0,
+        }];
+        let mut array = sys::llama_token_data_array {
+            data: one.as_mut_ptr(),
+            size: 1,
+            selected: -1,
+            sorted: false,
+        };
+        grammar.apply(&mut array);
+        one[0].logit > f32::NEG_INFINITY
+    }
+
+    /// Whether the grammar had no token left to allow (or refused the one sampled): the
+    /// answer cannot go on.
+    pub fn grammar_stuck(&self) -> bool {
+        self.grammar_stuck
     }
 
     /// Records a token (e.g. from the prompt) in the samplers' history, for the penalties.

@@ -18,7 +18,7 @@ use llama_core::process_memory::ProcessMemory;
 use llama_core::router::{Acquire, Catalog, CatalogEntry, Policy, Refusal, UnloadRefusal, Wait};
 use llama_core::run::{Prepared, StartOptions};
 use llama_core::state_file::SavedSession;
-use llama_core::{ChatTemplate, TemplateChoice};
+use llama_core::TemplateChoice;
 
 use super::sources::ModelSpec;
 use super::RouterError;
@@ -375,13 +375,16 @@ impl Pool {
             .settings
             .as_ref()
             .ok_or_else(|| "the model has no settings".to_string())?;
-        let template =
-            match ChatTemplate::resolve(engine.model(), settings.chat_template.as_deref())
-                .map_err(|e| e.to_string())?
-            {
-                TemplateChoice::Template(t) => Some(t),
-                TemplateChoice::PlainCompletion => None,
-            };
+        // The same template and grammar choice as `serve -m` (Jinja, --chat-template-file,
+        // --grammar / --json-schema defaults).
+        let template = match crate::chat_setup::template(engine.model(), settings)
+            .map_err(|e| e.to_string())?
+        {
+            TemplateChoice::Template(t) => Some(t),
+            TemplateChoice::PlainCompletion => None,
+        };
+        let grammar =
+            crate::chat_setup::grammar(engine.model(), settings).map_err(|e| e.to_string())?;
         let n_ctx_per_seq = engine.config().n_ctx_per_seq as usize;
         let defaults = Defaults {
             sampling: settings.sampling.clone(),
@@ -390,6 +393,8 @@ impl Pool {
             stop: settings.stop.clone(),
             max_tokens_cap: self.config.max_tokens_cap.unwrap_or(n_ctx_per_seq),
             system: settings.system.clone(),
+            grammar,
+            reasoning_format: settings.reasoning_format,
         };
         let state = Arc::new(AppState::new(StateParts {
             engine,
