@@ -61,7 +61,7 @@ def client(key=KEY):
 class AnthropicClient(unittest.TestCase):
     def test_message(self):
         m = client().messages.create(
-            model="any", max_tokens=24, system="Answer in one short sentence.",
+            model="any", max_tokens=24, temperature=0, system="Answer in one short sentence.",
             messages=QUESTION)
         self.assertEqual(m.type, "message")
         self.assertEqual(m.role, "assistant")
@@ -75,11 +75,17 @@ class AnthropicClient(unittest.TestCase):
         m = client().messages.create(model="any", max_tokens=3, messages=QUESTION)
         self.assertEqual(m.stop_reason, "max_tokens")
         self.assertEqual(m.usage.output_tokens, 3)
+        # A word of the greedy answer as the stop sequence: the answer ends before it.
+        whole = client().messages.create(
+            model="any", max_tokens=20, temperature=0, messages=QUESTION).content[0].text
+        word = whole.split()[2]
         m = client().messages.create(
-            model="any", max_tokens=40, messages=QUESTION, stop_sequences=["Paris"])
+            model="any", max_tokens=20, temperature=0, messages=QUESTION,
+            stop_sequences=[word])
         self.assertEqual(m.stop_reason, "stop_sequence")
-        self.assertEqual(m.stop_sequence, "Paris")
-        self.assertNotIn("Paris", m.content[0].text)
+        self.assertEqual(m.stop_sequence, word)
+        self.assertTrue(whole.startswith(m.content[0].text), (whole, m.content[0].text))
+        self.assertNotIn(word, m.content[0].text)
 
     def test_stream_gives_the_same_text(self):
         whole = client().messages.create(model="any", max_tokens=24, messages=QUESTION)
