@@ -95,15 +95,15 @@ pub struct ChatPrompt {
 }
 
 impl ChatTemplate {
-    /// Chooses the model's template as `prompt` and `chat` did before Jinja: the llama.cpp
-    /// built-in `name`, else the model's own (Jinja). See [`resolve_with`](Self::resolve_with).
+    /// The llama.cpp built-in template `name` (an unknown name is an error), else the model's
+    /// own, rendered as Jinja. See [`resolve_with`](Self::resolve_with).
     pub fn resolve(model: &Model, name: Option<&str>) -> Result<TemplateChoice, TemplateError> {
         ChatTemplate::resolve_with(
             model,
             &TemplateOptions {
                 name,
                 file: None,
-                jinja: true,
+                jinja: name.is_none(),
             },
         )
     }
