@@ -200,7 +200,7 @@ fn cancelling_one_session_frees_its_blocks_and_spares_the_others() {
                 &model,
                 &[ChatMessage::new(
                     Role::User,
-                    "What is the capital of France?",
+                    "What is the capital of France? Answer in one sentence.",
                 )],
             ),
             options: greedy(24),

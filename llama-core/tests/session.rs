@@ -75,10 +75,19 @@ fn chat_template_from_metadata_and_by_name() {
             && text.ends_with("<|im_start|>assistant\n"),
         "{text}"
     );
+    // SmolLM2's own (Jinja) template adds its default system prompt; llama.cpp's chatml has
+    // none.
+    assert!(
+        text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "{text}"
+    );
     let TemplateChoice::Template(named) = ChatTemplate::resolve(&m, Some("chatml")).unwrap() else {
         panic!()
     };
-    assert_eq!(named.render(&msgs, true).unwrap(), text);
+    assert_eq!(
+        named.render(&msgs, true).unwrap(),
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
     assert!(ChatTemplate::resolve(&m, Some("no-such-template")).is_err());
 }
 
@@ -87,7 +96,7 @@ fn greedy_generation_is_repeatable_and_reuses_the_prefix() {
     let mut s = session(1024);
     let prompt = chat_tokens(&[ChatMessage::new(
         Role::User,
-        "What is the capital of France?",
+        "What is the capital of France? Answer in one sentence.",
     )]);
     let (a, stats_a) = s
         .generate(&prompt, &greedy(20))

@@ -286,7 +286,9 @@ fn chat_prompt(
         tools,
         tool_choice,
         parallel_tool_calls: request.parallel_tool_calls.unwrap_or(false),
-        add_generation_prompt: request.add_generation_prompt.unwrap_or(true),
+        add_generation_prompt: request.add_generation_prompt.unwrap_or(true)
+            && request.continue_final_message != Some(true),
+        continue_final_message: request.continue_final_message.unwrap_or(false),
         reasoning_format,
         extra: request.template_vars(),
     };

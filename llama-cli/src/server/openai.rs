@@ -168,6 +168,7 @@ const CHAT_FIELDS: &[&str] = &[
     "reasoning_format",
     "enable_thinking",
     "add_generation_prompt",
+    "continue_final_message",
 ];
 /// Fields only text completion implements.
 const COMPLETION_FIELDS: &[&str] = &["prompt", "echo", "best_of"];
@@ -757,9 +758,12 @@ pub struct ChatRequest {
     /// Shorthand for `chat_template_kwargs.enable_thinking`.
     #[serde(default)]
     pub enable_thinking: Option<bool>,
-    /// Open the assistant's turn (default); false continues the last message.
+    /// Open the assistant's turn (default).
     #[serde(default)]
     pub add_generation_prompt: Option<bool>,
+    /// Continue the last assistant message (a prefill; vLLM's and transformers' name).
+    #[serde(default)]
+    pub continue_final_message: Option<bool>,
 }
 
 impl ChatRequest {
@@ -768,6 +772,19 @@ impl ChatRequest {
         if self.messages.is_empty() {
             return Err(ApiError::invalid(
                 "messages must hold at least one message",
+                Some("messages"),
+            ));
+        }
+        if self.continue_final_message == Some(true) && self.add_generation_prompt == Some(true) {
+            return Err(ApiError::invalid(
+                "continue_final_message and add_generation_prompt cannot both be true",
+                Some("continue_final_message"),
+            ));
+        }
+        let n = self.messages.len();
+        if n >= 2 && self.messages[n - 2..].iter().all(|m| m.role == "assistant") {
+            return Err(ApiError::invalid(
+                "the conversation ends with two assistant messages: at most one can be continued",
                 Some("messages"),
             ));
         }

@@ -312,6 +312,30 @@ fn serve_templates_grammars_tools_logprobs_and_choices() {
         json!({"user": "u1", "metadata": {"a": "b"}, "store": false, "max_tokens": 2}),
     ));
 
+    // An assistant message at the end is continued (a prefill, as llama-server does).
+    let prefill = json!([{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "My favourite colour is"}]);
+    let continued = post(chat(prefill.clone(), json!({"max_tokens": 4})));
+    let explicit = post(chat(
+        prefill.clone(),
+        json!({"max_tokens": 4, "add_generation_prompt": false, "continue_final_message": true}),
+    ));
+    assert_eq!(content(&continued), content(&explicit));
+    assert_eq!(
+        continued["usage"]["prompt_tokens"],
+        explicit["usage"]["prompt_tokens"]
+    );
+    let r = server.post(
+        "/v1/chat/completions",
+        &chat(
+            prefill,
+            json!({"add_generation_prompt": true, "continue_final_message": true}),
+        ),
+    );
+    assert_eq!(r.assert_error(400)["param"], "continue_final_message");
+    let two = json!([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "assistant", "content": "c"}]);
+    let r = server.post("/v1/chat/completions", &chat(two, json!({})));
+    assert_eq!(r.assert_error(400)["param"], "messages");
+
     // Text completions: token arrays, several prompts, legacy logprobs.
     let completion = |body: Value| {
         let r = server.post("/v1/completions", &body);

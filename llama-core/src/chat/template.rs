@@ -75,8 +75,13 @@ pub struct ChatInputs {
     pub tool_choice: ToolChoice,
     /// Several calls in one answer.
     pub parallel_tool_calls: bool,
-    /// Open the assistant's turn at the end (false: continue the last message).
+    /// Open the assistant's turn at the end.
     pub add_generation_prompt: bool,
+    /// Continue the last (assistant) message instead of answering after it: the prompt is
+    /// the conversation before it with the assistant's turn opened, then its text (a
+    /// prefill). A conversation that ends with an assistant message is continued this way
+    /// anyway when `add_generation_prompt` is set, as llama-server does.
+    pub continue_final_message: bool,
     /// Split `<think>` reasoning out of the answer.
     pub reasoning_format: ReasoningFormat,
     /// More template variables (`chat_template_kwargs`, e.g. `enable_thinking`).
@@ -95,15 +100,15 @@ pub struct ChatPrompt {
 }
 
 impl ChatTemplate {
-    /// Chooses the model's template as `prompt` and `chat` did before Jinja: the llama.cpp
-    /// built-in `name`, else the model's own (Jinja). See [`resolve_with`](Self::resolve_with).
+    /// The llama.cpp built-in template `name` (an unknown name is an error), else the model's
+    /// own, rendered as Jinja. See [`resolve_with`](Self::resolve_with).
     pub fn resolve(model: &Model, name: Option<&str>) -> Result<TemplateChoice, TemplateError> {
         ChatTemplate::resolve_with(
             model,
             &TemplateOptions {
                 name,
                 file: None,
-                jinja: true,
+                jinja: name.is_none(),
             },
         )
     }
@@ -237,7 +242,23 @@ impl ChatTemplate {
             }
             None => None,
         };
-        let prompt = self.render_text(inputs, tools_json.as_ref(), system_extra.as_deref())?;
+        let last_is_assistant = inputs
+            .messages
+            .last()
+            .is_some_and(|m| m.role == Role::Assistant && m.tool_calls.is_empty());
+        let prefill =
+            (inputs.continue_final_message || inputs.add_generation_prompt) && last_is_assistant;
+        let prompt = if prefill {
+            let (last, before) = inputs.messages.split_last().expect("a last message");
+            let head = ChatInputs {
+                messages: before.to_vec(),
+                add_generation_prompt: true,
+                ..inputs.clone()
+            };
+            self.render_text(&head, tools_json.as_ref(), system_extra.as_deref())? + &last.content
+        } else {
+            self.render_text(inputs, tools_json.as_ref(), system_extra.as_deref())?
+        };
         let grammar = match format {
             Some(f) => Some(tool_grammar(
                 model,
