@@ -52,7 +52,7 @@ def mapped(args, ours, model, supported=frozenset()):
         if a in MODEL_FLAGS:
             i += 2
             continue
-        if ours and a in DROP_WITH_VALUE:
+        if ours and a in DROP_WITH_VALUE and a not in supported:
             i += 2
             continue
         if ours and a in DROP and a not in supported:
