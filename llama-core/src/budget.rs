@@ -11,9 +11,29 @@ use crate::planner::{self, Breakdown, BufferSizer, Candidate, Plan, PlanError, P
 use crate::process_memory::ProcessMemory;
 
 /// Memory the process uses beyond the planned buffers and the model's own host structures while
-/// it runs: sampler state, the engine's thread and channels, thread stacks touched, allocator
-/// slack. Measured (see docs/MEMORY.md) and rounded up.
-pub const RUNTIME_MARGIN: u64 = 6 << 20;
+/// it runs: sampler state, the engine's thread and channels, thread stacks touched, the chat
+/// template's Jinja environment (made after the model is loaded), allocator slack. Measured (see
+/// docs/MEMORY.md) and rounded up.
+pub const RUNTIME_MARGIN: u64 = 8 << 20;
+
+/// Bytes per vocabulary entry the run allocates beyond the dry run's view: the sampler's
+/// candidate arrays (one `llama_token_data` of 12 bytes per token) and the copy that grammar
+/// and log-probability sampling make of them. Measured on a 262,144-token vocabulary (a peak
+/// 5.75 MiB over a plan without it) and rounded up.
+pub const RUNTIME_BYTES_PER_TOKEN: u64 = 24;
+
+/// The runtime margin of a model with `n_vocab` tokens: [`RUNTIME_MARGIN`] and
+/// [`RUNTIME_BYTES_PER_TOKEN`] per token.
+pub fn runtime_margin(n_vocab: u64) -> u64 {
+    RUNTIME_MARGIN.saturating_add(n_vocab.saturating_mul(RUNTIME_BYTES_PER_TOKEN))
+}
+
+/// The vocabulary size the file declares (its token list).
+fn n_vocab(gguf: &GgufModel) -> u64 {
+    gguf.get("tokenizer.ggml.tokens")
+        .and_then(|v| v.as_array())
+        .map_or(0, |a| a.len() as u64)
+}
 
 /// Sizes candidates with llama.cpp's dry run and adds what the dry run does not see.
 #[derive(Debug)]
@@ -24,7 +44,7 @@ pub struct LlamaSizer {
     weights: u64,
     /// Process baseline (binary, libraries, allocator) measured before loading, the model's
     /// host structures (vocabulary, tokenizer, metadata: measured as what loading the dry-run
-    /// model added), plus [`RUNTIME_MARGIN`].
+    /// model added), plus [`runtime_margin`].
     overhead: u64,
     /// The model's host structures alone.
     model_host: u64,
@@ -93,7 +113,7 @@ impl LlamaSizer {
             repacked,
             overhead: baseline
                 .saturating_add(model_host)
-                .saturating_add(RUNTIME_MARGIN),
+                .saturating_add(runtime_margin(n_vocab(gguf))),
             model_host,
             choices: RunChoices::threads(threads),
             adapters: 0,
