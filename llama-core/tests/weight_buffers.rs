@@ -30,6 +30,13 @@ fn q4_0_model(dir: &Path) -> PathBuf {
     path
 }
 
+/// The offer of extra buffer types is process-wide while a load runs: the tests of this file
+/// (which load and then read it) take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The buffer types holding weights after a real load of `path` with `params`.
 fn weight_buffers(path: &Path, params: &ModelParams) -> Vec<BufferUsage> {
     let model = Arc::new(Model::load_unchecked(path, params, None).unwrap());
@@ -73,6 +80,7 @@ fn repack_applies() -> bool {
 
 #[test]
 fn no_weight_lands_in_an_amx_buffer_by_default() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let registered = registered_extra_buffer_types();
     if llama_core::ffi::cpu_has_amx() && llama_core::ffi::buffers::amx_compiled() {
@@ -98,6 +106,7 @@ fn no_weight_lands_in_an_amx_buffer_by_default() {
 
 #[test]
 fn amx_is_offered_only_when_asked_for() {
+    let _serial = serial();
     let registered = registered_extra_buffer_types();
     let dir = tempfile::tempdir().unwrap();
     let path = q4_0_model(dir.path());
@@ -123,6 +132,7 @@ fn amx_is_offered_only_when_asked_for() {
 
 #[test]
 fn cpu_repack_stays_in_use_where_it_applies() {
+    let _serial = serial();
     if !repack_applies() {
         return;
     }
@@ -136,6 +146,7 @@ fn cpu_repack_stays_in_use_where_it_applies() {
 
 #[test]
 fn a_withheld_buffer_type_gets_no_weights_and_comes_back() {
+    let _serial = serial();
     if !repack_applies() {
         return;
     }
@@ -160,6 +171,7 @@ fn a_withheld_buffer_type_gets_no_weights_and_comes_back() {
 
 #[test]
 fn no_repack_keeps_every_weight_in_the_mapped_file() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     for path in [common::model_path(), q4_0_model(dir.path())] {
         let buffers = weight_buffers(
@@ -179,6 +191,7 @@ fn no_repack_keeps_every_weight_in_the_mapped_file() {
 
 #[test]
 fn the_dry_run_counts_repacked_weights_only_when_repacking() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = q4_0_model(dir.path());
     let plain = MemoryProbe::new(
