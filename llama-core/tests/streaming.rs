@@ -12,6 +12,13 @@ use llama_core::ffi::{self, Batch, ModelMapping};
 use llama_core::gguf::GgufModel;
 use llama_core::{load_model, Context, ContextParams, Model, ModelParams, ProcessMemory};
 
+/// The tests of this file take turns: the page cache is shared, so a test loading the model
+/// resident would page in the layers another test checks are not in the cache.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The streaming flag is process-wide: tests that load models take turns.
 static LOADS: Mutex<()> = Mutex::new(());
 
@@ -80,6 +87,7 @@ fn fraction(pages: (usize, usize)) -> f64 {
 
 #[test]
 fn streaming_load_does_not_fault_the_file_in() {
+    let _serial = serial();
     let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
     let (_model, mapping) = streaming_load();
     let file_len = std::fs::metadata(model_path()).unwrap().len();
@@ -96,6 +104,7 @@ fn streaming_load_does_not_fault_the_file_in() {
 
 #[test]
 fn streaming_output_equals_resident_and_keeps_a_window() {
+    let _serial = serial();
     let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
     let resident_tokens = {
         let model = Arc::new(load_model(&model_path(), &params(), None).unwrap().0);
@@ -190,6 +199,7 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
 
 #[test]
 fn every_weight_is_where_its_gguf_offset_says() {
+    let _serial = serial();
     let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
     let (_model, mapping) = streaming_load();
     let gguf = GgufModel::open(&model_path()).unwrap();
@@ -209,6 +219,7 @@ fn every_weight_is_where_its_gguf_offset_says() {
 
 #[test]
 fn concurrent_loads_keep_their_own_mappings() {
+    let _serial = serial();
     let _turn = LOADS.lock().unwrap_or_else(|e| e.into_inner());
     // One thread loads streaming, another plainly at the same time: only the first one's
     // mapping is recorded for it (and only it loses MAP_POPULATE).
