@@ -187,8 +187,11 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
         streamed_mapped <= bound,
         "{streamed_mapped} bytes of streamed layers mapped, bound {bound}"
     );
+    // The page cache may also hold the kernel's readahead past the last page read (its default
+    // window is 128 KiB).
+    let readahead = 128 << 10;
     assert!(
-        streamed_cached <= bound,
+        streamed_cached <= bound + readahead,
         "{streamed_cached} bytes of streamed layers in the page cache, bound {bound}"
     );
     eprintln!(
