@@ -4,29 +4,18 @@
 //! to every documented route (embeddings on),
 //! with the key: no answer may be a 5xx, and the server must live through it.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::serve::{Server, KEY};
 
 #[test]
 fn schemathesis_finds_no_server_error() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let env = Command::new(root.join("scripts/python-env.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(env.status.success(), "scripts/python-env.sh failed");
-    let python = String::from_utf8_lossy(&env.stdout)
-        .lines()
-        .last()
-        .expect("python path")
-        .trim()
-        .to_string();
-    let schemathesis = std::path::Path::new(&python).with_file_name("schemathesis");
+    let python = crate::support::python_env().expect("scripts/python-env.sh failed");
     // Generation kept short (4 tokens at most), two sequences.
     let server = Server::start(&["--api-key", KEY, "--max-tokens-cap", "4", "--parallel", "2"]);
-    let out = Command::new(&schemathesis)
-        .arg("run")
+    // As a module: the venv's console scripts name the python of wherever the venv was made.
+    let out = Command::new(&python)
+        .args(["-m", "schemathesis.cli", "run"])
         .arg(format!("http://127.0.0.1:{}/openapi.json", server.port))
         .args(["-H", &format!("Authorization: Bearer {KEY}")])
         .args(["--checks", "not_a_server_error"])

@@ -490,19 +490,11 @@ fn prompt_grammars_schemas_and_templates() {
 /// the `openai` package cannot be had (scripts/python-env.sh fails).
 #[test]
 fn openai_python_tools() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let env = Command::new(root.join("scripts/python-env.sh"))
-        .stderr(Stdio::inherit())
-        .output();
-    let python = match env {
-        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        _ => {
+    let python = match crate::support::python_env() {
+        Some(python) => python,
+        None => {
             println!("skipped: no Python with the openai package (scripts/python-env.sh failed)");
             return;
         }

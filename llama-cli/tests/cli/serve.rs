@@ -752,17 +752,7 @@ fn serve_refuses_a_public_address_without_a_key() {
 #[test]
 fn openai_python_client() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let env = Command::new(root.join("scripts/python-env.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(env.status.success(), "scripts/python-env.sh failed");
-    let python = String::from_utf8_lossy(&env.stdout)
-        .lines()
-        .last()
-        .expect("python path")
-        .trim()
-        .to_string();
+    let python = crate::support::python_env().expect("scripts/python-env.sh failed");
     let out = Command::new(python)
         .arg(root.join("tests/python/test_openai_client.py"))
         .arg("--binary")

@@ -409,19 +409,10 @@ fn serve_speaks_anthropic_messages_and_openai_responses() {
 #[test]
 fn anthropic_python_client() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let env = std::process::Command::new(root.join("scripts/python-env.sh"))
-        .stderr(std::process::Stdio::inherit())
-        .output();
-    let Some(env) = env.ok().filter(|e| e.status.success()) else {
+    let Some(python) = crate::support::python_env() else {
         println!("skipped: scripts/python-env.sh could not make a Python environment");
         return;
     };
-    let python = String::from_utf8_lossy(&env.stdout)
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim()
-        .to_string();
     let out = std::process::Command::new(python)
         .arg(root.join("tests/python/test_anthropic_client.py"))
         .arg("--binary")

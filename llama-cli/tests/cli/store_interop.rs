@@ -3,26 +3,14 @@
 //! (tests/python/test_hf_cache.py).
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::store_support::{ok, tiny_repo, Sandbox};
 
 /// The venv's python (scripts/test.sh makes the venv first; a failure to make it fails the
 /// test, as the `openai` client's test does).
 fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(root.join("scripts/python-env.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run scripts/python-env.sh");
-    assert!(out.status.success(), "scripts/python-env.sh failed");
-    let path = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .expect("python path")
-        .trim()
-        .to_string();
-    PathBuf::from(path)
+    crate::support::python_env().expect("scripts/python-env.sh failed")
 }
 
 fn script() -> PathBuf {

@@ -94,3 +94,16 @@ pub fn data(name: &str) -> PathBuf {
         .join("tests/data")
         .join(name)
 }
+
+/// The python of the venv `scripts/python-env.sh` makes (the `openai`, `anthropic`,
+/// `huggingface_hub` and `schemathesis` packages); `None` when the script fails.
+pub fn python_env() -> Option<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new(root.join("scripts/python-env.sh"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Some(PathBuf::from(stdout.lines().last()?.trim()))
+}
