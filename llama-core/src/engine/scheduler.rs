@@ -108,6 +108,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A slot chosen for the next batch, before its tokens are put in.
+enum Chosen {
+    /// The token it sampled last, to decode.
+    Generate { slot: usize, pending: Token },
+    /// Prompt tokens `done..done + n`; `last`: they end the prompt (its logits are wanted).
+    Prompt {
+        slot: usize,
+        done: usize,
+        n: usize,
+        last: bool,
+    },
+}
+
+impl Chosen {
+    fn slot(&self) -> usize {
+        match *self {
+            Chosen::Generate { slot, .. } | Chosen::Prompt { slot, .. } => slot,
+        }
+    }
+}
+
 /// Index of the largest logit (the first one on ties, as llama.cpp's greedy sampler does).
 fn argmax(logits: &[f32]) -> Token {
     let mut best = 0;
@@ -933,8 +954,9 @@ impl Scheduler {
         let mut budget = self.batch_limit.map_or(self.batch.capacity(), |limit| {
             limit.min(self.batch.capacity())
         });
-        // (slot, number of tokens added, batch index of its output if any)
-        let mut plan: Vec<(usize, usize, Option<usize>)> = Vec::new();
+        // The slots that get tokens in this batch, chosen in rotating order (so that with more
+        // generating sessions than the batch holds each gets its turn).
+        let mut chosen: Vec<Chosen> = Vec::new();
         let mut blocked = Vec::new();
         let n_slots = self.slots.len().max(1);
         let first = self.next_first % n_slots;
@@ -961,9 +983,7 @@ impl Scheduler {
                 self.finish_slot(i, FinishReason::ContextFull);
                 continue;
             }
-            self.batch
-                .push(pending, pos as i32, self.slots[i].seq, true);
-            plan.push((i, 1, Some(self.batch.len() - 1)));
+            chosen.push(Chosen::Generate { slot: i, pending });
             budget -= 1;
         }
         for &i in &order {
@@ -983,21 +1003,15 @@ impl Scheduler {
                 blocked.push(i);
                 continue;
             }
-            let seq = self.slots[i].seq;
-            let Some(run) = self.slots[i].running.as_mut() else {
-                continue;
-            };
-            run.prompt_started.get_or_insert_with(Instant::now);
-            for (k, &t) in run.prompt[done..done + n].iter().enumerate() {
-                self.batch.push(t, (done + k) as i32, seq, false);
-            }
-            let output = (n == remaining).then(|| {
-                self.batch.set_last_logits(true);
-                self.batch.len() - 1
+            chosen.push(Chosen::Prompt {
+                slot: i,
+                done,
+                n,
+                last: n == remaining,
             });
-            plan.push((i, n, output));
             budget -= n;
         }
+        let plan = self.fill_batch(chosen);
         if self.batch.is_empty() {
             let others_running = self
                 .slots
@@ -1136,6 +1150,48 @@ impl Scheduler {
             }
         }
         true
+    }
+
+    /// Puts the chosen slots' tokens into the batch in ascending sequence order and returns
+    /// the plan: (slot, number of tokens added, batch index of its output if any).
+    ///
+    /// The order matters: with one KV stream per sequence, llama.cpp splits a batch into
+    /// micro-batches of consecutive, increasing sequence ids (`split_equal` with `sequential`),
+    /// so a batch in rotated order (3, 4, 0, 1, 2) would be computed as two graphs, reading
+    /// every weight twice.
+    fn fill_batch(&mut self, mut chosen: Vec<Chosen>) -> Vec<(usize, usize, Option<usize>)> {
+        chosen.sort_by_key(|c| self.slots[c.slot()].seq);
+        let mut plan = Vec::with_capacity(chosen.len());
+        for c in chosen {
+            match c {
+                Chosen::Generate { slot, pending } => {
+                    let pos = self.slots[slot].tokens.len() as i32;
+                    self.batch.push(pending, pos, self.slots[slot].seq, true);
+                    plan.push((slot, 1, Some(self.batch.len() - 1)));
+                }
+                Chosen::Prompt {
+                    slot,
+                    done,
+                    n,
+                    last,
+                } => {
+                    let seq = self.slots[slot].seq;
+                    let Some(run) = self.slots[slot].running.as_mut() else {
+                        continue;
+                    };
+                    run.prompt_started.get_or_insert_with(Instant::now);
+                    for (k, &t) in run.prompt[done..done + n].iter().enumerate() {
+                        self.batch.push(t, (done + k) as i32, seq, false);
+                    }
+                    let output = last.then(|| {
+                        self.batch.set_last_logits(true);
+                        self.batch.len() - 1
+                    });
+                    plan.push((slot, n, output));
+                }
+            }
+        }
+        plan
     }
 
     fn finish_slot(&mut self, i: usize, reason: FinishReason) {
