@@ -69,6 +69,7 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
         repack: settings.repack,
         amx: settings.amx,
         swa_full: settings.swa_full,
+        embeddings: None,
         ctx_is_total: false,
     })
 }

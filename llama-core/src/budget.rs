@@ -56,6 +56,8 @@ pub struct LlamaSizer {
     adapters: u64,
     /// Most logits rows one decode produces, when not one per sequence.
     n_outputs_max: Option<u32>,
+    /// Bytes of the embeddings context made next to the engine's (`serve --embeddings`).
+    embeddings: u64,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -118,6 +120,7 @@ impl LlamaSizer {
             choices: RunChoices::threads(threads),
             adapters: 0,
             n_outputs_max: None,
+            embeddings: 0,
         })
     }
 }
@@ -141,6 +144,17 @@ impl LlamaSizer {
     pub fn with_outputs_max(mut self, n: u32) -> LlamaSizer {
         self.n_outputs_max = Some(n);
         self
+    }
+
+    /// Counts an embeddings context made as `embeddings` says next to every candidate's
+    /// context (`serve --embeddings`), sized once by a dry run.
+    pub fn with_embeddings(
+        mut self,
+        embeddings: &crate::embedding::EmbeddingsContext,
+    ) -> Result<LlamaSizer, ProbeError> {
+        let params = embeddings.params(self.choices.threads, self.choices.threads_batch);
+        self.embeddings = self.probe.measure_embeddings(&params, embeddings.pooling)?;
+        Ok(self)
     }
 
     /// Bytes of host memory the model's own structures take (vocabulary, tokenizer,
@@ -200,6 +214,7 @@ impl BufferSizer for LlamaSizer {
             compute: sizes.compute,
             output: sizes.output,
             overhead: self.overhead,
+            embeddings: self.embeddings,
         })
     }
 }

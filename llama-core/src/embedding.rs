@@ -75,7 +75,7 @@ pub enum EmbedError {
         index: usize,
     },
     /// An input is longer than one decode can hold.
-    #[error("input {index} has {tokens} tokens, more than the {max} one batch holds (--ctx-size / --batch-size)")]
+    #[error("input {index} has {tokens} tokens, more than the {max} one micro-batch holds (--ubatch-size; --ctx-size for `embed`)")]
     TooLong {
         /// Which input.
         index: usize,
@@ -145,6 +145,43 @@ impl std::fmt::Debug for Embedder {
             .field("pooling", &self.pooling())
             .field("max_tokens", &self.max_tokens)
             .finish()
+    }
+}
+
+/// How the embeddings context next to a generating engine (`serve --embeddings`) is made:
+/// `n_seq` inputs per decode, each of up to `max_tokens` tokens (one micro-batch, which a
+/// pooled input must fit, as llama-server asks of its `--ubatch-size`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddingsContext {
+    /// Tokens one input may have: the context, batch and micro-batch of the embeddings
+    /// context.
+    pub max_tokens: u32,
+    /// Inputs decoded together.
+    pub n_seq: u32,
+    /// The pooling asked for (`Model`: the model's own).
+    pub pooling: Pooling,
+}
+
+impl EmbeddingsContext {
+    /// The context parameters [`Embedder::create`] is given for it, with `threads` and
+    /// `threads_batch` for the two phases.
+    pub fn params(&self, threads: i32, threads_batch: i32) -> ContextParams {
+        let n = self.max_tokens.max(8);
+        ContextParams {
+            n_ctx: n,
+            n_batch: n,
+            n_ubatch: n,
+            n_seq_max: self.n_seq.max(1),
+            n_outputs_max: n,
+            n_threads: threads,
+            n_threads_batch: if threads_batch > 0 {
+                threads_batch
+            } else {
+                threads
+            },
+            kv_unified: true,
+            ..ContextParams::default()
+        }
     }
 }
 

@@ -148,6 +148,27 @@ impl MemoryProbe {
     }
 }
 
+impl MemoryProbe {
+    /// Sizes an embeddings context with `params` (as [`crate::embedding::Embedder::create`]
+    /// makes it) without allocating it: the host bytes of its KV cache, compute buffers and
+    /// output buffer together. llama.cpp keeps logits as well as embeddings for every output
+    /// row of such a context, and every token of an input is an output row.
+    pub fn measure_embeddings(
+        &self,
+        params: &ContextParams,
+        pooling: crate::embedding::Pooling,
+    ) -> Result<u64, ProbeError> {
+        let _serial = PROBE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let ctx = Context::for_embeddings(self.model.clone(), params, pooling)?;
+        let breakdown = ctx.memory_breakdown();
+        let caches = Totals::of(&breakdown, |b| b.context);
+        let compute = Totals::of(&breakdown, |b| b.compute);
+        let logits = output_buffer_bytes(self.model.n_vocab(), params);
+        let embeddings = output_buffer_bytes(self.model.n_embd(), params);
+        Ok(caches.host + compute.host + logits + embeddings)
+    }
+}
+
 /// The host buffer llama.cpp keeps for the logits (the breakdown does not include it): one
 /// float per vocabulary entry and output row. It is reserved for `n_seq_max` rows and grows to
 /// the largest number of rows one decode call produces, at most `n_outputs_max` (0: `n_batch`).

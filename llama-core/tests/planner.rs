@@ -131,6 +131,7 @@ impl LinearSizer {
             compute,
             output: self.output_per_seq * u64::from(c.n_seq),
             overhead: self.overhead,
+            embeddings: 0,
         })
     }
 

@@ -128,8 +128,12 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
         ("KV cache", b.kv),
         ("compute buffers", b.compute),
         ("output buffer", b.output),
+        ("embeddings context", b.embeddings),
         ("runtime overhead", b.overhead),
     ] {
+        if name == "embeddings context" && value == 0 {
+            continue;
+        }
         writeln!(out, "| {name} | {} | {:.1}% |", ByteSize(value), pct(value))?;
     }
     writeln!(

@@ -22,7 +22,7 @@ use crate::server::openai::Defaults;
 use crate::server::state::{Limits, StateParts};
 use crate::server::state_dir::StateDir;
 use crate::server::{ServeError, ServerConfig};
-use llama_core::embedding::{Embedder, Pooling};
+use llama_core::embedding::{Embedder, EmbeddingsContext, Pooling};
 
 option_group! {
     /// The server's own options: flags, or keys of the same name in the `--config` file (where
@@ -425,28 +425,25 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The embeddings context of `--embeddings`: on the engine's model, one request's worth of
-/// context (a sequence's share of -c), four inputs per decode. It is not in the engine's
-/// memory plan.
+/// The embeddings context of `--embeddings`, as llama-server makes it: inputs of up to one
+/// micro-batch (`--ubatch-size`), four per decode. It is planned with the engine's context
+/// under `--max-mem`.
+fn embeddings_context(settings: &Settings, pooling: Pooling) -> EmbeddingsContext {
+    EmbeddingsContext {
+        max_tokens: settings.ubatch_size.min(settings.batch_size).max(8),
+        n_seq: 4,
+        pooling,
+    }
+}
+
+/// Creates the embeddings context of `--embeddings` on the engine's model.
 fn embedder(
     parts: &StateParts,
     settings: &Settings,
     pooling: Pooling,
 ) -> Result<Embeddings, CliError> {
-    let n_ctx = parts.engine.config().n_ctx_per_seq.max(64);
-    let params = llama_core::ContextParams {
-        n_ctx,
-        n_batch: n_ctx,
-        n_ubatch: n_ctx,
-        n_seq_max: 4,
-        n_threads: settings.threads,
-        n_threads_batch: if settings.threads_batch > 0 {
-            settings.threads_batch
-        } else {
-            settings.threads
-        },
-        ..llama_core::ContextParams::default()
-    };
+    let params =
+        embeddings_context(settings, pooling).params(settings.threads, settings.threads_batch);
     let embedder =
         Embedder::create(parts.engine.model().clone(), &params, pooling).map_err(|e| {
             ServeError::Engine(llama_core::engine::EngineError::Start {
@@ -494,10 +491,24 @@ impl Started {
             settings.ctx_size = (settings.ctx_size / serve.parallel).max(1);
         }
         let settings = &settings;
-        let run = llama_core::run::RunSettings {
+        let mut run = llama_core::run::RunSettings {
             ctx_is_total: true,
+            embeddings: serve
+                .embeddings
+                .map(|pooling| embeddings_context(settings, pooling)),
             ..runtime::run_settings(settings, serve.parallel)?
         };
+        if run.embeddings.is_some() {
+            // The embeddings context computes outside the layer streamer's window: it needs
+            // the whole model resident, so the plan never streams.
+            if run.stream == llama_core::arena::StreamMode::On {
+                return Err(llama_core::run::RunError::StreamingUnavailable {
+                    reason: "--embeddings needs the whole model resident; drop --stream on".into(),
+                }
+                .into());
+            }
+            run.stream = llama_core::arena::StreamMode::Off;
+        }
         let path = run.model.clone();
         let prepared = llama_core::run::prepare(&run)?;
         runtime::print_notes(&prepared.notes);

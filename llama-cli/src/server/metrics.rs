@@ -195,6 +195,7 @@ fn scrape_registry(gauges: &Gauges) -> Registry {
             ("compute", p.compute),
             ("output", p.output),
             ("overhead", p.overhead),
+            ("embeddings", p.embeddings),
             ("total", p.total()),
         ] {
             planned.get_or_create(&PartLabels { part }).set(bytes);

@@ -184,3 +184,77 @@ fn serve_embeddings_and_rerank_in_openai_and_llama_server_shapes() {
     let r = server.post("/v1/embeddings", &json!({"input": CAT}));
     r.assert_error(400);
 }
+
+/// Peak RSS of a process (`VmHWM` in /proc/PID/status), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kib * 1024
+}
+
+/// `serve --embeddings` plans its embeddings context with the engine's under `--max-mem`:
+/// llama.cpp keeps logits for every token of an embedding input there (49,152 floats a token
+/// for SmolLM2), so an input as long as one micro-batch holds costs about 100 MiB. The plan
+/// names that part, and such an input keeps the server's peak RSS within the plan and the
+/// budget.
+#[test]
+fn serve_embeddings_context_is_planned_within_the_budget() {
+    let server = Server::start(&[
+        "--parallel",
+        "1",
+        "--embeddings",
+        "--pooling",
+        "mean",
+        "--max-mem",
+        "400M",
+        "-ub",
+        "512",
+    ]);
+    let planned = server.metric("llama_memory_planned_bytes{part=\"embeddings\"}") as u64;
+    let total = server.metric("llama_memory_planned_bytes{part=\"total\"}") as u64;
+    let logits = 49_152u64 * 512 * 4;
+    assert!(
+        planned > logits,
+        "embeddings context planned at {planned} B"
+    );
+    // One micro-batch of tokens (" cat" is one token).
+    let long = "cat ".repeat(500);
+    let r = server.post("/v1/embeddings", &json!({"input": long}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let tokens = r.json()["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 400, "{tokens} tokens");
+    let peak = peak_rss(server.pid());
+    assert!(peak <= total, "peak {peak} B over the plan's {total} B");
+    assert!(peak <= 400 << 20, "peak {peak} B over the budget");
+    // More than one micro-batch is refused, naming the limit.
+    let r = server.post("/v1/embeddings", &json!({"input": "cat ".repeat(700)}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("--ubatch-size"), "{}", r.text());
+}
+
+/// A budget that holds the engine but not the embeddings context next to it is refused before
+/// anything is loaded, as any plan that does not fit.
+#[test]
+fn serve_embeddings_that_do_not_fit_are_refused_before_loading() {
+    let output = llama_cli()
+        .args(Server::args(&[
+            "--parallel",
+            "1",
+            "--embeddings",
+            "--pooling",
+            "mean",
+            "--max-mem",
+            "230M",
+            "--strict",
+        ]))
+        .output()
+        .unwrap();
+    let stderr = assert_clean_failure(&output);
+    assert!(stderr.contains("embeddings context"), "{stderr}");
+    assert!(stderr.contains("--max-mem"), "{stderr}");
+}

@@ -43,14 +43,24 @@ pub struct Breakdown {
     pub output: u64,
     /// Everything else the sizer accounts for (context structures, allocator slack).
     pub overhead: u64,
+    /// A second context that serves embeddings next to the generating one (`serve
+    /// --embeddings`): its KV cache, compute buffers and output buffer (llama.cpp keeps
+    /// logits for every output row there, and every token of an embedding input is one).
+    pub embeddings: u64,
 }
 
 impl Breakdown {
     /// The sum of all parts (saturating).
     pub fn total(&self) -> u64 {
-        [self.kv, self.compute, self.output, self.overhead]
-            .into_iter()
-            .fold(self.weights, u64::saturating_add)
+        [
+            self.kv,
+            self.compute,
+            self.output,
+            self.overhead,
+            self.embeddings,
+        ]
+        .into_iter()
+        .fold(self.weights, u64::saturating_add)
     }
 
     /// Whether the total is within `budget`.
@@ -70,7 +80,11 @@ impl fmt::Display for Breakdown {
             ByteSize(self.compute),
             ByteSize(self.output),
             ByteSize(self.overhead)
-        )
+        )?;
+        if self.embeddings > 0 {
+            write!(f, ", embeddings context {}", ByteSize(self.embeddings))?;
+        }
+        Ok(())
     }
 }
 

@@ -78,6 +78,9 @@ pub struct RunSettings {
     /// Sliding-window layers get a cache of the whole context (`--swa-full`) instead of the
     /// window plus a micro-batch.
     pub swa_full: bool,
+    /// An embeddings context made next to the engine's (`serve --embeddings`), planned with
+    /// it.
+    pub embeddings: Option<crate::embedding::EmbeddingsContext>,
     /// The user's `--ctx-size` is all sequences' context together (`serve`, as llama-server's
     /// `-c`), so degradations and suggestions name totals; `false`: per sequence.
     pub ctx_is_total: bool,
@@ -331,6 +334,11 @@ pub fn prepare_with_outputs(
                 .with_choices(choices)
                 .with_adapters(adapter_bytes)
                 .with_outputs_max(n_outputs_max);
+            if let Some(embeddings) = &settings.embeddings {
+                sizer = sizer
+                    .with_embeddings(embeddings)
+                    .map_err(PlanError::Sizer)?;
+            }
             repacked_bytes = Some(sizer.repacked_bytes());
             let kv_cap = context_cap(&gguf, settings, budget);
             let plan = match plan_capped(&request, &mut sizer, kv_cap) {

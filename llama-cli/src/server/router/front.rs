@@ -92,6 +92,7 @@ fn model_object(pool: &Pool, i: usize) -> Value {
             "compute": p.breakdown.compute,
             "output": p.breakdown.output,
             "overhead": p.breakdown.overhead,
+            "embeddings": p.breakdown.embeddings,
             "total": p.breakdown.total(),
         })),
         "n_ctx_per_seq": pool.plan_of(i).map(|p| p.n_ctx_per_seq()),
