@@ -27,6 +27,10 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
     let out = args.next().ok_or(USAGE)?;
+    if out.starts_with('-') {
+        // `--help` or a misplaced flag, not a file to write.
+        return Err(format!("the output path {out:?} starts with '-'\n{USAGE}"));
+    }
     let mut shape = Shape::Llama;
     let mut weight_type = GgmlType::Q4_0;
     let mut context_length = None;
