@@ -12,6 +12,7 @@ mod error;
 mod model_source;
 mod option_group;
 mod options;
+mod progress;
 mod runtime;
 mod server;
 

@@ -144,16 +144,10 @@ impl Progress for DownloadProgress {
             eprintln!("downloading {file} ({}{resumed})", ByteSize(total));
             return;
         }
-        let bar = indicatif::ProgressBar::with_draw_target(
-            Some(total),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        let style = indicatif::ProgressStyle::with_template(
+        let bar = crate::progress::bar(
+            total,
             "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-        bar.set_style(style);
+        );
         bar.set_message(file.rsplit('/').next().unwrap_or(file).to_string());
         bar.set_position(resumed_from);
         bar.reset_eta();

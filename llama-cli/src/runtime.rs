@@ -1,7 +1,6 @@
 //! Shared steps of the model-running commands: settings from flags and config, the run path
 //! of llama-core (prepare, then start) with a progress bar, printing figures.
 
-use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use llama_core::metrics::BudgetCounters;
@@ -129,17 +128,7 @@ pub fn load(settings: &Settings) -> Result<Loaded, CliError> {
 }
 
 fn progress_bar(path: &std::path::Path) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(100),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template("loading {msg} [{bar:30}] {pos}%")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
+    let bar = crate::progress::terminal_bar(100, "loading {msg} [{bar:30}] {pos}%")?;
     bar.set_message(
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())

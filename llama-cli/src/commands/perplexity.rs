@@ -4,7 +4,7 @@
 //! are saved in llama.cpp's format, and with `--kl-divergence` too, another model is compared
 //! with them. The context is planned under `--max-mem` before the model is loaded.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -277,18 +277,8 @@ fn print_kl(out: &mut impl Write, kl: &perplexity::kl::KlSummary) -> Result<(), 
 }
 
 fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
+    crate::progress::terminal_bar(
+        total,
         "perplexity [{bar:30}] {pos}/{len} chunks, eta {eta} {msg}",
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    Some(bar)
 }

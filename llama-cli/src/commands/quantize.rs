@@ -3,7 +3,7 @@
 //! it cannot fit `--max-mem`), a progress bar follows the tensors, and the output appears only
 //! once it is complete.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -179,18 +179,8 @@ pub fn run(args: QuantizeArgs) -> Result<(), CliError> {
 }
 
 fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(total),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    let style = indicatif::ProgressStyle::with_template(
+    crate::progress::terminal_bar(
+        total,
         "quantizing [{bar:30}] {pos}/{len} tensors, eta {eta} {msg}",
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    Some(bar)
 }
