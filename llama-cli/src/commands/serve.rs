@@ -348,12 +348,6 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
     }
     if settings.model.is_none() && settings.hf_repo.is_none() {
         // No -m: serve every model of the store, --models-dir and --models-preset.
-        if addrs.len() > 1 {
-            eprintln!(
-                "warning: without -m, serve listens on the first address only ({})",
-                addrs[0]
-            );
-        }
         let cors = serve.cors.layer().map_err(|e| ServeError::Option {
             name: "cors",
             value: e.to_string(),
@@ -362,7 +356,7 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         let parts = crate::server::router::RouterParts {
             run_options,
             serve: serve_options,
-            addr: addrs[0],
+            addrs,
             api_key: key,
             cors,
         };

@@ -53,6 +53,45 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
+/// Binds every address of `addrs` (`--host` may name several): the listeners with the
+/// addresses they got (port 0 picks one).
+pub async fn bind_all(
+    addrs: &[std::net::SocketAddr],
+) -> Result<Vec<(TcpListener, std::net::SocketAddr)>, super::ServeError> {
+    let mut listeners = Vec::with_capacity(addrs.len());
+    for addr in addrs {
+        let bind_error = |source| super::ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        listeners.push((listener, local));
+    }
+    Ok(listeners)
+}
+
+/// Serves `app` on every listener (as [`serve`] does on one), printing where it listens; the
+/// task ends when every listener has stopped.
+pub fn serve_all(
+    listeners: Vec<(TcpListener, std::net::SocketAddr)>,
+    app: Router,
+    header_timeout: Duration,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Result<(), tokio::task::JoinError>> {
+    let mut servers = tokio::task::JoinSet::new();
+    for (listener, local) in listeners {
+        servers.spawn(serve(listener, app.clone(), header_timeout, stop.clone()));
+        eprintln!("listening on http://{local}");
+    }
+    tokio::spawn(async move {
+        while let Some(result) = servers.join_next().await {
+            result?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};

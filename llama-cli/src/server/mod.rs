@@ -91,18 +91,7 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
         .cors
         .layer()
         .map_err(|e| ServeError::Serve(std::io::Error::other(e)))?;
-    let mut listeners = Vec::new();
-    for addr in &config.addrs {
-        let bind_error = |source| ServeError::Bind {
-            addr: addr.to_string(),
-            source,
-        };
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(bind_error)?;
-        let local = listener.local_addr().map_err(bind_error)?;
-        listeners.push((listener, local));
-    }
+    let listeners = http::bind_all(&config.addrs).await?;
     let observer = tokio::spawn({
         let state = Arc::clone(&state);
         async move {
@@ -119,22 +108,7 @@ async fn run(state: Arc<AppState>, config: &ServerConfig) -> Result<(), ServeErr
         config.embeddings.clone(),
         config.native.clone(),
     );
-    let mut servers = tokio::task::JoinSet::new();
-    for (listener, local) in listeners {
-        servers.spawn(http::serve(
-            listener,
-            app.clone(),
-            state.limits.read_timeout,
-            stop_rx.clone(),
-        ));
-        eprintln!("listening on http://{local}");
-    }
-    let mut server = tokio::spawn(async move {
-        while let Some(result) = servers.join_next().await {
-            result?;
-        }
-        Ok::<(), tokio::task::JoinError>(())
-    });
+    let mut server = http::serve_all(listeners, app, state.limits.read_timeout, stop_rx.clone());
     let early = tokio::select! {
         result = &mut server => Some(result),
         _ = shutdown::signal() => None,

@@ -761,3 +761,55 @@ fn router_refuses_to_start_without_models_or_with_a_bad_preset() {
     let stderr = assert_clean_failure(&out);
     assert!(stderr.contains("--pin \"nope\""), "{stderr}");
 }
+
+#[test]
+fn router_listens_on_every_host_address() {
+    let dir = models_dir();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"))
+        .arg("serve")
+        .arg("--models-dir")
+        .arg(dir.path())
+        .args([
+            "--no-models-store",
+            "--host",
+            "127.0.0.1,127.0.0.2",
+            "--port",
+            "0",
+        ])
+        .args(["-c", "512", "-t", "2", "--max-mem", "4G"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn llama-cli serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut listening = Vec::new();
+    let mut log = String::new();
+    while listening.len() < 2 {
+        let Some(Ok(line)) = lines.next() else {
+            let _ = child.kill();
+            panic!("the router stopped before listening twice:\n{log}");
+        };
+        if let Some(rest) = line.strip_prefix("listening on http://") {
+            let (host, port) = rest.rsplit_once(':').unwrap();
+            listening.push((host.to_string(), port.parse::<u16>().unwrap()));
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let hosts: Vec<&str> = listening.iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(hosts, ["127.0.0.1", "127.0.0.2"], "{log}");
+    for (host, port) in &listening {
+        let mut s = TcpStream::connect((host.as_str(), *port)).unwrap();
+        s.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let (status, body) = read_response(s);
+        assert_eq!(status, 200, "{host}: {}", String::from_utf8_lossy(&body));
+        let models: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(models["data"].as_array().map(Vec::len), Some(3), "{models}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -97,8 +97,8 @@ pub struct RouterParts {
     pub run_options: RunOptions,
     /// The server's options (flags over the config file).
     pub serve: ServeOptions,
-    /// Where to listen.
-    pub addr: SocketAddr,
+    /// Where to listen (every address of `--host`).
+    pub addrs: Vec<SocketAddr>,
     /// The API key.
     pub api_key: Option<ApiKey>,
     /// Cross-origin settings (`--cors-*`), applied by the front to every route.
@@ -259,7 +259,7 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
         .map_err(ServeError::Runtime)?;
     let result = runtime.block_on(serve(
         Arc::clone(&state),
-        parts.addr,
+        &parts.addrs,
         parts.cors,
         shutdown_timeout,
         idle_unload,
@@ -272,19 +272,12 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
 
 async fn serve(
     state: Arc<RouterState>,
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     cors: tower_http::cors::CorsLayer,
     shutdown_timeout: Duration,
     idle_unload: Option<Duration>,
 ) -> Result<(), ServeError> {
-    let bind_error = |source| ServeError::Bind {
-        addr: addr.to_string(),
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
+    let listeners = super::http::bind_all(addrs).await?;
     let background = tokio::spawn({
         let state = Arc::clone(&state);
         async move {
@@ -305,15 +298,16 @@ async fn serve(
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = front::router(Arc::clone(&state)).layer(cors);
-    let mut server = tokio::spawn(super::http::serve(listener, app, READ_TIMEOUT, stop_rx));
-    eprintln!("listening on http://{local}");
+    let mut server = super::http::serve_all(listeners, app, READ_TIMEOUT, stop_rx);
     let early = tokio::select! {
         result = &mut server => Some(result),
         _ = super::shutdown::signal() => None,
     };
     if let Some(result) = early {
         background.abort();
-        return result.map_err(|e| ServeError::Serve(std::io::Error::other(e)));
+        return result
+            .map_err(|e| ServeError::Serve(std::io::Error::other(e)))?
+            .map_err(|e| ServeError::Serve(std::io::Error::other(e)));
     }
     eprintln!(
         "shutting down: {} request(s) in flight, waiting up to {:.1} s",
