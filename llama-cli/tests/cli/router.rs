@@ -672,6 +672,8 @@ fn router_reads_presets() {
     let extra = router.model("extra");
     assert_eq!(extra["source"], "preset");
     assert_eq!(extra["parallel"], 2);
+    // -c 512 is the context of its two sequences together, as with one model.
+    assert_eq!(extra["n_ctx_per_seq"], 256);
     let (status, body) = router.complete("tiny", "Hello");
     assert_eq!(status, 200, "{body}");
     assert_eq!(router.phase("smol"), "loaded");

@@ -527,8 +527,14 @@ fn plan_model(
     budget: u64,
 ) -> Result<(Settings, Prepared, u64), String> {
     let settings = options.resolve().map_err(|e| e.to_string())?;
-    let settings = crate::model_source::resolved(&settings).map_err(|e| e.to_string())?;
+    let mut settings = crate::model_source::resolved(&settings).map_err(|e| e.to_string())?;
+    // As with one model (and in each of llama-server's router children): -c is the context of
+    // all of a model's sequences together, each gets its share.
+    if settings.ctx_size > 0 {
+        settings.ctx_size = (settings.ctx_size / parallel.max(1)).max(1);
+    }
     let mut run = crate::runtime::run_settings(&settings, parallel).map_err(|e| e.to_string())?;
+    run.ctx_is_total = true;
     run.max_mem = Some(budget);
     let mut prepared = llama_core::run::prepare(&run).map_err(|e| e.to_string())?;
     // One backstop for the whole process (installed by the router), not one per model.
