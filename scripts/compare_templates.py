@@ -64,7 +64,7 @@ def strftime_now(fmt):
     return datetime.datetime.now(datetime.timezone.utc).strftime(fmt)
 
 
-def transformers_render(source, messages, tools):
+def transformers_render(source, messages, tools, extra=None):
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                         extensions=[loopcontrols])
     env.filters["tojson"] = tojson
@@ -72,12 +72,18 @@ def transformers_render(source, messages, tools):
     env.globals["strftime_now"] = strftime_now
     return env.from_string(source).render(
         messages=messages, tools=tools, add_generation_prompt=True,
-        bos_token="<s>", eos_token="</s>")
+        bos_token="<s>", eos_token="</s>", **(extra or {}))
+
+
+# The date variables llama.cpp's templating adds (and llama-core's renderer), fixed and given to
+# both renderers so that the comparison does not depend on the day.
+DATES = {"date_string": "26 Jul 2024", "datetime": "Jul 26 2024"}
 
 
 def ours(binary, source, messages, tools):
     case = {"template": source, "messages": messages, "tools": tools,
-            "add_generation_prompt": True, "bos_token": "<s>", "eos_token": "</s>"}
+            "add_generation_prompt": True, "bos_token": "<s>", "eos_token": "</s>",
+            "extra": DATES}
     out = subprocess.run([binary], input=json.dumps(case), capture_output=True, text=True,
                          timeout=60)
     return out.stdout
@@ -87,7 +93,8 @@ def main():
     if sys.argv[1:] == ["--transformers"]:
         case = json.load(sys.stdin)
         try:
-            out = transformers_render(case["template"], case["messages"], case.get("tools"))
+            out = transformers_render(case["template"], case["messages"], case.get("tools"),
+                                      case.get("extra"))
         except Exception as e:
             print(f"SKIP: {type(e).__name__}: {e}", end="")
             return
@@ -99,7 +106,7 @@ def main():
         source = open(path, encoding="utf-8").read()
         for name, (messages, tools) in CONVERSATIONS.items():
             try:
-                expected = transformers_render(source, messages, tools)
+                expected = transformers_render(source, messages, tools, DATES)
             except Exception as e:  # jinja2 itself cannot render it: not a comparison
                 skipped += 1
                 print(f"skip {path} [{name}]: jinja2: {type(e).__name__}: {e}")

@@ -265,8 +265,9 @@ pub fn command() -> clap::Command {
 /// Rewrites llama.cpp's multi-letter short flags (`-ub`, `-ngl`), which clap cannot declare,
 /// into their long forms, and `--no-jinja` into `--jinja=false`.
 pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    const ALIASES: [(&str, &str); 16] = [
+    const ALIASES: [(&str, &str); 17] = [
         ("-hf", "--hf-repo"),
+        ("-rea", "--reasoning"),
         ("-npp", "--n-pp"),
         ("-ntg", "--n-tg"),
         ("-npl", "--n-pl"),

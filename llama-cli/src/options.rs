@@ -278,6 +278,13 @@ option_group! {
         #[arg(long = "reasoning-format", value_name = "FORMAT", value_parser = ["auto", "deepseek", "deepseek-legacy", "none"])]
         reasoning_format: String = Some("auto".to_string()),
 
+        /// Whether the model thinks before answering (also -rea; llama.cpp's --reasoning): on,
+        /// off (templates of reasoning models then open the answer without thinking, or with
+        /// an empty thinking block) or auto (as the template does by default). Passed to the
+        /// chat template as `enable_thinking`.
+        #[arg(long = "reasoning", value_name = "on|off|auto", value_parser = ["on", "off", "auto"])]
+        reasoning: String = Some("auto".to_string()),
+
         /// Hold answers to this GBNF grammar (llama.cpp's --grammar).
         #[arg(long = "grammar", value_name = "GBNF")]
         grammar: String = None,
@@ -470,6 +477,16 @@ impl RunOptions {
                     })?
                 }
             },
+            reasoning: match o.reasoning.as_deref() {
+                None => llama_core::chat::Reasoning::Auto,
+                Some(name) => llama_core::chat::Reasoning::from_name(name).ok_or_else(|| {
+                    llama_core::ParamError {
+                        name: "reasoning",
+                        value: name.to_string(),
+                        expected: "on, off or auto",
+                    }
+                })?,
+            },
             grammar: grammar_source(o.grammar, o.grammar_file, o.json_schema, o.json_schema_file)?,
             stats: o.stats.unwrap_or_default(),
         })
@@ -560,6 +577,8 @@ pub struct Settings {
     /// Split reasoning out of answers.
     #[serde(skip)]
     pub reasoning_format: llama_core::chat::ReasoningFormat,
+    /// Whether the model thinks (the templates' `enable_thinking`).
+    pub reasoning: llama_core::chat::Reasoning,
     /// The grammar answers are held to.
     pub grammar: Option<GrammarSource>,
     /// Print figures.

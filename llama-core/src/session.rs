@@ -40,6 +40,13 @@ pub struct GenerateOptions {
     /// With each generated token, send its log-probability and those of the `n_probs` most
     /// likely tokens ([`crate::engine::EngineEvent::Logprobs`]); 0 sends none.
     pub n_probs: usize,
+    /// Send [`crate::engine::EngineEvent::Progress`] while the prompt is evaluated: with its
+    /// first chunk a report of the reused tokens only, then one after each chunk
+    /// (llama-server's `return_progress`).
+    pub prompt_progress: bool,
+    /// Send [`crate::engine::EngineEvent::Progress`] before each generated token's text, with
+    /// the figures so far (llama-server's `timings_per_token`).
+    pub token_progress: bool,
 }
 
 /// Why generation ended.
@@ -279,7 +286,7 @@ impl Iterator for Generation<'_> {
             match event {
                 Some(EngineEvent::Text(text)) if text.is_empty() => continue,
                 Some(EngineEvent::Text(text)) => return Some(Ok(text)),
-                Some(EngineEvent::Logprobs(_)) => continue,
+                Some(EngineEvent::Logprobs(_) | EngineEvent::Progress(_)) => continue,
                 Some(EngineEvent::Done(completion)) => {
                     self.finish(&completion);
                     self.stream = None;

@@ -407,3 +407,74 @@ fn parked_sessions_continue_in_a_new_engine_exactly() {
     paths.dedup();
     assert_eq!(paths.len(), more.len());
 }
+
+#[test]
+fn progress_reports_the_prompt_chunks_and_each_token() {
+    let (model, spec) = model();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EngineConfig::new(1, 2048, 4 * BLOCK_BYTES, dir.path().to_path_buf());
+    config.threads = 2;
+    config.n_batch = 16;
+    config.n_ubatch = 16;
+    let engine = Engine::start(model.clone(), &spec, config).unwrap();
+    let prompt = render(
+        &model,
+        &[ChatMessage::new(Role::User, "This is a test. ".repeat(6))],
+    );
+    let request = |prompt_progress, token_progress| EngineRequest {
+        prompt: prompt.clone(),
+        options: llama_core::GenerateOptions {
+            prompt_progress,
+            token_progress,
+            ..greedy(5)
+        },
+        cancel: CancelToken::new(),
+    };
+    for run in 0..2 {
+        let mut stream = engine.submit(request(true, true)).unwrap();
+        let (mut prompt_reports, mut token_reports) = (Vec::new(), Vec::new());
+        let completion = loop {
+            match stream.blocking_next() {
+                Some(EngineEvent::Progress(p)) if p.completion_tokens == 0 => {
+                    assert!(token_reports.is_empty(), "prompt reports come first");
+                    prompt_reports.push(p)
+                }
+                Some(EngineEvent::Progress(p)) => token_reports.push(p),
+                Some(EngineEvent::Done(c)) => break c,
+                Some(_) => {}
+                None => panic!("no end"),
+            }
+        };
+        let cached = completion.cached_tokens;
+        if run == 1 {
+            assert!(cached > 0, "the second run reuses the first one's prompt");
+        }
+        // The reused tokens, then one report per 16-token chunk up to the whole prompt.
+        assert_eq!(prompt_reports[0].prompt_processed, cached);
+        assert_eq!(
+            prompt_reports.len(),
+            (prompt.len() - cached).div_ceil(16) + 1,
+            "{prompt_reports:?}"
+        );
+        for pair in prompt_reports.windows(2) {
+            assert!(pair[1].prompt_processed > pair[0].prompt_processed);
+            assert!(pair[1].prompt_time >= pair[0].prompt_time);
+        }
+        let last = prompt_reports.last().unwrap();
+        assert_eq!(last.prompt_processed, prompt.len());
+        assert!(prompt_reports
+            .iter()
+            .all(|p| p.prompt_tokens == prompt.len() && p.cached_tokens == cached));
+        // One report per generated token, counting up.
+        let counts: Vec<usize> = token_reports.iter().map(|p| p.completion_tokens).collect();
+        assert_eq!(
+            counts,
+            (1..=completion.completion_tokens).collect::<Vec<_>>()
+        );
+    }
+    // Not asked for: none.
+    let mut stream = engine.submit(request(false, false)).unwrap();
+    while let Some(event) = stream.blocking_next() {
+        assert!(!matches!(event, EngineEvent::Progress(_)), "{event:?}");
+    }
+}

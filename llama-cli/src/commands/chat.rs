@@ -190,6 +190,7 @@ pub fn run(args: ChatArgs) -> Result<(), CliError> {
         let inputs = ChatInputs {
             messages,
             add_generation_prompt: true,
+            reasoning: settings.reasoning,
             ..ChatInputs::default()
         };
         Ok(template.apply(&model, &inputs)?.prompt)

@@ -41,6 +41,7 @@ pub fn run(args: PromptArgs) -> Result<(), CliError> {
                 let inputs = ChatInputs {
                     messages,
                     add_generation_prompt: true,
+                    reasoning: settings.reasoning,
                     ..ChatInputs::default()
                 };
                 (template.apply(&model, &inputs)?.prompt, true)

@@ -321,8 +321,9 @@ fn api_key(o: &ServeOptions) -> Result<Option<ApiKey>, ServeError> {
         })
 }
 
-/// Runs the command.
-pub fn run(args: ServeArgs) -> Result<(), CliError> {
+/// Runs the command. With `verbose` (the global `-v`/`--verbose`) answers carry llama-server's
+/// `__verbose` object unless a request says `verbose: false`.
+pub fn run(args: ServeArgs, verbose: bool) -> Result<(), CliError> {
     let file = match &args.config.config {
         Some(path) => crate::config::load(path)?,
         None => crate::config::ConfigFile::default(),
@@ -381,6 +382,8 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
         system: settings.system.clone(),
         grammar: crate::chat_setup::grammar(started.engine.model(), &settings)?,
         reasoning_format: settings.reasoning_format,
+        reasoning: settings.reasoning,
+        verbose,
     };
     let mut names = serve.alias.as_deref().map(aliases).unwrap_or_default();
     if names.is_empty() {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use llama_core::engine::{Completion, EngineEvent, ResponseStream};
+use llama_core::engine::{Completion, EngineEvent, Progress, ResponseStream};
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -31,6 +31,11 @@ pub trait Frames: Send + 'static {
     fn text(&mut self, text: &str) -> Vec<Event>;
     /// Events that end an answer.
     fn done(&mut self, completion: &Completion) -> Vec<Event>;
+    /// Events for a progress report (only sent when the request asked for
+    /// `return_progress` or `timings_per_token`); none by default.
+    fn progress(&mut self, _progress: &Progress) -> Vec<Event> {
+        Vec::new()
+    }
     /// Events that end a failed answer.
     fn failed(&mut self, err: &ApiError) -> Vec<Event> {
         vec![data(&err.body())]
@@ -69,6 +74,7 @@ impl<F: Frames> Events<F> {
                 Some(EngineEvent::Text(text)) => self.frames.text(&text),
                 // These APIs carry no log-probabilities.
                 Some(EngineEvent::Logprobs(_)) => continue,
+                Some(EngineEvent::Progress(p)) => self.frames.progress(&p),
                 Some(EngineEvent::Done(c)) => {
                     self.record.completed(&c);
                     self.finished = true;
@@ -121,7 +127,7 @@ pub async fn collect(mut stream: ResponseStream) -> Result<(String, Completion),
     loop {
         match stream.next().await {
             Some(EngineEvent::Text(t)) => text.push_str(&t),
-            Some(EngineEvent::Logprobs(_)) => {}
+            Some(EngineEvent::Logprobs(_) | EngineEvent::Progress(_)) => {}
             Some(EngineEvent::Done(c)) => return Ok((text, c)),
             Some(EngineEvent::Failed(err)) => return Err(err.into()),
             None => {

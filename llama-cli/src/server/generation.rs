@@ -14,7 +14,7 @@ use axum::Json;
 use llama_core::chat::{ChatFormat, ChatInputs, ParsedMessage, StreamParser, ToolChoice};
 use llama_core::engine::{Completion, EngineEvent, EngineRequest, ResponseStream, TokenLogprobs};
 use llama_core::grammar::{Grammar, GrammarSpec};
-use llama_core::{CancelToken, ChatMessage, Role, TemplateError, Token};
+use llama_core::{CancelToken, ChatMessage, FinishReason, Role, TemplateError, Token};
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -109,9 +109,14 @@ pub async fn generate(
     drop(guards);
     let mut results = Vec::new();
     let mut completions = Vec::new();
+    let mut verbose = None;
     for answer in answers {
         let answer = answer?;
         record.completed(&answer.completion);
+        if prepared.verbose && verbose.is_none() {
+            let prompt = &plan.prompts[answer.prompt_index];
+            verbose = Some(verbose_json(&state, prompt, &answer));
+        }
         let finish_reason = if answer.message.tool_calls.is_empty() {
             answer.completion.finish_reason.api_name()
         } else {
@@ -126,7 +131,39 @@ pub async fn generate(
         completions.push((answer.prompt_index, answer.completion));
     }
     let usage = openai::usage_sum(completions.iter().map(|(p, c)| (*p, c)));
-    Ok(Json(envelope.response(&results, usage)).into_response())
+    let mut response = envelope.response(&results, usage);
+    // llama-server's figures of the (first) answer, and its debug object when asked for.
+    if let Some((_, c)) = completions.first() {
+        response["timings"] = super::native::timings(c);
+    }
+    if let Some(v) = verbose {
+        response["__verbose"] = v;
+    }
+    Ok(Json(response).into_response())
+}
+
+/// llama-server's `__verbose` object of an answer: the prompt as evaluated (its tokens'
+/// text, special tokens included), the answer's text and figures.
+fn verbose_json(state: &AppState, prompt: &[Token], answer: &Answer) -> Value {
+    let c = &answer.completion;
+    let stop_type = match c.finish_reason {
+        FinishReason::EndOfGeneration => "eos",
+        FinishReason::StopString => "word",
+        FinishReason::Length => "limit",
+        _ => "none",
+    };
+    serde_json::json!({
+        "index": answer.index,
+        "content": answer.message.content,
+        "prompt": state.model.detokenize(prompt, true),
+        "model": state.model_id,
+        "stop": true,
+        "stop_type": stop_type,
+        "tokens_predicted": c.completion_tokens,
+        "tokens_evaluated": c.prompt_tokens,
+        "tokens_cached": c.cached_tokens,
+        "timings": super::native::timings(c),
+    })
 }
 
 /// One choice, answered whole.
@@ -145,6 +182,7 @@ async fn collect(mut choice: StreamChoice) -> Result<Answer, ApiError> {
         match choice.stream.next().await {
             Some(EngineEvent::Text(t)) => text.push_str(&t),
             Some(EngineEvent::Logprobs(l)) => logprobs.push(l),
+            Some(EngineEvent::Progress(_)) => {}
             Some(EngineEvent::Done(completion)) => {
                 let message = match &mut choice.parser {
                     Some(parser) => {
@@ -234,12 +272,15 @@ fn compile(state: &AppState, field: &str, constraint: Constraint) -> Result<Gram
     result.map_err(|e| ApiError::invalid(format!("{field}: {e}"), Some(field)))
 }
 
-/// The rendered and tokenized conversation, how to read the answer, and the tool-call grammar.
-fn chat_prompt(
+/// The conversation of a chat request as the template renders it: its messages (the
+/// server's `--system` first when they have none), tools, tool choice, generation prompt or
+/// prefill, reasoning settings and template variables. `constraint` is the request's own
+/// grammar, which cannot be combined with tools.
+pub(super) fn chat_inputs(
     state: &AppState,
     request: &ChatRequest,
     constraint: Option<&(&'static str, Constraint)>,
-) -> Result<(Vec<Token>, ChatFormat, Option<GrammarSpec>), ApiError> {
+) -> Result<ChatInputs, ApiError> {
     let mut messages = request.chat_messages()?;
     if let Some(system) = &state.defaults.system {
         if messages.first().is_none_or(|m| m.role != Role::System) {
@@ -258,30 +299,7 @@ fn chat_prompt(
             ));
         }
     }
-    let reasoning_format = request.reasoning_format(state.defaults.reasoning_format)?;
-    let Some(template) = &state.template else {
-        if !tools.is_empty() {
-            return Err(ApiError::invalid(
-                "the model has no chat template, so tools cannot be offered",
-                Some("tools"),
-            ));
-        }
-        let text = messages
-            .iter()
-            .map(|m| m.content.as_str())
-            .collect::<Vec<_>>()
-            .join("\n\n");
-        let tokens = state
-            .model
-            .tokenize(&text, true, false)
-            .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))?;
-        let format = ChatFormat {
-            reasoning: reasoning_format,
-            ..ChatFormat::default()
-        };
-        return Ok((tokens, format, None));
-    };
-    let inputs = ChatInputs {
+    Ok(ChatInputs {
         messages,
         tools,
         tool_choice,
@@ -289,17 +307,56 @@ fn chat_prompt(
         add_generation_prompt: request.add_generation_prompt.unwrap_or(true)
             && request.continue_final_message != Some(true),
         continue_final_message: request.continue_final_message.unwrap_or(false),
-        reasoning_format,
+        reasoning_format: request.reasoning_format(state.defaults.reasoning_format)?,
+        reasoning: state.defaults.reasoning,
         extra: request.template_vars(),
+    })
+}
+
+/// The prompt text of `inputs` and how to read the answer: rendered by the chat template, or
+/// (a model without one) the messages' text joined, which then takes no tools.
+pub(super) fn render_chat(
+    state: &AppState,
+    inputs: &ChatInputs,
+) -> Result<(String, ChatFormat, Option<GrammarSpec>, bool), ApiError> {
+    let Some(template) = &state.template else {
+        if !inputs.tools.is_empty() {
+            return Err(ApiError::invalid(
+                "the model has no chat template, so tools cannot be offered",
+                Some("tools"),
+            ));
+        }
+        let text = inputs
+            .messages
+            .iter()
+            .map(|m| m.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let format = ChatFormat {
+            reasoning: inputs.reasoning_format,
+            ..ChatFormat::default()
+        };
+        return Ok((text, format, None, false));
     };
     let prompt = template
-        .apply(&state.model, &inputs)
+        .apply(&state.model, inputs)
         .map_err(template_error)?;
+    Ok((prompt.prompt, prompt.format, prompt.grammar, true))
+}
+
+/// The rendered and tokenized conversation, how to read the answer, and the tool-call grammar.
+fn chat_prompt(
+    state: &AppState,
+    request: &ChatRequest,
+    constraint: Option<&(&'static str, Constraint)>,
+) -> Result<(Vec<Token>, ChatFormat, Option<GrammarSpec>), ApiError> {
+    let inputs = chat_inputs(state, request, constraint)?;
+    let (text, format, grammar, special) = render_chat(state, &inputs)?;
     let tokens = state
         .model
-        .tokenize(&prompt.prompt, true, true)
+        .tokenize(&text, true, special)
         .map_err(|e| ApiError::invalid(format!("cannot tokenize the prompt: {e}"), None))?;
-    Ok((tokens, prompt.format, prompt.grammar))
+    Ok((tokens, format, grammar))
 }
 
 /// A template's refusal as a 400 naming what it is about.

@@ -39,6 +39,7 @@ mod shutdown;
 mod sse;
 pub mod state;
 pub mod state_dir;
+mod timings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -24,7 +24,6 @@ use llama_core::{CancelToken, FinishReason, Token};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::app::{self, Prompt};
 use super::error::ApiError;
 use super::events::{self, Frames};
 use super::limits::JsonBody;
@@ -615,8 +614,9 @@ pub(super) async fn detokenize(
     Ok(Json(json!({"content": content})))
 }
 
-/// `POST /apply-template`: the prompt a chat request would send, rendered by the same
-/// template path as `/v1/chat/completions`.
+/// `POST /apply-template`: the prompt a chat request would send (its messages, `tools`,
+/// `add_generation_prompt`, `continue_final_message`, `chat_template_kwargs` and the server's
+/// `--reasoning`), rendered by the same template path as `/v1/chat/completions`.
 #[utoipa::path(post, path = "/apply-template", tag = "llama-server", request_body(content = Object, content_type = "application/json", description = "`messages` as in a chat completion"), responses(
     (status = 200, description = "The answer"),
     (status = 400, description = "An invalid field, named", content_type = "application/json"),
@@ -627,9 +627,13 @@ pub(super) async fn apply_template(
     body: Result<JsonBody, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
     let JsonBody(body) = body?;
-    let messages = openai::parse::<ChatRequest>(&body)?.chat_messages()?;
-    let messages = app::with_default_system(&state, messages);
-    let (prompt, _) = app::render(&state, Prompt::Chat(messages))?;
+    let request = openai::parse::<ChatRequest>(&body)?;
+    let prompt = tokio::task::spawn_blocking(move || {
+        let inputs = super::generation::chat_inputs(&state, &request, None)?;
+        super::generation::render_chat(&state, &inputs).map(|(prompt, ..)| prompt)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("rendering the template failed: {e}")))??;
     Ok(Json(json!({"prompt": prompt})))
 }
 

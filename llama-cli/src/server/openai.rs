@@ -5,7 +5,7 @@
 //! (`top_k`, `min_p`, `grammar`, `json_schema`, `n_probs`, `chat_template_kwargs`, ...) are
 //! accepted as llama-server accepts them.
 
-use llama_core::chat::{ParsedMessage, ReasoningFormat, Tool, ToolCall, ToolChoice};
+use llama_core::chat::{ParsedMessage, Reasoning, ReasoningFormat, Tool, ToolCall, ToolChoice};
 use llama_core::engine::{Completion, TokenLogprobs};
 use llama_core::grammar::GrammarSpec;
 use llama_core::{ChatMessage, GenerateOptions, Role, SamplingParams, Token};
@@ -155,6 +155,9 @@ const COMMON_FIELDS: &[&str] = &[
     "grammar",
     "json_schema",
     "response_format",
+    "timings_per_token",
+    "return_progress",
+    "verbose",
 ];
 /// Fields only chat implements.
 const CHAT_FIELDS: &[&str] = &[
@@ -185,8 +188,6 @@ const HINTS: &[&str] = &[
     "verbosity",
     "cache_prompt",
     "id_slot",
-    "timings_per_token",
-    "return_progress",
     "t_max_predict_ms",
     "n_keep",
     "min_keep",
@@ -340,6 +341,15 @@ pub struct Common {
     /// `{"type": "text" | "json_object" | "json_schema", ...}`.
     #[serde(default)]
     pub response_format: Option<Value>,
+    /// Extension: streamed chunks carry `timings` (the figures so far) with each token.
+    #[serde(default)]
+    pub timings_per_token: Option<bool>,
+    /// Extension: a stream reports the prompt's evaluation (`prompt_progress` chunks).
+    #[serde(default)]
+    pub return_progress: Option<bool>,
+    /// Extension: the answer carries `__verbose` (the prompt as evaluated, the figures).
+    #[serde(default)]
+    pub verbose: Option<bool>,
 }
 
 /// The server's defaults for fields a request leaves out (from flags and the config file).
@@ -361,6 +371,12 @@ pub struct Defaults {
     pub grammar: Option<GrammarSpec>,
     /// `--reasoning-format`, for chat requests that do not say.
     pub reasoning_format: ReasoningFormat,
+    /// `--reasoning`: the templates' `enable_thinking`, unless a request's
+    /// `chat_template_kwargs` set it.
+    pub reasoning: Reasoning,
+    /// Answers carry `__verbose` unless a request says `verbose: false` (`serve --verbose`,
+    /// as llama-server's).
+    pub verbose: bool,
 }
 
 /// Most choices one request may ask for (`n` times the prompts).
@@ -379,6 +395,8 @@ pub struct Prepared {
     pub n: usize,
     /// Log-probabilities: how many alternatives per token, when asked for.
     pub logprobs: Option<usize>,
+    /// Add `__verbose` to the answer.
+    pub verbose: bool,
 }
 
 impl Common {
@@ -468,6 +486,7 @@ impl Common {
         };
         // Empty strings stop nothing; any number of others is accepted (llama-server).
         let stop: Vec<String> = stop.into_iter().filter(|s| !s.is_empty()).collect();
+        let stream = self.stream.unwrap_or(false);
         Ok(Prepared {
             options: GenerateOptions {
                 sampling,
@@ -476,9 +495,13 @@ impl Common {
                 ignore_eos: self.ignore_eos.unwrap_or(false),
                 // The engine sends the chosen token's log-probability with the alternatives.
                 n_probs: logprobs.map_or(0, |n| n.max(1)),
+                // Only a stream has chunks to report them in.
+                prompt_progress: stream && self.return_progress.unwrap_or(false),
+                token_progress: stream && self.timings_per_token.unwrap_or(false),
                 ..Default::default()
             },
-            stream: self.stream.unwrap_or(false),
+            stream,
+            verbose: self.verbose.unwrap_or(defaults.verbose),
             include_usage: self
                 .stream_options
                 .as_ref()
@@ -788,10 +811,17 @@ impl ChatRequest {
                 Some("messages"),
             ));
         }
+        // Text parts are joined with a newline (as llama.cpp passes them to templates that take
+        // text only); those of a final assistant message that is continued with a blank line
+        // (as llama.cpp renders a prefill).
+        let continued = (self.add_generation_prompt != Some(false)
+            || self.continue_final_message == Some(true))
+            && self.messages.last().is_some_and(|m| m.role == "assistant");
         self.messages
             .iter()
             .enumerate()
             .map(|(i, m)| {
+                let separator = if continued && i + 1 == n { "\n\n" } else { "\n" };
                 let role = match m.role.as_str() {
                     "system" | "developer" => Role::System,
                     "user" => Role::User,
@@ -811,7 +841,12 @@ impl ChatRequest {
                         let mut text = String::new();
                         for part in parts {
                             match (part.kind.as_str(), &part.text) {
-                                ("text", Some(t)) => text.push_str(t),
+                                ("text", Some(t)) => {
+                                    if !text.is_empty() {
+                                        text.push_str(separator);
+                                    }
+                                    text.push_str(t)
+                                }
                                 (kind, _) => {
                                     return Err(ApiError::invalid(
                                         format!("unsupported content part {kind:?}: only text parts are supported"),
@@ -1272,6 +1307,8 @@ mod tests {
             system: None,
             grammar: None,
             reasoning_format: ReasoningFormat::Auto,
+            reasoning: Reasoning::Auto,
+            verbose: false,
         }
     }
 

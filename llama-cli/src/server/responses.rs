@@ -16,7 +16,7 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use llama_core::engine::Completion;
+use llama_core::engine::{Completion, Progress};
 use llama_core::{ChatMessage, FinishReason, Role};
 use serde_json::{json, Value};
 
@@ -27,6 +27,7 @@ use super::limits::JsonBody;
 use super::log::RequestRecord;
 use super::openai::unix_now;
 use super::state::AppState;
+use super::timings;
 
 /// The routes of this module.
 pub fn routes() -> Router<Arc<AppState>> {
@@ -209,6 +210,8 @@ struct ResponseFrames {
     envelope: Envelope,
     text: String,
     sequence: u64,
+    /// The figures to send with the next text delta (`timings_per_token`).
+    timings: Option<Value>,
 }
 
 impl ResponseFrames {
@@ -246,10 +249,25 @@ impl Frames for ResponseFrames {
     fn text(&mut self, text: &str) -> Vec<Event> {
         self.text.push_str(text);
         let id = self.envelope.message_id.clone();
-        vec![self.event(
-            "response.output_text.delta",
-            json!({"item_id": id, "output_index": 0, "content_index": 0, "delta": text, "logprobs": []}),
-        )]
+        let mut delta = json!({"item_id": id, "output_index": 0, "content_index": 0, "delta": text, "logprobs": []});
+        if let Some(t) = self.timings.take() {
+            delta["timings"] = t;
+        }
+        vec![self.event("response.output_text.delta", delta)]
+    }
+
+    /// llama-server's telemetry: a prompt report is a `response.in_progress` event with
+    /// `prompt_progress`; a token's figures go with the next text delta.
+    fn progress(&mut self, p: &Progress) -> Vec<Event> {
+        if timings::is_prompt_report(p) {
+            let response = self.envelope.response(None);
+            let value =
+                json!({"response": response, "prompt_progress": timings::prompt_progress(p)});
+            vec![self.event("response.in_progress", value)]
+        } else {
+            self.timings = Some(timings::of_progress(p));
+            Vec::new()
+        }
     }
 
     fn done(&mut self, c: &Completion) -> Vec<Event> {
@@ -268,7 +286,10 @@ impl Frames for ResponseFrames {
                 "response.output_item.done",
                 json!({"output_index": 0, "item": item}),
             ),
-            self.event("response.completed", json!({"response": response})),
+            self.event(
+                "response.completed",
+                json!({"response": response, "timings": super::native::timings(c)}),
+            ),
         ]
     }
 
@@ -311,6 +332,8 @@ async fn answer(
             ("temperature", "temperature"),
             ("top_p", "top_p"),
             ("stream", "stream"),
+            ("timings_per_token", "timings_per_token"),
+            ("return_progress", "return_progress"),
         ],
     );
     let Submitted {
@@ -337,6 +360,7 @@ async fn answer(
             envelope,
             text: String::new(),
             sequence: 0,
+            timings: None,
         };
         return Ok(events::respond(frames, stream, record, inflight));
     }

@@ -3,7 +3,10 @@
 //! `content`, `reasoning_content` and `tool_calls` (each call whole, with its index) as the
 //! answer's parser finds them, with `logprobs` when asked for; then a chunk with the
 //! `finish_reason` per choice (`tool_calls` when the model called tools), optionally one with
-//! `usage`, then `data: [DONE]`. With `n` > 1 the choices' events interleave, each chunk
+//! `usage`, then `data: [DONE]`. The last chunk carries llama-server's `timings`; with
+//! `timings_per_token` each piece of text carries the figures so far, and with
+//! `return_progress` the prompt's evaluation is reported in chunks with an empty delta and
+//! `prompt_progress` (`total`, `cache`, `processed`, `time_ms`). With `n` > 1 the choices' events interleave, each chunk
 //! naming its index.
 //!
 //! The event stream owns the engine's [`ResponseStream`]s, so when the client goes away and
@@ -20,13 +23,14 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SelectAll, Stream, StreamExt};
 use llama_core::chat::{MessageDelta, StreamParser};
-use llama_core::engine::{Completion, EngineEvent, ResponseStream, TokenLogprobs};
+use llama_core::engine::{Completion, EngineEvent, Progress, ResponseStream, TokenLogprobs};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::log::RequestRecord;
 use super::openai::{self, Envelope, Kind};
 use super::state::Inflight;
+use super::timings;
 
 /// Seconds between keep-alive comments while no text comes (a queued request), so a client
 /// that went away is noticed.
@@ -53,6 +57,8 @@ struct ChoiceState {
     logprobs: Vec<TokenLogprobs>,
     /// Bytes of text sent (completions' `text_offset`).
     offset: usize,
+    /// The figures to send with the next piece of text (`timings_per_token`).
+    timings: Option<Value>,
     done: Option<Completion>,
 }
 
@@ -84,6 +90,7 @@ impl Events {
             match self.merged.next().await {
                 Some((i, EngineEvent::Text(text))) => self.text(i, &text),
                 Some((i, EngineEvent::Logprobs(l))) => self.choices[i].logprobs.push(l),
+                Some((i, EngineEvent::Progress(p))) => self.progress(i, &p),
                 Some((i, EngineEvent::Done(c))) => self.done(i, c),
                 Some((_, EngineEvent::Failed(err))) => self.fail(ApiError::from(err)),
                 None => self.fail(ApiError::internal(
@@ -106,6 +113,30 @@ impl Events {
         })
     }
 
+    /// A prompt report becomes a chunk of its own (`prompt_progress`, an empty delta); a
+    /// token's figures go with the next piece of text (`timings`).
+    fn progress(&mut self, i: usize, p: &Progress) {
+        if timings::is_prompt_report(p) {
+            let delta = match self.envelope.kind {
+                Kind::Chat => json!({}),
+                Kind::Completion => json!({"text": ""}),
+            };
+            let mut chunk = self.envelope.chunk(i, delta, None, None);
+            chunk["prompt_progress"] = timings::prompt_progress(p);
+            self.pending.push_back(data(&chunk));
+        } else {
+            self.choices[i].timings = Some(timings::of_progress(p));
+        }
+    }
+
+    /// A chunk of choice `i`, with the figures of its last token when they are pending.
+    fn push_chunk(&mut self, i: usize, mut chunk: Value) {
+        if let Some(t) = self.choices[i].timings.take() {
+            chunk["timings"] = t;
+        }
+        self.pending.push_back(data(&chunk));
+    }
+
     fn text(&mut self, i: usize, text: &str) {
         match self.choices[i].parser.as_mut() {
             Some(parser) => {
@@ -117,7 +148,7 @@ impl Events {
                 let chunk = self
                     .envelope
                     .chunk(i, json!({"text": text}), logprobs, None);
-                self.pending.push_back(data(&chunk));
+                self.push_chunk(i, chunk);
             }
         }
     }
@@ -136,7 +167,7 @@ impl Events {
                 ),
             };
             let chunk = self.envelope.chunk(i, delta, logprobs, None);
-            self.pending.push_back(data(&chunk));
+            self.push_chunk(i, chunk);
         }
     }
 
@@ -157,18 +188,25 @@ impl Events {
             Kind::Chat => json!({}),
             Kind::Completion => json!({"text": ""}),
         };
-        let chunk = self.envelope.chunk(i, delta, None, Some(finish));
-        self.pending.push_back(data(&chunk));
+        let mut chunk = self.envelope.chunk(i, delta, None, Some(finish));
+        let timings = super::native::timings(&c);
         self.choices[i].done = Some(c);
-        if self.choices.iter().all(|s| s.done.is_some()) {
+        let last = self.choices.iter().all(|s| s.done.is_some());
+        if last && !self.include_usage {
+            // The last chunk carries the final figures, as llama-server's.
+            chunk["timings"] = timings.clone();
+        }
+        self.pending.push_back(data(&chunk));
+        if last {
             if self.include_usage {
                 let usage = openai::usage_sum(
                     self.choices
                         .iter()
                         .filter_map(|s| s.done.as_ref().map(|c| (s.prompt_index, c))),
                 );
-                self.pending
-                    .push_back(data(&self.envelope.usage_chunk(usage)));
+                let mut chunk = self.envelope.usage_chunk(usage);
+                chunk["timings"] = timings;
+                self.pending.push_back(data(&chunk));
             }
             self.pending.push_back(Event::default().data("[DONE]"));
             self.finished = true;
@@ -215,6 +253,7 @@ pub fn respond(
             parser: c.parser,
             logprobs: Vec::new(),
             offset: 0,
+            timings: None,
             done: None,
         });
     }

@@ -3,7 +3,9 @@
 //! and dict methods (`.strip()`, `.split()`, `.items()`, ...), `tojson` as Python's
 //! `json.dumps` writes it (`{"a": 1}`, non-ASCII kept), `raise_exception(message)` and
 //! `strftime_now(format)`, with `messages`, `tools`, `add_generation_prompt`, `bos_token`,
-//! `eos_token` and any extra variables (`enable_thinking`, ...) in the context.
+//! `eos_token`, today's date (`datetime` as `%b %d %Y`, `date_string` as `%d %b %Y`, the
+//! variables llama.cpp's templating adds) and any extra variables (`enable_thinking`, ...) in
+//! the context.
 //!
 //! [`JinjaTemplate::new`] compiles the template once and probes what it can render
 //! ([`TemplateCaps`]): a system role, tool definitions, assistant tool calls (with arguments as
@@ -144,6 +146,13 @@ impl JinjaTemplate {
     /// Renders `messages` (JSON, as a template sees them) with `vars`.
     pub fn render_json(&self, messages: &Json, vars: &RenderVars) -> Result<String, TemplateError> {
         let mut ctx = serde_json::Map::new();
+        // Today's date as llama.cpp's templating gives it (Llama 3.x's `date_string`,
+        // firefunction's `datetime`); a template variable of the request overrides it.
+        for (name, format) in [("datetime", "%b %d %Y"), ("date_string", "%d %b %Y")] {
+            if let Ok(text) = super::strftime::now(format) {
+                ctx.insert(name.into(), text.into());
+            }
+        }
         for (k, v) in &vars.extra {
             ctx.insert(k.clone(), v.clone());
         }
@@ -600,6 +609,25 @@ mod tests {
         let caps = t.caps();
         assert!(caps.system_role && caps.tool_responses);
         assert!(!caps.tools && !caps.tool_calls);
+    }
+
+    #[test]
+    fn todays_date_is_a_variable_unless_the_request_sets_it() {
+        let src = "{{ date_string }}|{{ datetime }}";
+        let t = JinjaTemplate::new(src, "", "").unwrap();
+        let expected = format!(
+            "{}|{}",
+            crate::chat::strftime::now("%d %b %Y").unwrap(),
+            crate::chat::strftime::now("%b %d %Y").unwrap()
+        );
+        let out = t
+            .render_messages(&[user("hi")], None, None, &vars(false))
+            .unwrap();
+        assert_eq!(out, expected);
+        let mut v = vars(false);
+        v.extra.insert("date_string".into(), json!("26 Jul 2024"));
+        let out = t.render_messages(&[user("hi")], None, None, &v).unwrap();
+        assert!(out.starts_with("26 Jul 2024|"), "{out}");
     }
 
     #[test]

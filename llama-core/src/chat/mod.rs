@@ -6,11 +6,14 @@
 //! - [`jinja`]: the model's own `tokenizer.chat_template` rendered with a Jinja engine
 //!   (minijinja) as Hugging Face transformers renders it: `messages`, `tools`,
 //!   `add_generation_prompt`, `bos_token`/`eos_token`, `raise_exception`, `strftime_now`,
+//!   today's date as `datetime` and `date_string` (as llama.cpp's templating gives them),
 //!   Python string methods, `trim_blocks`/`lstrip_blocks`; and what a template can do (system
 //!   role, tools, tool calls, tool results), probed by rendering.
 //! - [`tools`]: the tool-call format of a template family (Hermes/Qwen `<tool_call>`, Llama 3.x
 //!   JSON, Mistral `[TOOL_CALLS]`, or the generic JSON fallback for templates without tool
 //!   support) and the JSON schema that constrains the answer to it.
+//! - [`reasoning`]: [`Reasoning`], whether the model thinks (`--reasoning on|off|auto`),
+//!   passed to templates as `enable_thinking`.
 //! - [`parse`]: the answer split into content, `reasoning_content` (`<think>`) and tool calls,
 //!   also while it streams (as deltas).
 //! - `template` (feature `ffi`): [`ChatTemplate`], the template a model uses (Jinja, or
@@ -20,6 +23,7 @@
 
 pub mod jinja;
 pub mod parse;
+pub mod reasoning;
 mod strftime;
 #[cfg(feature = "ffi")]
 mod template;
@@ -27,6 +31,7 @@ pub mod tools;
 
 pub use jinja::{JinjaTemplate, TemplateCaps};
 pub use parse::{ChatFormat, MessageDelta, ParsedMessage, ReasoningFormat, StreamParser};
+pub use reasoning::Reasoning;
 #[cfg(feature = "ffi")]
 pub use template::{ChatInputs, ChatPrompt, ChatTemplate, TemplateChoice, TemplateOptions};
 pub use tools::{Tool, ToolChoice, ToolFormat};

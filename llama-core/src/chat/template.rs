@@ -16,6 +16,7 @@ use serde_json::{json, Value as Json};
 
 use super::jinja::{JinjaTemplate, RenderVars};
 use super::parse::{ChatFormat, ReasoningFormat};
+use super::reasoning::Reasoning;
 use super::tools::{Tool, ToolChoice, ToolFormat};
 use super::{ChatMessage, Role, TemplateError};
 use crate::ffi::Model;
@@ -84,6 +85,8 @@ pub struct ChatInputs {
     pub continue_final_message: bool,
     /// Split `<think>` reasoning out of the answer.
     pub reasoning_format: ReasoningFormat,
+    /// Whether the model thinks: the template's `enable_thinking` (unless `extra` sets it).
+    pub reasoning: Reasoning,
     /// More template variables (`chat_template_kwargs`, e.g. `enable_thinking`).
     pub extra: serde_json::Map<String, Json>,
 }
@@ -294,10 +297,16 @@ impl ChatTemplate {
                 strip_bos,
                 ..
             } => {
+                let mut extra = serde_json::Map::new();
+                extra.insert(
+                    "enable_thinking".into(),
+                    inputs.reasoning.enable_thinking().into(),
+                );
+                extra.extend(inputs.extra.clone());
                 let vars = RenderVars {
                     tools: None,
                     add_generation_prompt: inputs.add_generation_prompt,
-                    extra: inputs.extra.clone(),
+                    extra,
                 };
                 let text =
                     template.render_messages(&inputs.messages, tools, system_extra, &vars)?;

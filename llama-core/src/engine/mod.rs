@@ -241,6 +241,26 @@ pub enum EngineEvent {
     Done(Completion),
     /// The request failed.
     Failed(EngineError),
+    /// Where the request stands (only when [`GenerateOptions::prompt_progress`] or
+    /// [`GenerateOptions::token_progress`] asks for it).
+    Progress(Progress),
+}
+
+/// Where a request stands: the prompt evaluated so far and the tokens generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose KV was reused from earlier requests.
+    pub cached_tokens: usize,
+    /// Prompt tokens in the cache so far (reused ones included).
+    pub prompt_processed: usize,
+    /// From the prompt's first chunk to now (while it is evaluated) or to its logits.
+    pub prompt_time: Duration,
+    /// Tokens generated so far.
+    pub completion_tokens: usize,
+    /// From the first generated token to now.
+    pub generation_time: Duration,
 }
 
 /// The engine could not take a request.
@@ -398,7 +418,7 @@ impl ResponseStream {
         while let Some(event) = self.blocking_next() {
             match event {
                 EngineEvent::Text(t) => text.push_str(&t),
-                EngineEvent::Logprobs(_) => {}
+                EngineEvent::Logprobs(_) | EngineEvent::Progress(_) => {}
                 EngineEvent::Done(c) => return Ok((text, c)),
                 EngineEvent::Failed(e) => return Err(e),
             }

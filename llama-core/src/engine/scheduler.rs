@@ -1099,8 +1099,22 @@ impl Scheduler {
                 Phase::Generate { pending } => slot.tokens.push(pending),
                 Phase::Prompt => {
                     let done = slot.tokens.len();
-                    if let Some(run) = slot.running.as_ref() {
+                    if let Some(run) = slot.running.as_mut() {
                         slot.tokens.extend_from_slice(&run.prompt[done..done + n]);
+                        if output.is_some() {
+                            run.prompt_done = Some(Instant::now());
+                        }
+                        if run.options.prompt_progress {
+                            // Room for these was checked (`consumer_ready`).
+                            if done == run.cached_tokens {
+                                let _ = run
+                                    .events
+                                    .try_send(EngineEvent::Progress(run.progress_at(done)));
+                            }
+                            let _ = run
+                                .events
+                                .try_send(EngineEvent::Progress(run.progress_at(done + n)));
+                        }
                     }
                 }
                 Phase::Idle => {}
@@ -1109,13 +1123,10 @@ impl Scheduler {
             let Some(run) = slot.running.as_mut() else {
                 continue;
             };
-            if matches!(slot.phase, Phase::Prompt) {
-                run.prompt_done = Some(Instant::now());
-                if run.max_tokens == Some(0) {
-                    // Only the prompt was asked for (to cache it): no token is sampled.
-                    self.finish_slot(i, FinishReason::Length);
-                    continue;
-                }
+            if matches!(slot.phase, Phase::Prompt) && run.max_tokens == Some(0) {
+                // Only the prompt was asked for (to cache it): no token is sampled.
+                self.finish_slot(i, FinishReason::Length);
+                continue;
             }
             let token = match (run.argmax, self.ctx.logits(index as i32)) {
                 // Greedy without penalties: the most likely token, without building llama.cpp's

@@ -6,16 +6,17 @@ use std::time::Instant;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
-use super::{Completion, EngineEvent};
+use super::{Completion, EngineEvent, Progress};
 use crate::cancel::CancelToken;
 use crate::ffi::{SamplerChain, Token};
 use crate::session::FinishReason;
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
-/// Events one step may send a consumer: log-probabilities, a text piece, the held-back tail
-/// and the end.
-pub(super) const EVENTS_PER_STEP: usize = 4;
+/// Events one step may send a consumer: two prompt progress reports (before the first chunk
+/// and after the last), a token's progress, log-probabilities, a text piece, the held-back
+/// tail and the end.
+pub(super) const EVENTS_PER_STEP: usize = 7;
 
 /// What a slot is doing.
 pub(super) enum Phase {
@@ -51,6 +52,29 @@ pub(super) struct Running {
     pub(super) prompt_started: Option<Instant>,
     /// When the prompt's last chunk was decoded (its logits ready).
     pub(super) prompt_done: Option<Instant>,
+}
+
+impl Running {
+    /// Where the request stands; `processed` prompt tokens are in the cache.
+    pub(super) fn progress_at(&self, processed: usize) -> Progress {
+        Progress {
+            prompt_tokens: self.prompt.len(),
+            cached_tokens: self.cached_tokens,
+            prompt_processed: processed,
+            prompt_time: match (self.prompt_started, self.prompt_done) {
+                (Some(start), Some(done)) => done - start,
+                (Some(start), None) => start.elapsed(),
+                _ => std::time::Duration::ZERO,
+            },
+            completion_tokens: self.generated,
+            generation_time: self.prompt_done.map(|t| t.elapsed()).unwrap_or_default(),
+        }
+    }
+
+    /// Where a generating request stands (its whole prompt evaluated).
+    pub(super) fn progress(&self) -> Progress {
+        self.progress_at(self.prompt.len())
+    }
 }
 
 /// One sequence of the context.
@@ -127,6 +151,9 @@ impl Slot {
         }
         run.generated += 1;
         run.first_token.get_or_insert_with(Instant::now);
+        if run.options.token_progress && !send(&run.events, EngineEvent::Progress(run.progress())) {
+            return Step::Finished(FinishReason::Cancelled);
+        }
         let text = run.utf8.push(piece);
         let check = run.stop.push(&text);
         if !check.emit.is_empty() && !send(&run.events, EngineEvent::Text(check.emit)) {

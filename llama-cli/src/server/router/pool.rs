@@ -395,6 +395,8 @@ impl Pool {
             system: settings.system.clone(),
             grammar,
             reasoning_format: settings.reasoning_format,
+            reasoning: settings.reasoning,
+            verbose: false,
         };
         let state = Arc::new(AppState::new(StateParts {
             engine,
