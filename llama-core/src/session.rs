@@ -40,6 +40,10 @@ pub struct GenerateOptions {
     /// With each generated token, send its log-probability and those of the `n_probs` most
     /// likely tokens ([`crate::engine::EngineEvent::Logprobs`]); 0 sends none.
     pub n_probs: usize,
+    /// Report the probabilities after the sampler chain instead (llama-server's
+    /// `post_sampling_probs`): the candidates the chain left, most likely first, and
+    /// `logprob` the log of their probability under the distribution the token was drawn from.
+    pub post_sampling_probs: bool,
 }
 
 /// Why generation ended.

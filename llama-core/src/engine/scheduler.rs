@@ -766,6 +766,10 @@ impl Scheduler {
             &options.logit_bias,
             grammar,
         );
+        let post_sampling = options.n_probs > 0 && options.post_sampling_probs;
+        if post_sampling {
+            sampler.keep_candidates();
+        }
         let prompt = &job.request.prompt;
         // The idle slot sharing the longest prefix, else an empty one, else the least recently
         // used (which is evicted).
@@ -877,8 +881,10 @@ impl Scheduler {
             max_tokens: job.request.options.max_tokens,
             argmax: greedy_without_penalties(&job.request.options.sampling)
                 && job.request.options.grammar.is_none()
-                && job.request.options.logit_bias.is_empty(),
+                && job.request.options.logit_bias.is_empty()
+                && !post_sampling,
             n_probs: job.request.options.n_probs,
+            post_sampling,
             ignore_eos: job.request.options.ignore_eos,
             events: job.events,
             cancel: job.request.cancel,
@@ -1052,7 +1058,11 @@ impl Scheduler {
         };
         self.ctx.abort_when_all_cancelled(Vec::new());
         match outcome {
-            DecodeOutcome::Done => {}
+            DecodeOutcome::Done => {
+                let mut stats = self.stats();
+                stats.decodes += 1;
+                stats.decode_sequences += plan.len() as u64;
+            }
             DecodeOutcome::Aborted => {
                 // Nobody wants this batch's result (the cache may hold part of it).
                 for (i, _, _) in plan {
@@ -1126,6 +1136,9 @@ impl Scheduler {
             // A grammar with no way on ends the answer as an end of generation would.
             let eog = self.model.is_end_of_generation(token) || run.sampler.grammar_stuck();
             let probs = match (run.n_probs, self.ctx.logits(index as i32)) {
+                (n, _) if n > 0 && !eog && run.post_sampling => Some(
+                    super::logprobs::post_sampling(run.sampler.kept(), token, n, &self.model),
+                ),
                 (n, Some(logits)) if n > 0 && !eog => {
                     Some(super::logprobs::of(logits, token, n, &self.model))
                 }
@@ -1200,10 +1213,26 @@ impl Scheduler {
         }
         // Count first: a consumer that sees the end may read the figures at once.
         {
+            let slot = &self.slots[i];
+            let length = slot.tokens.len() as u64;
+            let times = slot.running.as_ref().map(|run| {
+                let prompt = match (run.prompt_started, run.prompt_done) {
+                    (Some(start), Some(done)) => (done - start).as_secs_f64(),
+                    _ => 0.0,
+                };
+                let generation = run.prompt_done.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                (prompt, generation, run.generated.saturating_sub(1) as u64)
+            });
             let mut stats = self.stats();
             stats.finished += 1;
             if reason == FinishReason::Cancelled {
                 stats.cancelled += 1;
+            }
+            stats.tokens_max = stats.tokens_max.max(length);
+            if let Some((prompt, generation, steps)) = times {
+                stats.prompt_seconds += prompt;
+                stats.generation_seconds += generation;
+                stats.generation_steps += steps;
             }
         }
         self.end_slot(i, reason);
