@@ -39,11 +39,12 @@ RENAME = {
 
 
 def supported_flags(binary):
-    """The long flags `llama-cli serve --help` lists."""
+    """The long flags `llama-cli serve --help` lists (at the start of an option's line, not
+    named in another's help text)."""
     import re
     import subprocess
     text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
-    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
+    return set(re.findall(r"^\s*(?:-[A-Za-z0-9]+, )?(--[a-z][a-z0-9-]*)", text, re.M))
 
 
 def mapped(args, ours, model, supported=frozenset()):

@@ -144,13 +144,13 @@ fn openai_body(body: &Value, fields: &NativeFields) -> Value {
     Value::Object(out)
 }
 
+/// A request's grammar and logit biases.
+type Constraints = (Option<GrammarSpec>, Vec<(Token, f32)>);
+
 /// The request's grammar (`grammar`, `json_schema`, `response_format`, else the server's
 /// `--grammar`) and `logit_bias` (string keys tokenized without special tokens, as
 /// llama-server does), checked against the model (blocking: compiling and tokenizing).
-fn constraints(
-    state: &AppState,
-    common: &Common,
-) -> Result<(Option<GrammarSpec>, Vec<(Token, f32)>), ApiError> {
+fn constraints(state: &AppState, common: &Common) -> Result<Constraints, ApiError> {
     let model = &state.model;
     let logit_bias = common.logit_bias(model.n_vocab(), |text| {
         model.tokenize(text, false, false).unwrap_or_default()
@@ -472,6 +472,10 @@ fn generation_settings(p: &Prepared, n_probs: usize) -> Value {
         "stream": p.stream,
         "n_probs": n_probs,
         "post_sampling_probs": p.options.post_sampling_probs,
+        // -infinity (a ban) is null, as llama-server writes it.
+        "logit_bias": p.options.logit_bias.iter()
+            .map(|&(token, bias)| json!({"bias": if bias.is_finite() { json!(bias) } else { Value::Null }, "token": token}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -520,6 +524,17 @@ async fn native_completion(
     };
     prepared.options.grammar = grammar;
     prepared.options.logit_bias = logit_bias;
+    if prepared.options.ignore_eos {
+        // As llama-server: the end-of-generation tokens are banned (a -infinity bias, shown
+        // in generation_settings), so that none is sampled at all.
+        let model = &state.model;
+        let bias = &mut prepared.options.logit_bias;
+        for token in 0..model.n_vocab() as Token {
+            if model.is_end_of_generation(token) && !bias.iter().any(|&(t, _)| t == token) {
+                bias.push((token, f32::NEG_INFINITY));
+            }
+        }
+    }
     let value = fields
         .prompt
         .as_ref()

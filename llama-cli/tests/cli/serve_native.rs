@@ -57,6 +57,7 @@ fn native_completion_reports_probabilities_and_takes_biases_and_grammars() {
     }
     assert_eq!(answer["content"], text.as_str(), "{answer}");
     assert_eq!(answer["generation_settings"]["n_probs"], 10);
+    assert_eq!(answer["generation_settings"]["logit_bias"], json!([]));
     let first_token = probs[0]["id"].as_i64().unwrap();
 
     // Streamed: the pieces carry the same probabilities, in order.
@@ -191,6 +192,14 @@ fn metrics_under_llama_server_names_and_timings() {
             .json();
         let t = &answer["timings"];
         assert_eq!(t["predicted_n"], n_predict, "{answer}");
+        // ignore_eos bans the end-of-generation tokens, shown as null (-infinity) biases.
+        let bias = answer["generation_settings"]["logit_bias"]
+            .as_array()
+            .unwrap();
+        assert!(
+            !bias.is_empty() && bias.iter().all(|b| b["bias"].is_null()),
+            "{answer}"
+        );
         prompt_n += t["prompt_n"].as_u64().unwrap();
         cache_n += t["cache_n"].as_u64().unwrap();
         predicted_n += t["predicted_n"].as_u64().unwrap();
