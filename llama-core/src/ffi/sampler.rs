@@ -328,3 +328,25 @@ impl Drop for SamplerChain {
         unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_candidates_are_a_softmax_most_likely_first() {
+        let data = |id, logit| sys::llama_token_data { id, logit, p: 0.0 };
+        let left = [
+            data(4, 0.0),
+            data(7, 2.0_f32.ln()),
+            data(9, f32::NEG_INFINITY),
+        ];
+        let p = probabilities(&left);
+        // The banned token (probability 0) is not listed.
+        assert_eq!(p.iter().map(|&(t, _)| t).collect::<Vec<_>>(), vec![7, 4]);
+        assert!((p[0].1 - 2.0 / 3.0).abs() < 1e-6);
+        assert!((p[1].1 - 1.0 / 3.0).abs() < 1e-6);
+        assert!(probabilities(&[data(1, f32::NEG_INFINITY)]).is_empty());
+        assert!(probabilities(&[]).is_empty());
+    }
+}
