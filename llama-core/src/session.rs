@@ -44,6 +44,9 @@ pub struct GenerateOptions {
     /// `post_sampling_probs`): the candidates the chain left, most likely first, and
     /// `logprob` the log of their probability under the distribution the token was drawn from.
     pub post_sampling_probs: bool,
+    /// Evaluate the whole prompt again, reusing no cached prefix (llama-server's
+    /// `cache_prompt: false`): the answer does not depend on what the cache held.
+    pub fresh_prompt: bool,
 }
 
 /// Why generation ended.

@@ -5,8 +5,8 @@
 //! The native completion runs on the same path as the OpenAI routes: its fields are
 //! translated into an OpenAI request ([`openai::Common`]: `n_predict` is `max_tokens`, `-1`
 //! or absent is the server's limit), checked there, and the prompt is submitted to the engine.
-//! Native-only fields other than those read here (`cache_prompt`: the engine always reuses a
-//! cached prefix; `id_slot`, `timings_per_token`, ...) are accepted without effect.
+//! Native-only fields other than those read here (`id_slot`, `timings_per_token`, ...) are
+//! accepted without effect; `cache_prompt: false` evaluates the whole prompt again.
 //! A prompt is text (tokenized with BOS and special tokens, as llama-server does), a token
 //! array, an array mixing both, an object `{"prompt_string": TEXT}`, or a list of such prompts
 //! (answered as an array, not streamed). `response_fields` picks fields of the answer.
@@ -98,6 +98,8 @@ struct NativeFields {
     max_tokens: Option<i64>,
     #[serde(default)]
     post_sampling_probs: Option<bool>,
+    #[serde(default)]
+    cache_prompt: Option<bool>,
     #[serde(default)]
     return_tokens: Option<bool>,
     #[serde(default)]
@@ -516,6 +518,7 @@ async fn native_completion(
         })?;
     prepared.options.ignore_eos = fields.ignore_eos.unwrap_or(false);
     prepared.options.post_sampling_probs = fields.post_sampling_probs.unwrap_or(false);
+    prepared.options.fresh_prompt = fields.cache_prompt == Some(false);
     let (grammar, logit_bias) = {
         let state = Arc::clone(&state);
         tokio::task::spawn_blocking(move || constraints(&state, &common))

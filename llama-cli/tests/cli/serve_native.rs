@@ -182,7 +182,7 @@ fn llama_server_metrics(text: &str) -> std::collections::HashMap<String, (String
 fn metrics_under_llama_server_names_and_timings() {
     let server = Server::start(&["--parallel", "1"]);
     let prompt = "the quick brown fox jumps over the lazy dog";
-    let (mut prompt_n, mut cache_n, mut predicted_n) = (0, 0, 0);
+    let (mut prompt_n, mut cache_n, mut predicted_n) = (0, 0, 0u64);
     for n_predict in [1, 4, 16] {
         let answer = server
             .post(
@@ -219,6 +219,19 @@ fn metrics_under_llama_server_names_and_timings() {
         }
     }
     assert!(cache_n > 0, "the same prompt again reuses its cache");
+    // cache_prompt: false evaluates the whole prompt again, to the same answer.
+    let fresh = json!({"prompt": prompt, "n_predict": 4, "temperature": 0, "cache_prompt": false});
+    let (a, b) = (
+        server.post("/completion", &fresh).json(),
+        server.post("/completion", &fresh).json(),
+    );
+    assert_eq!(b["timings"]["cache_n"], 0, "{b}");
+    assert_eq!(b["timings"]["prompt_n"], b["tokens_evaluated"], "{b}");
+    assert_eq!(a["content"], b["content"]);
+    prompt_n +=
+        a["timings"]["prompt_n"].as_u64().unwrap() + b["timings"]["prompt_n"].as_u64().unwrap();
+    predicted_n += a["timings"]["predicted_n"].as_u64().unwrap()
+        + b["timings"]["predicted_n"].as_u64().unwrap();
     let r = server.get("/metrics");
     let started: u64 = r
         .header("process-start-time-unix")

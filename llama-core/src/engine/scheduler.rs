@@ -800,13 +800,16 @@ impl Scheduler {
                         .unwrap_or(best)
                 })
         };
+        // A prompt to be evaluated afresh reuses no cached prefix (llama-server's
+        // `cache_prompt: false`).
+        let fresh = options.fresh_prompt;
         // A saved session that covers more of the prompt comes back from disk.
         let saved_best = self
             .saved
             .iter()
             .enumerate()
             .map(|(k, s)| (k, common_prefix(&s.tokens, prompt)))
-            .filter(|&(k, c)| c + TAIL_SLACK >= self.saved[k].tokens.len() && c > common)
+            .filter(|&(k, c)| !fresh && c + TAIL_SLACK >= self.saved[k].tokens.len() && c > common)
             .max_by_key(|&(_, c)| c);
         if let Some((k, c)) = saved_best {
             if !self.slots[chosen].tokens.is_empty() {
@@ -827,8 +830,12 @@ impl Scheduler {
             self.share_prefix(chosen, prompt);
             common = self.slots[chosen].tokens.len();
         }
-        let reuse = common.min(prompt.len() - 1);
-        if self.slots[chosen].tokens.len() > reuse + TAIL_SLACK {
+        let reuse = if fresh {
+            0
+        } else {
+            common.min(prompt.len() - 1)
+        };
+        if !fresh && self.slots[chosen].tokens.len() > reuse + TAIL_SLACK {
             // Another conversation shares only a prefix: keep it on disk before truncating.
             if self.save(chosen) {
                 self.stats().evictions += 1;
