@@ -200,6 +200,16 @@ fn metrics_under_llama_server_names_and_timings() {
             !bias.is_empty() && bias.iter().all(|b| b["bias"].is_null()),
             "{answer}"
         );
+        // The answer's slot is free as soon as the answer is read.
+        let slots = server.get("/slots").json();
+        assert!(
+            slots
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["is_processing"] == false),
+            "{slots}"
+        );
         prompt_n += t["prompt_n"].as_u64().unwrap();
         cache_n += t["cache_n"].as_u64().unwrap();
         predicted_n += t["predicted_n"].as_u64().unwrap();

@@ -1232,6 +1232,8 @@ impl Scheduler {
             });
             let mut stats = self.stats();
             stats.finished += 1;
+            // The slot is free once its consumer sees the end (`publish` recounts later).
+            stats.active = stats.active.saturating_sub(1);
             if reason == FinishReason::Cancelled {
                 stats.cancelled += 1;
             }
@@ -1246,7 +1248,14 @@ impl Scheduler {
     }
 
     fn fail_slot(&mut self, i: usize, error: EngineError) {
-        self.stats().finished += 1;
+        {
+            let running = !self.slots[i].is_idle();
+            let mut stats = self.stats();
+            stats.finished += 1;
+            if running {
+                stats.active = stats.active.saturating_sub(1);
+            }
+        }
         if let Some(run) = self.slots[i].running.take() {
             let undelivered = Undelivered::send(run.events, vec![EngineEvent::Failed(error)]);
             if !undelivered.pending.is_empty() {
