@@ -13,11 +13,13 @@ Environment:
 Model flags (`--hf-repo`, `--hf-file`, `--model-url`, `--model`) become `-m $LLAMA_COMPAT_MODEL`
 for both. For ours, flags of llama-server that change nothing here are dropped
 when `llama-cli serve --help` does not list them (`--offline`, `--cont-batching`, `--no-ui`,
-`--slots`, `--metrics`: /slots and /metrics are on; `--jinja`, `--no-jinja`: the model's
-template is applied by llama.cpp's built-in templates), a few are renamed (`--embedding` is
-`--embeddings`, `--reranking` is `--embeddings --pooling rank`), and the rest are passed as
-they are: a flag we do not have makes `llama-cli serve` refuse to start, and that preset's tests
-fail, as they should.
+`--slots`: /slots is on; `--metrics`: /metrics is on, and llama-server without `--metrics`
+becomes `--no-metrics` (/metrics answers 501, as llama-server's); `--jinja`, `--no-jinja`: the
+model's template is applied by llama.cpp's built-in templates; `--backend_sampling`: llama-server
+samples on the accelerator, ours always on the CPU, with the same samplers and results), a few
+are renamed (`--embedding` is `--embeddings`, `--reranking` is `--embeddings --pooling rank`),
+and the rest are passed as they are: a flag we do not have makes `llama-cli serve` refuse to
+start, and that preset's tests fail, as they should.
 """
 
 import os
@@ -27,7 +29,7 @@ MODEL_FLAGS = {"--hf-repo", "-hf", "--hf-file", "-hff", "--model-url", "-mu", "-
 # Flags with a value, and flags without, that ours drops.
 DROP_WITH_VALUE = {"--tags"}
 DROP = {"--offline", "--cont-batching", "--no-ui", "--slots", "--metrics", "--no-slots",
-        "--jinja", "--no-jinja"}
+        "--jinja", "--no-jinja", "--backend_sampling"}
 RENAME = {
     "--embedding": ["--embeddings"],
     "--reranking": ["--embeddings", "--pooling", "rank"],
@@ -37,11 +39,12 @@ RENAME = {
 
 
 def supported_flags(binary):
-    """The long flags `llama-cli serve --help` lists."""
+    """The long flags `llama-cli serve --help` lists (at the start of an option's line, not
+    named in another's help text)."""
     import re
     import subprocess
     text = subprocess.run([binary, "serve", "--help"], capture_output=True, text=True).stdout
-    return set(re.findall(r"--[a-z][a-z0-9-]*", text))
+    return set(re.findall(r"^\s*(?:-[A-Za-z0-9]+, )?(--[a-z][a-z0-9-]*)", text, re.M))
 
 
 def mapped(args, ours, model, supported=frozenset()):
@@ -64,6 +67,9 @@ def mapped(args, ours, model, supported=frozenset()):
             continue
         out.append(a)
         i += 1
+    # llama-server serves /metrics only with --metrics; ours unless --no-metrics.
+    if ours and "--metrics" not in args and "--no-metrics" in supported:
+        out.append("--no-metrics")
     return out
 
 

@@ -47,6 +47,13 @@ pub struct GenerateOptions {
     /// Send [`crate::engine::EngineEvent::Progress`] before each generated token's text, with
     /// the figures so far (llama-server's `timings_per_token`).
     pub token_progress: bool,
+    /// Report the probabilities after the sampler chain instead (llama-server's
+    /// `post_sampling_probs`): the candidates the chain left, most likely first, and
+    /// `logprob` the log of their probability under the distribution the token was drawn from.
+    pub post_sampling_probs: bool,
+    /// Evaluate the whole prompt again, reusing no cached prefix (llama-server's
+    /// `cache_prompt: false`): the answer does not depend on what the cache held.
+    pub fresh_prompt: bool,
 }
 
 /// Why generation ended.

@@ -126,6 +126,10 @@ option_group! {
         #[arg(long = "no-slots", num_args = 0, default_missing_value = "true")]
         no_slots: bool = Some(false),
 
+        /// Do not serve GET /metrics (it answers 501, as llama-server without --metrics).
+        #[arg(long = "no-metrics", num_args = 0, default_missing_value = "true")]
+        no_metrics: bool = Some(false),
+
         /// One KV pool for all sequences: a request may use the whole -c, instead of -c
         /// divided by --parallel (also -kvu).
         #[arg(long = "kv-unified", num_args = 0, default_missing_value = "true")]
@@ -176,6 +180,7 @@ struct ServeSettings {
     kv_unified: bool,
     tags: Vec<String>,
     slots: bool,
+    metrics: bool,
     cors: CorsConfig,
     embeddings: Option<Pooling>,
 }
@@ -197,6 +202,7 @@ fn resolve(o: &ServeOptions) -> Result<ServeSettings, ServeError> {
         kv_unified: o.kv_unified.unwrap_or_default(),
         tags: o.tags.as_deref().map(aliases).unwrap_or_default(),
         slots: !o.no_slots.unwrap_or_default(),
+        metrics: !o.no_metrics.unwrap_or_default(),
         embeddings: match (o.embeddings.unwrap_or_default(), &o.pooling) {
             (false, _) => None,
             (true, None) => Some(Pooling::Model),
@@ -415,7 +421,10 @@ pub fn run(args: ServeArgs, verbose: bool) -> Result<(), CliError> {
             addrs,
             cors: serve.cors.clone(),
             embeddings,
-            native: crate::server::native::NativeConfig { slots: serve.slots },
+            native: crate::server::native::NativeConfig {
+                slots: serve.slots,
+                metrics: serve.metrics,
+            },
             shutdown_timeout: Duration::from_secs_f64(serve.shutdown_timeout),
         },
     )?;

@@ -44,7 +44,14 @@ pub fn router(
         .route("/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            if native.metrics {
+                get(metrics)
+            } else {
+                get(metrics_disabled)
+            },
+        )
         .route("/openapi.json", get(super::openapi::openapi_json))
         .merge(native::routes(native))
         .merge(super::anthropic::routes())
@@ -166,7 +173,7 @@ pub(super) async fn model(State(state): State<Arc<AppState>>, Path(id): Path<Str
     }
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics, with llama-server's `Process-Start-Time-Unix` header.
 #[utoipa::path(get, path = "/metrics", tag = "server", responses(
     (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
     (status = 401, description = "A wrong or missing API key")
@@ -178,11 +185,28 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         inflight: state.inflight(),
         budget: state.budget.snapshot(),
     };
+    // llama-server's header: when the process started, in Unix seconds.
+    let started = state.started.to_string();
     (
-        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        [
+            (header::CONTENT_TYPE, METRICS_CONTENT_TYPE),
+            (
+                header::HeaderName::from_static("process-start-time-unix"),
+                started.as_str(),
+            ),
+        ],
         state.metrics.render(&gauges),
     )
         .into_response()
+}
+
+/// `/metrics` under `--no-metrics`: 501, as llama-server answers without `--metrics`.
+async fn metrics_disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_supported_error",
+        "this server does not serve /metrics: it was started with --no-metrics",
+    )
 }
 
 /// OpenAI chat completion: JSON, or server-sent events with `stream`.

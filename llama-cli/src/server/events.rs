@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use llama_core::engine::{Completion, EngineEvent, Progress, ResponseStream};
+use llama_core::engine::{Completion, EngineEvent, Progress, ResponseStream, TokenLogprobs};
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -29,6 +29,11 @@ pub trait Frames: Send + 'static {
     }
     /// Events for a piece of the answer.
     fn text(&mut self, text: &str) -> Vec<Event>;
+    /// Events for the log-probabilities of a token, sent before its text (only when they
+    /// were asked for); by default none: most of these APIs carry none.
+    fn logprobs(&mut self, _logprobs: TokenLogprobs) -> Vec<Event> {
+        Vec::new()
+    }
     /// Events that end an answer.
     fn done(&mut self, completion: &Completion) -> Vec<Event>;
     /// Events for a progress report (only sent when the request asked for
@@ -72,8 +77,7 @@ impl<F: Frames> Events<F> {
             }
             let events = match self.stream.next().await {
                 Some(EngineEvent::Text(text)) => self.frames.text(&text),
-                // These APIs carry no log-probabilities.
-                Some(EngineEvent::Logprobs(_)) => continue,
+                Some(EngineEvent::Logprobs(l)) => self.frames.logprobs(l),
                 Some(EngineEvent::Progress(p)) => self.frames.progress(&p),
                 Some(EngineEvent::Done(c)) => {
                     self.record.completed(&c);
@@ -122,13 +126,25 @@ pub fn respond<F: Frames>(
 }
 
 /// Reads a non-streamed answer to the end: its text and completion.
-pub async fn collect(mut stream: ResponseStream) -> Result<(String, Completion), ApiError> {
+pub async fn collect(stream: ResponseStream) -> Result<(String, Completion), ApiError> {
+    collect_with_logprobs(stream)
+        .await
+        .map(|(text, _, c)| (text, c))
+}
+
+/// Reads a non-streamed answer to the end: its text, its tokens' log-probabilities (when
+/// they were asked for) and completion.
+pub async fn collect_with_logprobs(
+    mut stream: ResponseStream,
+) -> Result<(String, Vec<TokenLogprobs>, Completion), ApiError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     loop {
         match stream.next().await {
             Some(EngineEvent::Text(t)) => text.push_str(&t),
-            Some(EngineEvent::Logprobs(_) | EngineEvent::Progress(_)) => {}
-            Some(EngineEvent::Done(c)) => return Ok((text, c)),
+            Some(EngineEvent::Progress(_)) => {}
+            Some(EngineEvent::Logprobs(l)) => logprobs.push(l),
+            Some(EngineEvent::Done(c)) => return Ok((text, logprobs, c)),
             Some(EngineEvent::Failed(err)) => return Err(err.into()),
             None => {
                 return Err(ApiError::internal(

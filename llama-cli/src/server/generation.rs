@@ -264,7 +264,11 @@ fn plan(state: &AppState, kind: Kind, body: &Value, common: &Common) -> Result<P
 }
 
 /// A request's constraint, compiled for the model; an unusable one is a 400 naming `field`.
-fn compile(state: &AppState, field: &str, constraint: Constraint) -> Result<GrammarSpec, ApiError> {
+pub(super) fn compile(
+    state: &AppState,
+    field: &str,
+    constraint: Constraint,
+) -> Result<GrammarSpec, ApiError> {
     let result = match &constraint {
         Constraint::Gbnf(text) => Grammar::from_gbnf(&state.model, text),
         Constraint::Schema(schema) => Grammar::from_json_schema(&state.model, schema),

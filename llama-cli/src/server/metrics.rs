@@ -155,6 +155,9 @@ impl Metrics {
         // Writing into a String cannot fail, and every metric here encodes.
         let _ = prometheus_text::encode(&mut out, &self.registry);
         let _ = prometheus_text::encode(&mut out, &scrape_registry(gauges));
+        if let Some(s) = &gauges.engine {
+            out.push_str(&llama_server_metrics(s));
+        }
         out
     }
 }
@@ -176,7 +179,6 @@ fn scrape_registry(gauges: &Gauges) -> Registry {
     );
     if let Some(s) = &gauges.engine {
         engine_metrics(&mut r, s, gauge, counter);
-        llama_server_metrics(&mut r, s);
     }
     let b = &gauges.budget;
     if let Some(budget) = b.budget {
@@ -373,45 +375,120 @@ fn engine_metrics(
     );
 }
 
-/// The figures of llama.cpp's `llama-server` (tools/server, `to_metrics`) that the engine
-/// has, under its names and help texts; `kv_cache_usage_ratio` is from its earlier versions.
-fn llama_server_metrics(r: &mut Registry, s: &EngineStats) {
-    r.register(
-        "llamacpp:prompt_tokens",
-        "Number of prompt tokens processed, excluding cached tokens",
-        ConstCounter::new(s.tokens_in.saturating_sub(s.tokens_cached)),
-    );
-    r.register(
-        "llamacpp:prompt_tokens_cached",
-        "Number of prompt tokens reused from the cache",
-        ConstCounter::new(s.tokens_cached),
-    );
-    r.register(
-        "llamacpp:tokens_predicted",
-        "Number of generation tokens processed",
-        ConstCounter::new(s.tokens_out),
-    );
-    r.register(
-        "llamacpp:requests_processing",
-        "Number of requests processing",
-        ConstGauge::new(s.active as u64),
-    );
-    r.register(
-        "llamacpp:requests_deferred",
-        "Number of requests deferred",
-        ConstGauge::new(s.queued as u64),
-    );
+/// The figures of llama.cpp's `llama-server` (tools/server, `to_metrics`), under its names,
+/// help texts and types, in its order; `kv_cache_usage_ratio` is from its earlier versions.
+///
+/// Written as text, not through the registry: llama-server's `n_tokens_max` is a counter
+/// without the `_total` suffix, which `prometheus-client` always adds to a counter's name.
+/// This server has no speculative decoding: its three `spec_decode_*` counters stay 0.
+fn llama_server_metrics(s: &EngineStats) -> String {
+    let rate = |n: u64, seconds: f64| {
+        if seconds > 0.0 {
+            n as f64 / seconds
+        } else {
+            0.0
+        }
+    };
+    let prompt_tokens = s.tokens_in.saturating_sub(s.tokens_cached);
     let blocks = u64::from(s.blocks_used) + u64::from(s.blocks_free);
     let ratio = if blocks == 0 {
         0.0
     } else {
         f64::from(s.blocks_used) / blocks as f64
     };
-    r.register(
-        "llamacpp:kv_cache_usage_ratio",
-        "KV-cache usage. 1 means 100 percent usage",
-        ConstGauge::new(ratio),
-    );
+    let counters = [
+        (
+            "prompt_tokens_total",
+            "Number of prompt tokens processed, excluding cached tokens",
+            prompt_tokens as f64,
+        ),
+        (
+            "prompt_tokens_cached_total",
+            "Number of prompt tokens reused from the cache",
+            s.tokens_cached as f64,
+        ),
+        (
+            "prompt_seconds_total",
+            "Total time spent processing prompts",
+            s.prompt_seconds,
+        ),
+        (
+            "tokens_predicted_total",
+            "Number of generation tokens processed",
+            s.tokens_out as f64,
+        ),
+        (
+            "tokens_predicted_seconds_total",
+            "Total time spent generating tokens",
+            s.generation_seconds,
+        ),
+        (
+            "n_decode_total",
+            "Total number of llama_decode() calls, excluding speculative decoding and multimodal decoding",
+            s.decodes as f64,
+        ),
+        (
+            "n_tokens_max",
+            "Largest observed sequence length (prompt + generation)",
+            s.tokens_max as f64,
+        ),
+        (
+            "spec_decode_num_draft_tokens_total",
+            "Speculative: Total draft tokens generated",
+            0.0,
+        ),
+        (
+            "spec_decode_num_accepted_tokens_total",
+            "Speculative: Total draft tokens accepted by the target model",
+            0.0,
+        ),
+        (
+            "spec_decode_num_drafts_total",
+            "Speculative: Total speculative decoding verification steps",
+            0.0,
+        ),
+    ];
+    let gauges = [
+        (
+            "prompt_tokens_seconds",
+            "Average prompt throughput in tokens/s",
+            rate(prompt_tokens, s.prompt_seconds),
+        ),
+        (
+            "predicted_tokens_seconds",
+            "Average generation throughput in tokens/s",
+            rate(s.generation_steps, s.generation_seconds),
+        ),
+        (
+            "requests_processing",
+            "Number of requests processing",
+            s.active as f64,
+        ),
+        (
+            "requests_deferred",
+            "Number of requests deferred",
+            s.queued as f64,
+        ),
+        (
+            "n_busy_slots_per_decode",
+            "Average number of busy slots per llama_decode() call",
+            s.decode_sequences as f64 / (s.decodes.max(1)) as f64,
+        ),
+        (
+            "kv_cache_usage_ratio",
+            "KV-cache usage. 1 means 100 percent usage",
+            ratio,
+        ),
+    ];
+    let mut out = String::new();
+    for (kind, items) in [("counter", &counters[..]), ("gauge", &gauges[..])] {
+        for (name, help, value) in items {
+            out.push_str(&format!(
+                "# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}\n"
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

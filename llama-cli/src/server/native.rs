@@ -5,8 +5,8 @@
 //! The native completion runs on the same path as the OpenAI routes: its fields are
 //! translated into an OpenAI request ([`openai::Common`]: `n_predict` is `max_tokens`, `-1`
 //! or absent is the server's limit), checked there, and the prompt is submitted to the engine.
-//! Native-only fields other than those read here (`cache_prompt`: the engine always reuses a
-//! cached prefix; `id_slot`, `timings_per_token`, ...) are accepted without effect.
+//! Native-only fields other than those read here (`id_slot`, `timings_per_token`, ...) are
+//! accepted without effect; `cache_prompt: false` evaluates the whole prompt again.
 //! A prompt is text (tokenized with BOS and special tokens, as llama-server does), a token
 //! array, an array mixing both, an object `{"prompt_string": TEXT}`, or a list of such prompts
 //! (answered as an array, not streamed). `response_fields` picks fields of the answer.
@@ -19,13 +19,15 @@ use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use llama_core::engine::{Completion, EngineRequest};
+use llama_core::engine::{Completion, EngineRequest, TokenLogprobs, TokenProb};
+use llama_core::grammar::GrammarSpec;
 use llama_core::{CancelToken, FinishReason, Token};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
 use super::events::{self, Frames};
+use super::generation;
 use super::limits::JsonBody;
 use super::log::RequestRecord;
 use super::openai::{self, ChatRequest, Common, Prepared};
@@ -36,11 +38,17 @@ use super::state::AppState;
 pub struct NativeConfig {
     /// Whether `GET /slots` answers (`--no-slots`: 501, as llama-server).
     pub slots: bool,
+    /// Whether `GET /metrics` answers (`--no-metrics`: 501, as llama-server without
+    /// `--metrics`).
+    pub metrics: bool,
 }
 
 impl Default for NativeConfig {
     fn default() -> NativeConfig {
-        NativeConfig { slots: true }
+        NativeConfig {
+            slots: true,
+            metrics: true,
+        }
     }
 }
 
@@ -60,7 +68,7 @@ pub fn routes(config: NativeConfig) -> Router<Arc<AppState>> {
 }
 
 /// Fields of a native request that are OpenAI's too, under the same name.
-const SHARED_FIELDS: [&str; 14] = [
+const SHARED_FIELDS: [&str; 15] = [
     "temperature",
     "top_k",
     "top_p",
@@ -75,6 +83,7 @@ const SHARED_FIELDS: [&str; 14] = [
     "json_schema",
     "response_format",
     "logit_bias",
+    "n_probs",
 ];
 
 /// The native fields this module reads itself.
@@ -87,7 +96,9 @@ struct NativeFields {
     #[serde(default)]
     max_tokens: Option<i64>,
     #[serde(default)]
-    n_probs: Option<u32>,
+    post_sampling_probs: Option<bool>,
+    #[serde(default)]
+    cache_prompt: Option<bool>,
     #[serde(default)]
     return_tokens: Option<bool>,
     #[serde(default)]
@@ -132,6 +143,24 @@ fn openai_body(body: &Value, fields: &NativeFields) -> Value {
         _ => {}
     }
     Value::Object(out)
+}
+
+/// A request's grammar and logit biases.
+type Constraints = (Option<GrammarSpec>, Vec<(Token, f32)>);
+
+/// The request's grammar (`grammar`, `json_schema`, `response_format`, else the server's
+/// `--grammar`) and `logit_bias` (string keys tokenized without special tokens, as
+/// llama-server does), checked against the model (blocking: compiling and tokenizing).
+fn constraints(state: &AppState, common: &Common) -> Result<Constraints, ApiError> {
+    let model = &state.model;
+    let logit_bias = common.logit_bias(model.n_vocab(), |text| {
+        model.tokenize(text, false, false).unwrap_or_default()
+    })?;
+    let grammar = match common.constraint()? {
+        Some((field, c)) => Some(generation::compile(state, field, c)?),
+        None => state.defaults.grammar.clone(),
+    };
+    Ok((grammar, logit_bias))
 }
 
 /// One prompt of a native request: text, token ids, or both in order.
@@ -258,18 +287,20 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// llama-server's `timings` of a finished request.
+/// llama-server's `timings` of a finished request. The generation rate is over the decode
+/// steps after the first token (which comes from the prompt's logits), as llama-server's:
+/// one token is 0 per second.
 pub fn timings(c: &Completion) -> Value {
     let prompt_n = c.prompt_tokens.saturating_sub(c.cached_tokens);
     let per = |n: usize, d: Duration| {
         let t = ms(d);
         let per_token = if n > 0 { t / n as f64 } else { 0.0 };
-        let per_second = if t > 0.0 { n as f64 * 1000.0 / t } else { 0.0 };
+        let per_second = if t > 0.0 { 1e3 / t * n as f64 } else { 0.0 };
         (t, per_token, per_second)
     };
     let (prompt_ms, prompt_per_token_ms, prompt_per_second) = per(prompt_n, c.prompt_time);
     let (predicted_ms, predicted_per_token_ms, predicted_per_second) =
-        per(c.completion_tokens, c.generation_time);
+        per(c.completion_tokens.saturating_sub(1), c.generation_time);
     json!({
         "cache_n": c.cached_tokens,
         "prompt_n": prompt_n,
@@ -292,12 +323,54 @@ struct Answer {
     settings: Value,
     stop: Vec<String>,
     return_tokens: bool,
+    /// `n_probs` (0: no `completion_probabilities`).
+    n_probs: usize,
+    /// `post_sampling_probs`: probabilities (`prob`, `top_probs`), not log-probabilities.
+    post_sampling: bool,
     state: Arc<AppState>,
 }
 
 impl Answer {
-    /// The final object (`stop: true`) for `content`.
-    fn finished(&self, content: &str, c: &Completion, full: &str) -> Value {
+    /// llama-server's `completion_probabilities` for these tokens: per token its `id`,
+    /// `token`, `bytes` and `logprob` with `top_logprobs`, or with `post_sampling_probs` its
+    /// `prob` with `top_probs`.
+    fn probabilities(&self, tokens: &[TokenLogprobs]) -> Value {
+        let post = self.post_sampling;
+        let entry = |p: &TokenProb| {
+            let mut e = json!({
+                "id": p.token,
+                "token": String::from_utf8_lossy(&p.bytes),
+                "bytes": p.bytes,
+            });
+            if post {
+                e["prob"] = json!(p.logprob.exp());
+            } else {
+                e["logprob"] = json!(p.logprob);
+            }
+            e
+        };
+        let top = if post { "top_probs" } else { "top_logprobs" };
+        Value::Array(
+            tokens
+                .iter()
+                .map(|t| {
+                    let mut e = entry(&t.chosen);
+                    e[top] = Value::Array(t.top.iter().take(self.n_probs).map(entry).collect());
+                    e
+                })
+                .collect(),
+        )
+    }
+
+    /// The final object (`stop: true`) for `content`, with the probabilities of `probs`' tokens
+    /// when they were asked for.
+    fn finished(
+        &self,
+        content: &str,
+        c: &Completion,
+        full: &str,
+        probs: &[TokenLogprobs],
+    ) -> Value {
         let stopping_word = match (c.finish_reason, self.stop.as_slice()) {
             (FinishReason::StopString, [only]) => only.clone(),
             _ => String::new(),
@@ -311,7 +384,7 @@ impl Answer {
         } else {
             Vec::new()
         };
-        json!({
+        let mut out = json!({
             "index": self.index,
             "content": content,
             "tokens": tokens,
@@ -328,36 +401,57 @@ impl Answer {
             "stopping_word": stopping_word,
             "tokens_cached": c.prompt_tokens + c.completion_tokens,
             "timings": timings(c),
-        })
+        });
+        if self.n_probs > 0 && !probs.is_empty() {
+            out["completion_probabilities"] = self.probabilities(probs);
+        }
+        out
     }
 }
 
 /// The stream of a native completion: one `data:` object per piece (`stop: false`), then the
 /// final object (`stop: true`, empty `content`); no `[DONE]`, as llama-server sends it.
+/// With `n_probs`, a piece carries the probabilities of the tokens it ends (several when the
+/// text of some was held back: a possible stop string, an unfinished UTF-8 sequence).
 struct NativeFrames {
     answer: Answer,
     text: String,
+    /// Probabilities of tokens whose text has not been sent yet.
+    probs: Vec<TokenLogprobs>,
 }
 
 impl Frames for NativeFrames {
     fn text(&mut self, text: &str) -> Vec<Event> {
         self.text.push_str(text);
-        vec![events::data(&json!({
+        let mut chunk = json!({
             "index": self.answer.index,
             "content": text,
             "tokens": [],
             "stop": false,
             "id_slot": -1,
-        }))]
+        });
+        if !self.probs.is_empty() {
+            chunk["completion_probabilities"] = self.answer.probabilities(&self.probs);
+            self.probs.clear();
+        }
+        vec![events::data(&chunk)]
+    }
+
+    fn logprobs(&mut self, logprobs: TokenLogprobs) -> Vec<Event> {
+        self.probs.push(logprobs);
+        Vec::new()
     }
 
     fn done(&mut self, c: &Completion) -> Vec<Event> {
-        vec![events::data(&self.answer.finished("", c, &self.text))]
+        let probs = std::mem::take(&mut self.probs);
+        vec![events::data(
+            &self.answer.finished("", c, &self.text, &probs),
+        )]
     }
 }
 
 /// llama-server's `generation_settings` for prepared options.
-fn generation_settings(p: &Prepared, n_probs: u32) -> Value {
+fn generation_settings(p: &Prepared, n_probs: usize) -> Value {
     let s = &p.options.sampling;
     json!({
         "n_predict": p.options.max_tokens.map_or(-1, |n| n as i64),
@@ -378,6 +472,11 @@ fn generation_settings(p: &Prepared, n_probs: u32) -> Value {
         "ignore_eos": p.options.ignore_eos,
         "stream": p.stream,
         "n_probs": n_probs,
+        "post_sampling_probs": p.options.post_sampling_probs,
+        // -infinity (a ban) is null, as llama-server writes it.
+        "logit_bias": p.options.logit_bias.iter()
+            .map(|&(token, bias)| json!({"bias": if bias.is_finite() { json!(bias) } else { Value::Null }, "token": token}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -407,12 +506,6 @@ async fn native_completion(
     body: Value,
 ) -> Result<Response, ApiError> {
     let fields: NativeFields = openai::parse(&body)?;
-    if fields.n_probs.unwrap_or(0) > 0 {
-        return Err(ApiError::invalid(
-            "n_probs is not supported: the engine does not report token probabilities",
-            Some("n_probs"),
-        ));
-    }
     let common: Common = openai::parse(&openai_body(&body, &fields))?;
     let mut prepared = common
         .prepare(&state.defaults, openai::Kind::Completion)
@@ -423,6 +516,27 @@ async fn native_completion(
             err
         })?;
     prepared.options.ignore_eos = fields.ignore_eos.unwrap_or(false);
+    prepared.options.post_sampling_probs = fields.post_sampling_probs.unwrap_or(false);
+    prepared.options.fresh_prompt = fields.cache_prompt == Some(false);
+    let (grammar, logit_bias) = {
+        let state = Arc::clone(&state);
+        tokio::task::spawn_blocking(move || constraints(&state, &common))
+            .await
+            .map_err(|e| ApiError::internal(format!("checking the request failed: {e}")))??
+    };
+    prepared.options.grammar = grammar;
+    prepared.options.logit_bias = logit_bias;
+    if prepared.options.ignore_eos {
+        // As llama-server: the end-of-generation tokens are banned (a -infinity bias, shown
+        // in generation_settings), so that none is sampled at all.
+        let model = &state.model;
+        let bias = &mut prepared.options.logit_bias;
+        for token in 0..model.n_vocab() as Token {
+            if model.is_end_of_generation(token) && !bias.iter().any(|&(t, _)| t == token) {
+                bias.push((token, f32::NEG_INFINITY));
+            }
+        }
+    }
     let value = fields
         .prompt
         .as_ref()
@@ -434,7 +548,7 @@ async fn native_completion(
             Some("stream"),
         ));
     }
-    let settings = generation_settings(&prepared, fields.n_probs.unwrap_or(0));
+    let settings = generation_settings(&prepared, prepared.logprobs.unwrap_or(0));
     let mut answers = Vec::new();
     for (index, pieces) in prompts.into_iter().enumerate() {
         let tokens = {
@@ -467,12 +581,15 @@ async fn native_completion(
             settings: settings.clone(),
             stop: prepared.options.stop.clone(),
             return_tokens: fields.return_tokens.unwrap_or(false),
+            n_probs: prepared.logprobs.unwrap_or(0),
+            post_sampling: prepared.options.post_sampling_probs,
             state: Arc::clone(&state),
         };
         if prepared.stream {
             let frames = NativeFrames {
                 answer,
                 text: String::new(),
+                probs: Vec::new(),
             };
             return Ok(events::respond(frames, stream, record, inflight));
         }
@@ -480,11 +597,11 @@ async fn native_completion(
     }
     let mut results = Vec::new();
     for (answer, stream, inflight) in answers {
-        let (text, c) = events::collect(stream).await?;
+        let (text, probs, c) = events::collect_with_logprobs(stream).await?;
         drop(inflight);
         record.completed(&c);
         results.push(pick_fields(
-            answer.finished(&text, &c, &text),
+            answer.finished(&text, &c, &text, &probs),
             &fields.response_fields,
         ));
     }
@@ -682,7 +799,7 @@ pub(super) async fn props(
         "modalities": {"vision": false, "video": false, "audio": false},
         "endpoint_slots": slots.slots,
         "endpoint_props": false,
-        "endpoint_metrics": true,
+        "endpoint_metrics": slots.metrics,
         "chat_template": model.chat_template().unwrap_or_default(),
         "bos_token": bos,
         "build_info": format!("llama-rs {}", env!("CARGO_PKG_VERSION")),
@@ -825,7 +942,8 @@ mod tests {
         assert_eq!(t["prompt_n"], 8);
         assert_eq!(t["cache_n"], 2);
         assert_eq!(t["predicted_n"], 4);
-        assert_eq!(t["predicted_per_token_ms"], 50.0);
+        // Three decode steps after the first token.
+        assert!((t["predicted_per_token_ms"].as_f64().unwrap() - 200.0 / 3.0).abs() < 1e-9);
         assert_eq!(t["prompt_per_second"], 100.0);
         assert_eq!(stop_type(FinishReason::EndOfGeneration), "eos");
     }

@@ -21,6 +21,7 @@ mod quantize;
 mod router;
 mod serve;
 mod serve_compat;
+mod serve_native;
 mod serve_templates;
 mod session_files;
 mod shapes;

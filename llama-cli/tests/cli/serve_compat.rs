@@ -191,7 +191,7 @@ fn serve_answers_llama_server_routes_in_its_shapes() {
         picked,
         json!({"content": content, "generation_settings/n_predict": 6})
     );
-    let r = server.post("/completion", &json!({"prompt": "x", "n_probs": 3}));
+    let r = server.post("/completion", &json!({"prompt": "x", "n_probs": 101}));
     assert_eq!(r.assert_error(400)["param"], "n_probs");
     let r = server.post("/completion", &json!({"prompt": {"a": 1}}));
     assert_eq!(r.assert_error(400)["param"], "prompt");

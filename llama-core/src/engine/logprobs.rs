@@ -20,6 +20,30 @@ pub(super) fn of(logits: &[f32], chosen: Token, n: usize, model: &Model) -> Toke
     }
 }
 
+/// The probability of `chosen` and of the `n` most likely tokens among the candidates the
+/// sampler chain left (`kept`: most likely first, with their probabilities); a token the chain
+/// removed has probability 0 (log -infinity).
+pub(super) fn post_sampling(
+    kept: &[(Token, f32)],
+    chosen: Token,
+    n: usize,
+    model: &Model,
+) -> TokenLogprobs {
+    let prob = |token: Token, p: f32| TokenProb {
+        token,
+        bytes: model.token_to_piece(token, false),
+        logprob: p.ln(),
+    };
+    let p_chosen = kept
+        .iter()
+        .find(|(t, _)| *t == chosen)
+        .map_or(0.0, |&(_, p)| p);
+    TokenLogprobs {
+        chosen: prob(chosen, p_chosen),
+        top: kept.iter().take(n).map(|&(t, p)| prob(t, p)).collect(),
+    }
+}
+
 /// The `n` tokens with the largest logits (largest first) and log Σ exp(logits).
 fn top(logits: &[f32], n: usize) -> (Vec<Token>, f32) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -383,6 +383,19 @@ pub struct EngineStats {
     pub finished: u64,
     /// Requests cancelled (by the consumer or its token).
     pub cancelled: u64,
+    /// Successful `llama_decode` calls.
+    pub decodes: u64,
+    /// Sequences in those calls' batches, summed (over `decodes`: the mean batch occupancy).
+    pub decode_sequences: u64,
+    /// The longest sequence (prompt and answer) a finished request had.
+    pub tokens_max: u64,
+    /// Seconds finished requests spent on their prompts (from the first chunk to its logits).
+    pub prompt_seconds: f64,
+    /// Seconds finished requests spent generating after their first token.
+    pub generation_seconds: f64,
+    /// Decode steps of finished requests after their first token (the first token comes from
+    /// the prompt's logits).
+    pub generation_steps: u64,
 }
 
 /// Receives one request's events.

@@ -766,6 +766,10 @@ impl Scheduler {
             &options.logit_bias,
             grammar,
         );
+        let post_sampling = options.n_probs > 0 && options.post_sampling_probs;
+        if post_sampling {
+            sampler.keep_candidates();
+        }
         let prompt = &job.request.prompt;
         // The idle slot sharing the longest prefix, else an empty one, else the least recently
         // used (which is evicted).
@@ -796,13 +800,16 @@ impl Scheduler {
                         .unwrap_or(best)
                 })
         };
+        // A prompt to be evaluated afresh reuses no cached prefix (llama-server's
+        // `cache_prompt: false`).
+        let fresh = options.fresh_prompt;
         // A saved session that covers more of the prompt comes back from disk.
         let saved_best = self
             .saved
             .iter()
             .enumerate()
             .map(|(k, s)| (k, common_prefix(&s.tokens, prompt)))
-            .filter(|&(k, c)| c + TAIL_SLACK >= self.saved[k].tokens.len() && c > common)
+            .filter(|&(k, c)| !fresh && c + TAIL_SLACK >= self.saved[k].tokens.len() && c > common)
             .max_by_key(|&(_, c)| c);
         if let Some((k, c)) = saved_best {
             if !self.slots[chosen].tokens.is_empty() {
@@ -823,8 +830,12 @@ impl Scheduler {
             self.share_prefix(chosen, prompt);
             common = self.slots[chosen].tokens.len();
         }
-        let reuse = common.min(prompt.len() - 1);
-        if self.slots[chosen].tokens.len() > reuse + TAIL_SLACK {
+        let reuse = if fresh {
+            0
+        } else {
+            common.min(prompt.len() - 1)
+        };
+        if !fresh && self.slots[chosen].tokens.len() > reuse + TAIL_SLACK {
             // Another conversation shares only a prefix: keep it on disk before truncating.
             if self.save(chosen) {
                 self.stats().evictions += 1;
@@ -877,8 +888,10 @@ impl Scheduler {
             max_tokens: job.request.options.max_tokens,
             argmax: greedy_without_penalties(&job.request.options.sampling)
                 && job.request.options.grammar.is_none()
-                && job.request.options.logit_bias.is_empty(),
+                && job.request.options.logit_bias.is_empty()
+                && !post_sampling,
             n_probs: job.request.options.n_probs,
+            post_sampling,
             ignore_eos: job.request.options.ignore_eos,
             events: job.events,
             cancel: job.request.cancel,
@@ -1052,7 +1065,11 @@ impl Scheduler {
         };
         self.ctx.abort_when_all_cancelled(Vec::new());
         match outcome {
-            DecodeOutcome::Done => {}
+            DecodeOutcome::Done => {
+                let mut stats = self.stats();
+                stats.decodes += 1;
+                stats.decode_sequences += plan.len() as u64;
+            }
             DecodeOutcome::Aborted => {
                 // Nobody wants this batch's result (the cache may hold part of it).
                 for (i, _, _) in plan {
@@ -1137,6 +1154,9 @@ impl Scheduler {
             // A grammar with no way on ends the answer as an end of generation would.
             let eog = self.model.is_end_of_generation(token) || run.sampler.grammar_stuck();
             let probs = match (run.n_probs, self.ctx.logits(index as i32)) {
+                (n, _) if n > 0 && !eog && run.post_sampling => Some(
+                    super::logprobs::post_sampling(run.sampler.kept(), token, n, &self.model),
+                ),
                 (n, Some(logits)) if n > 0 && !eog => {
                     Some(super::logprobs::of(logits, token, n, &self.model))
                 }
@@ -1211,17 +1231,42 @@ impl Scheduler {
         }
         // Count first: a consumer that sees the end may read the figures at once.
         {
+            let slot = &self.slots[i];
+            let length = slot.tokens.len() as u64;
+            let times = slot.running.as_ref().map(|run| {
+                let prompt = match (run.prompt_started, run.prompt_done) {
+                    (Some(start), Some(done)) => (done - start).as_secs_f64(),
+                    _ => 0.0,
+                };
+                let generation = run.prompt_done.map_or(0.0, |t| t.elapsed().as_secs_f64());
+                (prompt, generation, run.generated.saturating_sub(1) as u64)
+            });
             let mut stats = self.stats();
             stats.finished += 1;
+            // The slot is free once its consumer sees the end (`publish` recounts later).
+            stats.active = stats.active.saturating_sub(1);
             if reason == FinishReason::Cancelled {
                 stats.cancelled += 1;
+            }
+            stats.tokens_max = stats.tokens_max.max(length);
+            if let Some((prompt, generation, steps)) = times {
+                stats.prompt_seconds += prompt;
+                stats.generation_seconds += generation;
+                stats.generation_steps += steps;
             }
         }
         self.end_slot(i, reason);
     }
 
     fn fail_slot(&mut self, i: usize, error: EngineError) {
-        self.stats().finished += 1;
+        {
+            let running = !self.slots[i].is_idle();
+            let mut stats = self.stats();
+            stats.finished += 1;
+            if running {
+                stats.active = stats.active.saturating_sub(1);
+            }
+        }
         if let Some(run) = self.slots[i].running.take() {
             let undelivered = Undelivered::send(run.events, vec![EngineEvent::Failed(error)]);
             if !undelivered.pending.is_empty() {

@@ -42,6 +42,8 @@ pub(super) struct Running {
     pub(super) argmax: bool,
     /// Log-probabilities of this many alternatives go with each token (0: none).
     pub(super) n_probs: usize,
+    /// The probabilities are those after the sampler chain (`post_sampling_probs`).
+    pub(super) post_sampling: bool,
     pub(super) events: Sender<EngineEvent>,
     pub(super) cancel: CancelToken,
     pub(super) submitted: Instant,

@@ -18,6 +18,11 @@ pub struct SamplerChain {
     grammar_stuck: bool,
     /// Reused candidate array for grammar sampling.
     candidates: Vec<sys::llama_token_data>,
+    /// Keep the candidates the chain leaves ([`kept`](Self::kept)): every sample then goes
+    /// through the candidate array.
+    keep: bool,
+    /// The candidates left by the last sample and their probabilities, with `keep`.
+    kept: Vec<(Token, f32)>,
 }
 
 // SAFETY: the chain is owned exclusively and only used through `&mut self`.
@@ -153,6 +158,8 @@ impl SamplerChain {
                 grammar,
                 grammar_stuck: false,
                 candidates: Vec::new(),
+                keep: false,
+                kept: Vec::new(),
             }
         }
     }
@@ -161,6 +168,14 @@ impl SamplerChain {
     /// a grammar, the candidates it forbids are removed first and the grammar advances past
     /// the token (an end-of-generation token is never given to it: the answer ends there).
     pub fn sample(&mut self, ctx: &Context, index: i32, model: &Model) -> Token {
+        if self.grammar.is_none() && self.keep {
+            let Some(token) = ctx.logits(index).and_then(|l| self.sample_from(l, false)) else {
+                return 0;
+            };
+            // SAFETY: valid chain.
+            unsafe { sys::llama_sampler_accept(self.ptr.as_ptr(), token) };
+            return token;
+        }
         if self.grammar.is_none() {
             // SAFETY: both handles are valid; llama.cpp reads the context's logits for `index`.
             return unsafe { sys::llama_sampler_sample(self.ptr.as_ptr(), ctx.as_ptr(), index) };
@@ -224,11 +239,29 @@ impl SamplerChain {
         // SAFETY: valid chain; `array` points at `size` valid entries of `self.candidates`,
         // which the samplers reorder and shrink in place.
         unsafe { sys::llama_sampler_apply(self.ptr.as_ptr(), &mut array) };
+        if self.keep {
+            // SAFETY: after the chain, `data` points at `size` valid entries.
+            let left = unsafe { std::slice::from_raw_parts(array.data, array.size) };
+            self.kept = probabilities(left);
+        }
         if array.selected < 0 || array.selected as usize >= array.size {
             return None;
         }
         // SAFETY: `selected` indexes one of the `size` entries `data` points at.
         Some(unsafe { (*array.data.add(array.selected as usize)).id })
+    }
+
+    /// Keeps, from now on, the candidates each sample leaves after the whole chain (for
+    /// llama-server's `post_sampling_probs`).
+    pub fn keep_candidates(&mut self) {
+        self.keep = true;
+    }
+
+    /// The candidates the last sample left after the whole chain, most likely first, with
+    /// their probabilities (a softmax of their final logits: the distribution the token was
+    /// drawn from). Empty unless [`keep_candidates`](Self::keep_candidates) was called.
+    pub fn kept(&self) -> &[(Token, f32)] {
+        &self.kept
     }
 
     /// Whether the grammar allows `token` next.
@@ -270,9 +303,50 @@ impl SamplerChain {
     }
 }
 
+/// The candidates with a probability above zero, most likely first: a softmax of their logits.
+fn probabilities(left: &[sys::llama_token_data]) -> Vec<(Token, f32)> {
+    let max = left
+        .iter()
+        .map(|d| d.logit)
+        .fold(f32::NEG_INFINITY, f32::max);
+    if max == f32::NEG_INFINITY {
+        return Vec::new();
+    }
+    let sum: f64 = left.iter().map(|d| f64::from(d.logit - max).exp()).sum();
+    let mut out: Vec<(Token, f32)> = left
+        .iter()
+        .map(|d| (d.id, (f64::from(d.logit - max).exp() / sum) as f32))
+        .filter(|&(_, p)| p > 0.0)
+        .collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    out
+}
+
 impl Drop for SamplerChain {
     fn drop(&mut self) {
         // SAFETY: created by llama_sampler_chain_init, freed only here (it frees its members).
         unsafe { sys::llama_sampler_free(self.ptr.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_candidates_are_a_softmax_most_likely_first() {
+        let data = |id, logit| sys::llama_token_data { id, logit, p: 0.0 };
+        let left = [
+            data(4, 0.0),
+            data(7, 2.0_f32.ln()),
+            data(9, f32::NEG_INFINITY),
+        ];
+        let p = probabilities(&left);
+        // The banned token (probability 0) is not listed.
+        assert_eq!(p.iter().map(|&(t, _)| t).collect::<Vec<_>>(), vec![7, 4]);
+        assert!((p[0].1 - 2.0 / 3.0).abs() < 1e-6);
+        assert!((p[1].1 - 1.0 / 3.0).abs() < 1e-6);
+        assert!(probabilities(&[data(1, f32::NEG_INFINITY)]).is_empty());
+        assert!(probabilities(&[]).is_empty());
     }
 }
