@@ -510,7 +510,7 @@ fn openai_python_tools() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}\n{stderr}");
 }
 
 /// A model whose Jinja template minijinja cannot compile falls back to llama.cpp's built-in

@@ -339,7 +339,7 @@ fn serve_speaks_anthropic_messages_and_openai_responses() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names[..3],
-        ["message_start", "content_block_start", "ping"],
+        ["message_start", "ping", "content_block_start"],
         "{names:?}"
     );
     assert_eq!(
@@ -428,7 +428,7 @@ fn anthropic_python_client() {
         println!("skipped: the anthropic package is not installed");
         return;
     }
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}\n{stderr}");
 }
 
 #[test]

@@ -20,6 +20,7 @@
 
 pub mod jinja;
 pub mod parse;
+mod partial;
 mod strftime;
 #[cfg(feature = "ffi")]
 mod template;
