@@ -10,10 +10,13 @@ use serde_json::Value;
 /// How many responses are kept; the oldest goes first.
 pub const CAPACITY: usize = 64;
 
+/// One kept response: its id and conversation.
+type Kept = (String, Arc<Vec<Value>>);
+
 /// The stored responses, shared by the routes of one server.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
-    inner: Arc<Mutex<VecDeque<(String, Arc<Vec<Value>>)>>>,
+    inner: Arc<Mutex<VecDeque<Kept>>>,
 }
 
 impl Store {
