@@ -2,7 +2,7 @@
 # Builds llama-cli (release) and llama.cpp's reference tools, then runs the layer streaming
 # benchmark of scripts/bench_streaming.py (tokens/s, disk bytes per token, peak RSS, fraction
 # of the disk-read limit). Run as root for the cgroup-limited llama-bench rows.
-#   usage: scripts/bench-streaming.sh [--budgets 78M,80M,110M] [--rounds N]
+#   usage: scripts/bench-streaming.sh [--budgets 84M,90M,110M] [--rounds N]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -16,7 +16,7 @@ The disk-read limit of a streaming run is the sequential read bandwidth of the m
 (buffered reads after dropping its pages from the page cache, measured before each streaming
 run) divided by its bytes per token; the run's tokens/s is reported as a fraction of it.
 
-usage: scripts/bench_streaming.py LLAMA_CLI REFERENCE_BIN_DIR MODEL [--budgets 78M,80M,110M]
+usage: scripts/bench_streaming.py LLAMA_CLI REFERENCE_BIN_DIR MODEL [--budgets 84M,90M,110M]
        [--threads 2] [--rounds 3] [--short 32] [--long 160]
 """
 import argparse
@@ -157,7 +157,7 @@ def main():
     ap.add_argument("cli")
     ap.add_argument("bindir")
     ap.add_argument("model")
-    ap.add_argument("--budgets", default="78M,80M,110M")
+    ap.add_argument("--budgets", default="84M,90M,110M")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", type=int, default=32)

@@ -80,7 +80,8 @@ fn real_templates_render_as_transformers_renders_them() {
             // The date variables llama.cpp's templating adds (and ours): fixed, and given to
             // transformers too.
             let extra = json!({"date_string": "26 Jul 2024", "datetime": "Jul 26 2024"});
-            let case = json!({"template": source, "messages": messages, "tools": tools, "extra": extra});
+            let case =
+                json!({"template": source, "messages": messages, "tools": tools, "extra": extra});
             let expected = transformers(&case);
             if expected.starts_with("SKIP:") {
                 continue;

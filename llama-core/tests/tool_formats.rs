@@ -1,7 +1,9 @@
 //! Each tool-call format end to end on the real SmolLM2 model: a real template of the family
 //! (from llama.cpp's `models/templates`, see tests/chat_templates.rs) renders the tools, the
 //! format's grammar holds SmolLM2's answer to a call (`tool_choice: required`), and the
-//! format's parser reads the call back. Prints "skipped" for a template that is not there.
+//! format's parser reads the call back, whole and streamed a few bytes at a time (one start
+//! per call, argument fragments that join to the same arguments). Prints "skipped" for a
+//! template that is not there.
 //! Also: a grammar that is not GBNF and a schema llama.cpp's converter refuses are typed
 //! errors, not aborts.
 
@@ -12,7 +14,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use llama_core::chat::{
-    ChatInputs, ChatTemplate, StreamParser, TemplateChoice, TemplateOptions, ToolFormat,
+    ChatFormat, ChatInputs, ChatTemplate, MessageDelta, ParsedMessage, StreamParser,
+    TemplateChoice, TemplateOptions, ToolFormat,
 };
 use llama_core::grammar::{Grammar, GrammarError};
 use llama_core::{
@@ -99,6 +102,47 @@ fn call_through(template: &ChatTemplate, expected: ToolFormat) {
     assert_eq!(message.tool_calls[0].name, "get_weather", "{text:?}");
     let args: serde_json::Value = serde_json::from_str(&message.tool_calls[0].arguments).unwrap();
     assert!(args["city"].is_string(), "{text:?}");
+    streamed_like_whole(&prompt.format, &text, &message);
+}
+
+/// The answer streamed a few bytes at a time gives one start per call (its name, the id the
+/// whole parse gives) and argument fragments that join to the same arguments.
+fn streamed_like_whole(format: &ChatFormat, text: &str, whole: &ParsedMessage) {
+    let mut parser = StreamParser::new(format.clone());
+    let mut deltas = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(3);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        deltas.extend(parser.push(&rest[..cut]));
+        rest = &rest[cut..];
+    }
+    let (message, more) = parser.finish();
+    deltas.extend(more);
+    assert_eq!(message.tool_calls.len(), whole.tool_calls.len(), "{text:?}");
+    for (i, call) in message.tool_calls.iter().enumerate() {
+        let starts: Vec<(&String, &String)> = deltas
+            .iter()
+            .filter_map(|d| match d {
+                MessageDelta::ToolCall { index, id, name } if *index == i => Some((id, name)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, vec![(&call.id, &call.name)], "{text:?}");
+        let joined: String = deltas
+            .iter()
+            .filter_map(|d| match d {
+                MessageDelta::ToolArguments { index, text } if *index == i => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        let streamed: serde_json::Value = serde_json::from_str(&joined).unwrap();
+        let parsed: serde_json::Value =
+            serde_json::from_str(&whole.tool_calls[i].arguments).unwrap();
+        assert_eq!(streamed, parsed, "{text:?}");
+    }
 }
 
 fn from_file(name: &str) -> Option<ChatTemplate> {

@@ -2,7 +2,9 @@
 
 Starts the server itself (`--port 0`, the real test model, an API key the client sends as
 `X-Api-Key`), then talks to it only through the client: non-streaming and streaming messages
-(with `system`, `max_tokens` and `stop_sequences`), token counting, auth and error mapping.
+(with `system`, `max_tokens` and `stop_sequences`), token counting, auth and error mapping,
+and a tools round trip: a `tool_use` answer, the same call streamed (the client joins the
+`input_json_delta` fragments), the `tool_result` sent back, `thinking` in the history.
 Prints "skipped" and exits 0 when the `anthropic` package is not installed.
 
     usage: python tests/python/test_anthropic_client.py --binary PATH/llama-cli --model MODEL.gguf
@@ -103,6 +105,48 @@ class AnthropicClient(unittest.TestCase):
         m = client().messages.create(model="any", max_tokens=2, messages=QUESTION)
         self.assertEqual(n.input_tokens, m.usage.input_tokens)
 
+    def test_tools_round_trip(self):
+        tools = [{"name": "get_weather", "description": "The current weather in a city",
+                  "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+                                   "required": ["city"]}}]
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        args = dict(model="any", max_tokens=80, temperature=0, messages=question, tools=tools,
+                    tool_choice={"type": "tool", "name": "get_weather"})
+        m = client().messages.create(**args)
+        self.assertEqual(m.stop_reason, "tool_use")
+        use = next(b for b in m.content if b.type == "tool_use")
+        self.assertEqual(use.name, "get_weather")
+        self.assertIsInstance(use.input, dict)
+        self.assertIn("city", use.input)
+        # Streamed, the client's accumulation of the input_json_delta events gives the same.
+        with client().messages.stream(**args) as s:
+            final = s.get_final_message()
+        streamed = next(b for b in final.content if b.type == "tool_use")
+        self.assertEqual((streamed.name, streamed.input), (use.name, use.input))
+        self.assertEqual(final.stop_reason, "tool_use")
+        indices = [b.type for b in final.content]
+        self.assertEqual(indices[-1], "tool_use")
+        # The result goes back; thinking in the history is rendered (and counted).
+        history = question + [
+            {"role": "assistant", "content": [b.model_dump() for b in m.content]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                          "content": "Sunny, 21 degrees"}]},
+        ]
+        answer = client().messages.create(model="any", max_tokens=30, temperature=0,
+                                          messages=history, tools=tools)
+        self.assertIn(answer.stop_reason, ("end_turn", "max_tokens", "tool_use"))
+        plain = client().messages.count_tokens(model="any", messages=history, tools=tools)
+        thinking = [dict(history[1], content=[{"type": "thinking", "thinking": "Ask the tool.",
+                                               "signature": ""}] + history[1]["content"])]
+        with_thinking = client().messages.count_tokens(
+            model="any", messages=history[:1] + thinking + history[2:], tools=tools)
+        self.assertGreaterEqual(with_thinking.input_tokens, plain.input_tokens)
+        error = [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+                                               "is_error": True, "content": "no such city"}]}]
+        r = client().messages.create(model="any", max_tokens=4, tools=tools,
+                                     messages=history[:2] + error)
+        self.assertEqual(r.type, "message")
+
     def test_wrong_key_is_authentication_error(self):
         with self.assertRaises(anthropic.AuthenticationError):
             client("wrong").messages.create(model="any", max_tokens=4, messages=QUESTION)
@@ -114,6 +158,12 @@ class AnthropicClient(unittest.TestCase):
             client().messages.create(
                 model="any", max_tokens=4, messages=[{"role": "user", "content": [image]}])
         self.assertEqual(ctx.exception.body["type"], "error")
+        self.assertIn("image input is not supported", ctx.exception.body["error"]["message"])
+        # Inside a tool result too.
+        result = {"type": "tool_result", "tool_use_id": "t1", "content": [image]}
+        with self.assertRaises(anthropic.BadRequestError):
+            client().messages.create(
+                model="any", max_tokens=4, messages=[{"role": "user", "content": [result]}])
 
 
 def main():

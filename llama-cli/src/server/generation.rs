@@ -27,15 +27,15 @@ use super::sse::{self, StreamChoice};
 use super::state::{AppState, Inflight};
 
 /// What a request's prompts and answers are, once checked and rendered.
-struct Plan {
+pub(super) struct Plan {
     /// Each prompt's tokens.
-    prompts: Vec<Vec<Token>>,
+    pub(super) prompts: Vec<Vec<Token>>,
     /// How to read chat answers (`None` for text completions).
-    format: Option<ChatFormat>,
+    pub(super) format: Option<ChatFormat>,
     /// The grammar answers are held to.
-    grammar: Option<GrammarSpec>,
+    pub(super) grammar: Option<GrammarSpec>,
     /// Logit biases.
-    logit_bias: Vec<(Token, f32)>,
+    pub(super) logit_bias: Vec<(Token, f32)>,
 }
 
 /// Answers a chat or text-completion request.
@@ -213,8 +213,13 @@ async fn collect(mut choice: StreamChoice) -> Result<Answer, ApiError> {
 }
 
 /// Checks and renders the request: prompts, grammar, biases (blocking: templates, grammars
-/// and tokenizing).
-fn plan(state: &AppState, kind: Kind, body: &Value, common: &Common) -> Result<Plan, ApiError> {
+/// and tokenizing). The Anthropic and Responses routes plan their chat requests here too.
+pub(super) fn plan(
+    state: &AppState,
+    kind: Kind,
+    body: &Value,
+    common: &Common,
+) -> Result<Plan, ApiError> {
     let model = &state.model;
     let constraint = common.constraint()?;
     let logit_bias = common.logit_bias(model.n_vocab(), |text| {

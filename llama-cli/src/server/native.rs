@@ -68,7 +68,7 @@ pub fn routes(config: NativeConfig) -> Router<Arc<AppState>> {
 }
 
 /// Fields of a native request that are OpenAI's too, under the same name.
-const SHARED_FIELDS: [&str; 15] = [
+const SHARED_FIELDS: [&str; 17] = [
     "temperature",
     "top_k",
     "top_p",
@@ -84,6 +84,8 @@ const SHARED_FIELDS: [&str; 15] = [
     "response_format",
     "logit_bias",
     "n_probs",
+    "timings_per_token",
+    "return_progress",
 ];
 
 /// The native fields this module reads itself.
@@ -418,6 +420,8 @@ struct NativeFrames {
     text: String,
     /// Probabilities of tokens whose text has not been sent yet.
     probs: Vec<TokenLogprobs>,
+    /// The figures to send with the next piece (`timings_per_token`).
+    timings: Option<Value>,
 }
 
 impl Frames for NativeFrames {
@@ -434,7 +438,31 @@ impl Frames for NativeFrames {
             chunk["completion_probabilities"] = self.answer.probabilities(&self.probs);
             self.probs.clear();
         }
+        if let Some(t) = self.timings.take() {
+            chunk["timings"] = t;
+        }
         vec![events::data(&chunk)]
+    }
+
+    /// llama-server's `return_progress`: a prompt report is a piece of its own with no
+    /// content, `prompt_progress` and the `timings` so far; with `timings_per_token` a token's
+    /// figures go with its piece.
+    fn progress(&mut self, p: &llama_core::engine::Progress) -> Vec<Event> {
+        if super::timings::is_prompt_report(p) {
+            let chunk = json!({
+                "index": self.answer.index,
+                "content": "",
+                "tokens": [],
+                "stop": false,
+                "id_slot": -1,
+                "prompt_progress": super::timings::prompt_progress(p),
+                "timings": super::timings::of_progress(p),
+            });
+            vec![events::data(&chunk)]
+        } else {
+            self.timings = Some(super::timings::of_progress(p));
+            Vec::new()
+        }
     }
 
     fn logprobs(&mut self, logprobs: TokenLogprobs) -> Vec<Event> {
@@ -590,6 +618,7 @@ async fn native_completion(
                 answer,
                 text: String::new(),
                 probs: Vec::new(),
+                timings: None,
             };
             return Ok(events::respond(frames, stream, record, inflight));
         }

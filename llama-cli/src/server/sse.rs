@@ -1,7 +1,9 @@
 //! Streamed answers as server-sent events, in OpenAI's shape: for chat a first chunk per
 //! choice with the role (and `content: null`, as llama-server sends it), then deltas of
-//! `content`, `reasoning_content` and `tool_calls` (each call whole, with its index) as the
-//! answer's parser finds them, with `logprobs` when asked for; then a chunk with the
+//! `content`, `reasoning_content` and `tool_calls` as the
+//! answer's parser finds them (a call starts with its index, id, type, name and empty
+//! arguments; fragments of its arguments follow as they are written, as OpenAI streams them),
+//! with `logprobs` when asked for; then a chunk with the
 //! `finish_reason` per choice (`tool_calls` when the model called tools), optionally one with
 //! `usage`, then `data: [DONE]`. The last chunk carries llama-server's `timings`; with
 //! `timings_per_token` each piece of text carries the figures so far, and with
@@ -161,8 +163,13 @@ impl Events {
                     (json!({"content": text}), logprobs)
                 }
                 MessageDelta::Reasoning(text) => (json!({"reasoning_content": text}), None),
-                MessageDelta::ToolCall { index, call } => (
-                    json!({"tool_calls": [openai::tool_call_json(&call, Some(index))]}),
+                MessageDelta::ToolCall { index, id, name } => (
+                    json!({"tool_calls": [{"index": index, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": ""}}]}),
+                    None,
+                ),
+                MessageDelta::ToolArguments { index, text } => (
+                    json!({"tool_calls": [{"index": index, "function": {"arguments": text}}]}),
                     None,
                 ),
             };

@@ -160,7 +160,9 @@ fn serve_templates_grammars_tools_logprobs_and_choices() {
         "{r}"
     );
     assert!(!content(&r).is_empty(), "{r}");
-    // Streamed: the call arrives as a tool_calls delta with its index, then finish_reason.
+    // Streamed: the call's first delta has its index, id, type, name and empty arguments; the
+    // arguments follow in fragments that join to the arguments of the whole answer; then
+    // finish_reason.
     let chunks = EventStream::open(
         server.port,
         "/v1/chat/completions",
@@ -174,9 +176,28 @@ fn serve_templates_grammars_tools_logprobs_and_choices() {
         .iter()
         .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
         .collect();
-    assert_eq!(deltas.len(), 1, "{chunks:?}");
-    assert_eq!(deltas[0][0]["index"], 0);
-    assert_eq!(deltas[0][0]["function"]["name"], "get_weather");
+    assert!(deltas.len() > 2, "{chunks:?}");
+    let first = &deltas[0][0];
+    assert_eq!(
+        (&first["index"], &first["type"], &first["function"]["name"]),
+        (&json!(0), &json!("function"), &json!("get_weather")),
+        "{first}"
+    );
+    assert!(first["id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("call_")));
+    assert_eq!(first["function"]["arguments"], "");
+    let mut joined = String::new();
+    for d in &deltas[1..] {
+        assert_eq!(d[0]["index"], 0);
+        assert!(
+            d[0].get("id").is_none() && d[0]["function"].get("name").is_none(),
+            "{d}"
+        );
+        joined.push_str(d[0]["function"]["arguments"].as_str().unwrap());
+    }
+    let streamed: Value = serde_json::from_str(&joined).expect("the fragments join to JSON");
+    assert_eq!(streamed, args, "{joined}");
     let finish = chunks
         .iter()
         .find_map(|c| c["choices"][0]["finish_reason"].as_str())
@@ -510,7 +531,7 @@ fn openai_python_tools() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("5 passed, 0 failed"), "{stdout}\n{stderr}");
 }
 
 /// A model whose Jinja template minijinja cannot compile falls back to llama.cpp's built-in

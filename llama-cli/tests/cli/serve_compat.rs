@@ -339,7 +339,7 @@ fn serve_speaks_anthropic_messages_and_openai_responses() {
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names[..3],
-        ["message_start", "content_block_start", "ping"],
+        ["message_start", "ping", "content_block_start"],
         "{names:?}"
     );
     assert_eq!(
@@ -406,6 +406,207 @@ fn serve_speaks_anthropic_messages_and_openai_responses() {
     assert_eq!(done["response"]["usage"], whole["usage"]);
 }
 
+/// The content blocks of an Anthropic stream, rebuilt from its events as a client does
+/// (text and thinking deltas appended, `input_json_delta` fragments joined and parsed);
+/// asserts that blocks start and stop in order with consecutive indices.
+fn anthropic_blocks(events: &[(String, Value)]) -> Vec<Value> {
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut inputs: Vec<String> = Vec::new();
+    let mut open = None;
+    for (name, data) in events {
+        let index = data["index"].as_u64().map(|i| i as usize);
+        match name.as_str() {
+            "content_block_start" => {
+                assert_eq!(open, None, "a block starts while {open:?} is open");
+                assert_eq!(index, Some(blocks.len()), "{data}");
+                open = index;
+                blocks.push(data["content_block"].clone());
+                inputs.push(String::new());
+            }
+            "content_block_delta" => {
+                let i = index.unwrap();
+                assert_eq!(open, Some(i), "{data}");
+                let d = &data["delta"];
+                match d["type"].as_str().unwrap() {
+                    "text_delta" => {
+                        let t = blocks[i]["text"].as_str().unwrap().to_string();
+                        blocks[i]["text"] = json!(t + d["text"].as_str().unwrap());
+                    }
+                    "input_json_delta" => inputs[i].push_str(d["partial_json"].as_str().unwrap()),
+                    other => panic!("unexpected delta {other}"),
+                }
+            }
+            "content_block_stop" => {
+                assert_eq!(open, index, "{data}");
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(open, None);
+    for (block, input) in blocks.iter_mut().zip(inputs) {
+        if block["type"] == "tool_use" {
+            block["input"] =
+                serde_json::from_str(&input).unwrap_or_else(|e| panic!("{e}: {input}"));
+        }
+    }
+    blocks
+}
+
+#[test]
+fn serve_calls_tools_on_anthropic_messages_and_openai_responses() {
+    let server = Server::start(&["--parallel", "1", "--api-key", KEY]);
+    let tools = json!([{"name": "get_weather", "description": "The current weather in a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let question = json!([{"role": "user", "content": "What is the weather in Paris?"}]);
+    let body = json!({"max_tokens": 80, "temperature": 0, "messages": question, "tools": tools,
+                      "tool_choice": {"type": "any"}});
+    let whole = server.post("/v1/messages", &body).json();
+    assert_eq!(whole["stop_reason"], "tool_use", "{whole}");
+    let blocks = whole["content"].as_array().unwrap();
+    let call = blocks.iter().find(|b| b["type"] == "tool_use").unwrap();
+    assert_eq!(call["name"], "get_weather");
+    assert!(call["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(call["input"]["city"].is_string(), "{call}");
+    // Streamed: the tool_use block's input comes as several input_json_delta fragments.
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let events = named_events(server.port, "/v1/messages", &streaming);
+    let fragments = events
+        .iter()
+        .filter(|(_, d)| d["delta"]["type"] == "input_json_delta")
+        .count();
+    assert!(fragments > 2, "{events:?}");
+    let streamed = anthropic_blocks(&events);
+    let last = streamed.last().unwrap();
+    assert_eq!(
+        (&last["name"], &last["input"]),
+        (&call["name"], &call["input"])
+    );
+    let (_, delta) = events.iter().find(|(n, _)| n == "message_delta").unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use");
+    // The round trip: the call and its result (and reasoning) in the history.
+    let history = json!([
+        question[0],
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "The tool knows."}, call]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "Sunny, 21 degrees"}]},
+    ]);
+    let answer = server
+        .post(
+            "/v1/messages",
+            &json!({"max_tokens": 24, "temperature": 0, "messages": history,
+                                       "tools": tools, "tool_choice": {"type": "none"}}),
+        )
+        .json();
+    assert_eq!(answer["content"][0]["type"], "text", "{answer}");
+    let reason = answer["stop_reason"].as_str().unwrap();
+    assert!(["max_tokens", "end_turn"].contains(&reason), "{answer}");
+    // Thinking blocks are the template's reasoning_content: a template that renders it
+    // counts them.
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("t.jinja");
+    std::fs::write(
+        &template,
+        "{% for m in messages %}{{ m.role }}: {% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}\n{% endfor %}",
+    )
+    .unwrap();
+    let thinking = Server::start(&[
+        "--parallel",
+        "1",
+        "--api-key",
+        KEY,
+        "--chat-template-file",
+        template.to_str().unwrap(),
+    ]);
+    let count = |messages: &Value| {
+        thinking
+            .post("/v1/messages/count_tokens", &json!({"messages": messages}))
+            .json()["input_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut without = history.clone();
+    without[1]["content"] = json!([call]);
+    assert!(
+        count(&history) >= count(&without) + 4,
+        "{} {}",
+        count(&history),
+        count(&without)
+    );
+    drop(thinking);
+    // An image is refused in Anthropic's shape, named.
+    let image = json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}});
+    let r = server.post("/v1/messages", &json!({"max_tokens": 4, "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "x", "content": [image]}]}]}));
+    assert_eq!(r.status, 400);
+    let error = r.json();
+    assert_eq!(error["type"], "error");
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("image input is not supported"));
+
+    // Responses: a function_call item, continued with previous_response_id.
+    let tools = json!([{"type": "function", "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let body = json!({"input": "What is the weather in Paris?", "tools": tools,
+                      "tool_choice": "required", "max_output_tokens": 80, "temperature": 0});
+    let first = server.post("/v1/responses", &body).json();
+    let item = &first["output"][0];
+    assert_eq!(item["type"], "function_call", "{first}");
+    assert_eq!(item["name"], "get_weather");
+    let args: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
+    assert!(args["city"].is_string(), "{item}");
+    let next = json!({"previous_response_id": first["id"], "max_output_tokens": 8,
+        "input": [{"type": "function_call_output", "call_id": item["call_id"], "output": "Sunny"}]});
+    let counted = |body: &Value| {
+        server.post("/v1/responses/input_tokens", body).json()["input_tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    // The stored conversation (question, call, result) is in the prompt.
+    assert!(counted(&next) > counted(&json!({"input": "Sunny"})) + 10);
+    let second = server.post("/v1/responses", &next).json();
+    assert_eq!(second["object"], "response", "{second}");
+    let mut unknown = next.clone();
+    unknown["previous_response_id"] = json!("resp_unknown");
+    let r = server.post("/v1/responses", &unknown);
+    assert_eq!(r.assert_error(400)["param"], "previous_response_id");
+    // store: false keeps nothing.
+    let mut unstored = body.clone();
+    unstored["store"] = json!(false);
+    unstored["max_output_tokens"] = json!(4);
+    let gone = server.post("/v1/responses", &unstored).json();
+    let mut after = next.clone();
+    after["previous_response_id"] = gone["id"].clone();
+    assert_eq!(server.post("/v1/responses", &after).status, 400);
+    // Streamed: the item is added, its arguments come as deltas, and done events close it.
+    let mut streaming = body.clone();
+    streaming["stream"] = json!(true);
+    let events = named_events(server.port, "/v1/responses", &streaming);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    let deltas: Vec<&Value> = events
+        .iter()
+        .filter(|(n, _)| n == "response.function_call_arguments.delta")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(deltas.len() > 2, "{names:?}");
+    let joined: String = deltas
+        .iter()
+        .map(|d| d["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(serde_json::from_str::<Value>(&joined).unwrap(), args);
+    let (_, added) = events
+        .iter()
+        .find(|(n, _)| n == "response.output_item.added")
+        .unwrap();
+    assert_eq!(added["item"]["type"], "function_call");
+    assert_eq!(deltas[0]["item_id"], added["item"]["id"]);
+    let (_, done) = events.last().unwrap();
+    assert_eq!(done["type"], "response.completed");
+    assert_eq!(done["response"]["output"][0]["arguments"], json!(joined));
+}
+
 #[test]
 fn anthropic_python_client() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -428,7 +629,7 @@ fn anthropic_python_client() {
         println!("skipped: the anthropic package is not installed");
         return;
     }
-    assert!(stdout.contains("6 passed, 0 failed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("7 passed, 0 failed"), "{stdout}\n{stderr}");
 }
 
 #[test]

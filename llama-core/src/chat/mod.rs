@@ -23,6 +23,7 @@
 
 pub mod jinja;
 pub mod parse;
+mod partial;
 pub mod reasoning;
 mod strftime;
 #[cfg(feature = "ffi")]

@@ -3,11 +3,13 @@
 //!
 //! While an answer streams, [`StreamParser`] parses what has come so far as a partial
 //! message (text that may still turn out to be a marker, such as `<tool_` or `<thi`, is held
-//! back) and returns what changed as [`MessageDelta`]s: more content, more reasoning, or a new
-//! tool call (sent whole once it is complete), as llama-server streams them.
+//! back) and returns what changed as [`MessageDelta`]s: more content, more reasoning, a new
+//! tool call (its id and name) and fragments of its arguments as they are written (for the
+//! formats [`super::partial`] reads; calls of other formats come whole once complete).
 
 use serde_json::Value as Json;
 
+use super::partial::partial_calls;
 use super::tools::{ToolFormat, HERMES_CLOSE, HERMES_OPEN, MISTRAL_MARKER};
 use super::ToolCall;
 
@@ -67,12 +69,23 @@ pub enum MessageDelta {
     Content(String),
     /// More reasoning.
     Reasoning(String),
-    /// A complete tool call, the `index`-th.
+    /// A new tool call, the `index`-th: its id and name (its arguments follow as
+    /// [`MessageDelta::ToolArguments`]).
     ToolCall {
         /// Its position among the message's calls.
         index: usize,
-        /// The call.
-        call: ToolCall,
+        /// The call's id.
+        id: String,
+        /// The function's name.
+        name: String,
+    },
+    /// More of the `index`-th call's arguments (JSON text; the fragments joined are the
+    /// arguments).
+    ToolArguments {
+        /// The call's position.
+        index: usize,
+        /// The text to append.
+        text: String,
     },
 }
 
@@ -95,6 +108,14 @@ impl ChatFormat {
             Some(format) => parse_tool_calls(format, rest, partial, &mut out),
         }
         out
+    }
+
+    /// The text after the reasoning of a partial answer, `None` while still reasoning.
+    fn after_reasoning<'t>(&self, text: &'t str) -> Option<&'t str> {
+        match self.reasoning {
+            ReasoningFormat::None => Some(text),
+            ReasoningFormat::Auto => self.split_reasoning(text, true, &mut String::new()),
+        }
     }
 
     /// Moves the reasoning into `reasoning`; returns the rest, `None` while still reasoning.
@@ -322,6 +343,8 @@ pub struct StreamParser {
     text: String,
     last: ParsedMessage,
     ids: Vec<String>,
+    /// The arguments' text sent for each call started.
+    sent: Vec<String>,
     /// The length of generated tool-call ids (Mistral needs 9).
     id_len: usize,
 }
@@ -339,6 +362,7 @@ impl StreamParser {
             text: String::new(),
             last: ParsedMessage::default(),
             ids: Vec::new(),
+            sent: Vec::new(),
             id_len,
         }
     }
@@ -394,22 +418,62 @@ impl StreamParser {
             }
             None => {}
         }
-        for (index, call) in parsed
-            .tool_calls
-            .iter()
-            .enumerate()
-            .skip(self.last.tool_calls.len())
-        {
-            deltas.push(MessageDelta::ToolCall {
-                index,
-                call: call.clone(),
-            });
-        }
+        self.advance_calls(&parsed, &mut deltas);
         if parsed.tool_calls.len() < self.last.tool_calls.len() {
             parsed.tool_calls = self.last.tool_calls.clone();
         }
         self.last = parsed;
         deltas
+    }
+}
+
+impl StreamParser {
+    /// The deltas of the tool calls: each call's start once its name is known, then its
+    /// arguments as far as they are written (whole once the call is complete).
+    fn advance_calls(&mut self, parsed: &ParsedMessage, deltas: &mut Vec<MessageDelta>) {
+        let partial = match (self.format.tools, self.format.after_reasoning(&self.text)) {
+            (Some(format), Some(rest)) => partial_calls(format, rest),
+            _ => Vec::new(),
+        };
+        let n = parsed.tool_calls.len().max(partial.len());
+        for index in 0..n {
+            let done = parsed.tool_calls.get(index);
+            let part = partial.get(index);
+            let Some(name) = done
+                .map(|c| c.name.clone())
+                .or_else(|| part.and_then(|p| p.name.clone()))
+            else {
+                // Calls start in order: a later one waits for this one's name.
+                break;
+            };
+            if index == self.sent.len() {
+                while self.ids.len() <= index {
+                    self.ids.push(random_id(self.id_len));
+                }
+                let id = done
+                    .map(|c| c.id.clone())
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(|| self.ids[index].clone());
+                deltas.push(MessageDelta::ToolCall { index, id, name });
+                self.sent.push(String::new());
+            }
+            let sent = &self.sent[index];
+            let streamed = part.and_then(|p| p.arguments.as_deref());
+            let target = match done {
+                // A complete call: the rest of its arguments as streamed, when the text read
+                // while streaming is whole and continues what was sent; else as parsed.
+                Some(call) => match (streamed, part.is_some_and(|p| p.complete)) {
+                    (Some(text), true) if text.starts_with(sent.as_str()) => text,
+                    _ => call.arguments.as_str(),
+                },
+                None => streamed.unwrap_or_default(),
+            };
+            if target.len() > sent.len() && target.starts_with(sent.as_str()) {
+                let more = target[sent.len()..].to_string();
+                self.sent[index].push_str(&more);
+                deltas.push(MessageDelta::ToolArguments { index, text: more });
+            }
+        }
     }
 }
 
@@ -491,7 +555,7 @@ mod tests {
     }
 
     #[test]
-    fn hermes_calls_are_parsed_and_streamed_whole() {
+    fn hermes_calls_are_parsed_and_streamed() {
         let (msg, deltas) = stream(
             format(Some(ToolFormat::Hermes)),
             &[
@@ -507,8 +571,17 @@ mod tests {
         assert!(msg.tool_calls[0].id.starts_with("call_"));
         assert_eq!(deltas[0], MessageDelta::Content("Sure.\n".into()));
         assert!(
-            matches!(&deltas[1], MessageDelta::ToolCall { index: 0, call } if call.id == msg.tool_calls[0].id)
+            matches!(&deltas[1], MessageDelta::ToolCall { index: 0, id, name } if *id == msg.tool_calls[0].id && name == "get_weather")
         );
+        // The arguments come in fragments that join to the arguments.
+        let fragments: Vec<&str> = deltas
+            .iter()
+            .filter_map(|d| match d {
+                MessageDelta::ToolArguments { index: 0, text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fragments.concat(), msg.tool_calls[0].arguments);
         // Two calls, the second unclosed at the end.
         let m = format(Some(ToolFormat::Hermes)).parse(
             "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>\n<tool_call>{\"name\": \"b\", \"arguments\": {\"x\": 1}}",
@@ -596,5 +669,54 @@ mod tests {
         let (msg, deltas) = stream(format(None), &["Hel", "lo <", "b>"]);
         assert_eq!(msg.content, "Hello <b>");
         assert_eq!(deltas.len(), 3);
+    }
+
+    #[test]
+    fn arguments_stream_as_they_are_written() {
+        let answer = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\", \"unit\": \"c\"}}\n</tool_call>";
+        let mut p = StreamParser::new(format(Some(ToolFormat::Hermes)));
+        let mut deltas = Vec::new();
+        // One byte at a time (as a tokenizer might cut it).
+        for i in 0..answer.len() {
+            deltas.extend(p.push(&answer[i..i + 1]));
+        }
+        let (msg, rest) = p.finish();
+        deltas.extend(rest);
+        let starts = deltas
+            .iter()
+            .filter(|d| matches!(d, MessageDelta::ToolCall { .. }))
+            .count();
+        assert_eq!(starts, 1);
+        let fragments: Vec<String> = deltas
+            .iter()
+            .filter_map(|d| match d {
+                MessageDelta::ToolArguments { text, .. } => Some(text.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(fragments.len() > 5, "{fragments:?}");
+        // The first fragment comes before the call is complete.
+        assert!(matches!(deltas[0], MessageDelta::ToolCall { .. }));
+        assert_eq!(fragments.concat(), msg.tool_calls[0].arguments);
+        // Mistral's calls carry ids: they come whole, with the model's id.
+        let mut p = StreamParser::new(format(Some(ToolFormat::Mistral)));
+        let mut deltas = p.push(
+            "[TOOL_CALLS][{\"name\": \"f\", \"arguments\": {\"a\": 1}, \"id\": \"abcDEF123\"}]",
+        );
+        deltas.extend(p.finish().1);
+        assert_eq!(
+            deltas,
+            vec![
+                MessageDelta::ToolCall {
+                    index: 0,
+                    id: "abcDEF123".into(),
+                    name: "f".into()
+                },
+                MessageDelta::ToolArguments {
+                    index: 0,
+                    text: "{\"a\":1}".into()
+                },
+            ]
+        );
     }
 }
