@@ -315,3 +315,64 @@ fn chat_completions_carry_llama_server_telemetry() {
         "{completed}"
     );
 }
+
+/// The native `/completion` stream carries the same telemetry as llama-server's (what its
+/// `test_metrics_timings_on_prompt_progress` checks): with `return_progress`, the prompt's
+/// evaluation in pieces of their own (`prompt_progress` and `timings`, the first before any
+/// prompt token is decoded, `prompt_ms` never going back); with `timings_per_token`, each
+/// piece of text its `timings`.
+#[test]
+fn native_completion_stream_carries_prompt_progress_and_timings() {
+    let server = Server::start(&["--parallel", "1", "-b", "32"]);
+    let prompt = "the quick brown fox jumps over the lazy dog ".repeat(8);
+    let body = json!({"prompt": prompt, "n_predict": 4, "stream": true,
+        "timings_per_token": true, "return_progress": true});
+    let all = chunks(EventStream::open(server.port, "/completion", &body));
+    let progress: Vec<&Value> = all
+        .iter()
+        .filter(|c| c.get("prompt_progress").is_some())
+        .collect();
+    assert!(progress.len() > 2, "{all:?}");
+    let first = &progress[0]["timings"];
+    assert_eq!(
+        (first["prompt_n"].as_u64(), first["predicted_n"].as_u64()),
+        (Some(0), Some(0)),
+        "{first}"
+    );
+    assert_eq!(first["prompt_ms"].as_f64(), Some(0.0), "{first}");
+    let mut last_ms = 0.0;
+    for p in &progress {
+        assert_eq!(p["content"], "", "{p}");
+        let ms = p["timings"]["prompt_ms"].as_f64().unwrap();
+        assert!(ms >= last_ms, "{progress:?}");
+        last_ms = ms;
+    }
+    assert!(last_ms > 0.0, "{progress:?}");
+    let last = progress.last().unwrap();
+    assert_eq!(
+        last["prompt_progress"]["processed"], last["prompt_progress"]["total"],
+        "{last}"
+    );
+    // Every piece of text carries the figures so far, predicted_n rising.
+    let texts: Vec<&Value> = all
+        .iter()
+        .filter(|c| c.get("prompt_progress").is_none() && c["stop"] == false)
+        .collect();
+    assert!(!texts.is_empty(), "{all:?}");
+    let predicted: Vec<u64> = texts
+        .iter()
+        .map(|c| {
+            c["timings"]["predicted_n"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{c}"))
+        })
+        .collect();
+    assert!(predicted.windows(2).all(|w| w[0] <= w[1]), "{predicted:?}");
+    // Without the fields: no telemetry.
+    let plain = json!({"prompt": prompt, "n_predict": 4, "stream": true});
+    let all = chunks(EventStream::open(server.port, "/completion", &plain));
+    assert!(
+        all.iter().all(|c| c.get("prompt_progress").is_none()),
+        "{all:?}"
+    );
+}

@@ -64,6 +64,8 @@ impl Running {
             cached_tokens: self.cached_tokens,
             prompt_processed: processed,
             prompt_time: match (self.prompt_started, self.prompt_done) {
+                // The report of the reused tokens stands before any prompt token is decoded.
+                _ if processed <= self.cached_tokens => std::time::Duration::ZERO,
                 (Some(start), Some(done)) => done - start,
                 (Some(start), None) => start.elapsed(),
                 _ => std::time::Duration::ZERO,
