@@ -16,6 +16,7 @@
 #          REFERENCE      llama-server (default $LLAMA_CPP_DIR/build/bin/llama-server)
 #          TIMEOUT        seconds per test (default 120)
 #          REFERENCE_PORT, OURS_PORT   the servers' ports (default 8080, 8180)
+#          SKIP_REFERENCE  set: run ours only (compare with llama-server's recorded results)
 # Prints one line per file (tests, passed on llama-server, passed on ours) and the totals;
 # the pytest logs stay in the printed directory.
 set -euo pipefail
@@ -106,7 +107,7 @@ printf '%-32s %6s %12s %6s\n' file tests llama-server ours
 total=0; ref_total=0; ours_total=0
 for file in "${files[@]}"; do
   # Both targets at once, on different ports.
-  run_one reference "${REFERENCE_PORT:-8080}" "$file" &
+  [[ -n ${SKIP_REFERENCE:-} ]] || run_one reference "${REFERENCE_PORT:-8080}" "$file" &
   run_one ours "${OURS_PORT:-8180}" "$file" &
   wait
   read -r n ref < <(count "$work/reference-$file.xml")
