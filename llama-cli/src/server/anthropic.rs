@@ -257,20 +257,7 @@ fn openai_request(body: &Value, generating: bool) -> Result<Value, ApiError> {
     }
     let mut out = Map::new();
     out.insert("messages".into(), Value::Array(messages));
-    match body.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(tools)) => {
-            let tools = tools
-                .iter()
-                .enumerate()
-                .map(|(i, t)| convert_tool(t, &format!("tools[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if !tools.is_empty() {
-                out.insert("tools".into(), Value::Array(tools));
-            }
-        }
-        Some(_) => return Err(ApiError::invalid("tools must be an array", Some("tools"))),
-    }
+    chat_path::convert_tools_into(&mut out, body, "an array", convert_tool)?;
     if let Some(choice) = body.get("tool_choice").filter(|c| !c.is_null()) {
         out.insert("tool_choice".into(), convert_tool_choice(choice)?);
         if choice

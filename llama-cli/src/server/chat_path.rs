@@ -226,6 +226,35 @@ pub async fn respond(
     }
 }
 
+/// Converts the request's `tools` (a list; absent or null: none) into OpenAI's `tools` of `out`
+/// with `convert` (given each tool and its path, `tools[i]`); an empty list adds nothing, and
+/// anything but a list is a 400 saying it must be `list_word` ("an array", "a list").
+pub fn convert_tools_into(
+    out: &mut serde_json::Map<String, Value>,
+    body: &Value,
+    list_word: &str,
+    convert: impl Fn(&Value, &str) -> Result<Value, ApiError>,
+) -> Result<(), ApiError> {
+    match body.get("tools") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(tools)) => {
+            let tools = tools
+                .iter()
+                .enumerate()
+                .map(|(i, t)| convert(t, &format!("tools[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !tools.is_empty() {
+                out.insert("tools".into(), Value::Array(tools));
+            }
+            Ok(())
+        }
+        Some(_) => Err(ApiError::invalid(
+            format!("tools must be {list_word}"),
+            Some("tools"),
+        )),
+    }
+}
+
 /// Copies the fields of `body` named in `names` (source name, OpenAI name) into `out`.
 pub fn rename_into(out: &mut serde_json::Map<String, Value>, body: &Value, names: &[(&str, &str)]) {
     for (from, to) in names {

@@ -73,19 +73,27 @@ fn tree_rss(pid: u32) -> u64 {
     rss + children
 }
 
+/// `serve` without `-m` over the models of `dir`, listening on `host` (port 0), its stderr
+/// piped.
+fn router_command(dir: &Path, host: &str) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"));
+    cmd.arg("serve")
+        .arg("--models-dir")
+        .arg(dir)
+        .args(["--no-models-store", "--host", host, "--port", "0"])
+        .args(["-c", "512", "-t", "2"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 impl Router {
     fn start(dir: &Path, extra: &[&str]) -> Router {
-        let mut child = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"))
-            .arg("serve")
-            .arg("--models-dir")
-            .arg(dir)
-            .args(["--no-models-store", "--host", "127.0.0.1", "--port", "0"])
-            .args(["-c", "512", "-t", "2", "--parallel", "1"])
+        let mut child = router_command(dir, "127.0.0.1")
+            .args(["--parallel", "1"])
             .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn llama-cli serve");
         let stderr = child.stderr.take().unwrap();
@@ -767,22 +775,8 @@ fn router_refuses_to_start_without_models_or_with_a_bad_preset() {
 #[test]
 fn router_listens_on_every_host_address() {
     let dir = models_dir();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("llama-cli"))
-        .arg("serve")
-        .arg("--models-dir")
-        .arg(dir.path())
-        .args([
-            "--no-models-store",
-            "--host",
-            "127.0.0.1,127.0.0.2",
-            "--port",
-            "0",
-        ])
-        .args(["-c", "512", "-t", "2", "--max-mem", "4G"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let mut child = router_command(dir.path(), "127.0.0.1,127.0.0.2")
+        .args(["--max-mem", "4G"])
         .spawn()
         .expect("spawn llama-cli serve");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();

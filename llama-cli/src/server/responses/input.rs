@@ -232,20 +232,7 @@ pub fn convert(body: &Value, store: &Store) -> Result<Request, ApiError> {
     messages.extend(conversation.iter().cloned());
     let mut openai = Map::new();
     openai.insert("messages".into(), Value::Array(messages));
-    match body.get("tools") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(tools)) => {
-            let tools = tools
-                .iter()
-                .enumerate()
-                .map(|(i, t)| convert_tool(t, &format!("tools[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if !tools.is_empty() {
-                openai.insert("tools".into(), Value::Array(tools));
-            }
-        }
-        Some(_) => return Err(ApiError::invalid("tools must be a list", Some("tools"))),
-    }
+    chat_path::convert_tools_into(&mut openai, body, "a list", convert_tool)?;
     if let Some(choice) = body.get("tool_choice").filter(|c| !c.is_null()) {
         openai.insert("tool_choice".into(), convert_tool_choice(choice)?);
     }
