@@ -187,6 +187,14 @@ fn mistral_format_with_nemo_template() {
 }
 
 #[test]
+fn firefunction_format_with_its_template() {
+    // The template reads the tools from `functions` (JSON text), not from `tools`.
+    if let Some(t) = from_file("fireworks-ai-llama-3-firefunction-v2.jinja") {
+        call_through(&t, ToolFormat::Firefunction);
+    }
+}
+
+#[test]
 fn generic_format_with_smollm2_own_template() {
     let TemplateChoice::Template(t) = ChatTemplate::resolve(&model(), None).unwrap() else {
         panic!("SmolLM2 has a template")

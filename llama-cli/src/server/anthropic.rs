@@ -10,8 +10,10 @@
 //! (required, as Anthropic requires it), `tools` (`name`, `description`, `input_schema`),
 //! `tool_choice` (`auto`, `any`, `tool` with `name`, `none`), `stop_sequences`, `temperature`,
 //! `top_p`, `top_k`, `stream`, `chat_template_kwargs` (llama-server's extension); an empty
-//! `messages` list is accepted, as llama-server accepts it; `metadata` and `thinking` are
-//! accepted and ignored. Image blocks are refused (400, "image input is not supported"): this
+//! `messages` list is accepted, as llama-server accepts it; `thinking` (`{"type": "enabled"}` or
+//! `{"type": "disabled"}`) turns the template's `enable_thinking` on or off (its
+//! `budget_tokens` is accepted, not enforced: generation stops only at `max_tokens`);
+//! `metadata` is accepted and ignored. Image blocks are refused (400, "image input is not supported"): this
 //! server has no vision projector. Errors have Anthropic's body,
 //! `{"type": "error", "error": {"type", "message"}}`.
 //!
@@ -282,7 +284,33 @@ fn openai_request(body: &Value, generating: bool) -> Result<Value, ApiError> {
         &[("chat_template_kwargs", "chat_template_kwargs")]
     };
     chat_path::rename_into(&mut out, body, names);
+    if let Some(enable) = thinking_enabled(body)? {
+        out.insert("enable_thinking".into(), enable.into());
+    }
     Ok(Value::Object(out))
+}
+
+/// `thinking`: `{"type": "enabled", "budget_tokens": n}` or `{"type": "disabled"}`, as the
+/// template's `enable_thinking`; absent, the server's `--reasoning` decides.
+fn thinking_enabled(body: &Value) -> Result<Option<bool>, ApiError> {
+    let Some(thinking) = body.get("thinking").filter(|t| !t.is_null()) else {
+        return Ok(None);
+    };
+    match thinking.get("type").and_then(Value::as_str) {
+        Some("enabled") => match thinking.get("budget_tokens") {
+            None | Some(Value::Null) => Ok(Some(true)),
+            Some(n) if n.as_u64().is_some() => Ok(Some(true)),
+            Some(_) => Err(ApiError::invalid(
+                "thinking.budget_tokens must be a positive integer",
+                Some("thinking.budget_tokens"),
+            )),
+        },
+        Some("disabled") => Ok(Some(false)),
+        _ => Err(ApiError::invalid(
+            "thinking must be {\"type\": \"enabled\", \"budget_tokens\": n} or {\"type\": \"disabled\"}",
+            Some("thinking.type"),
+        )),
+    }
 }
 
 /// Anthropic's `stop_reason` and `stop_sequence`.
@@ -536,6 +564,26 @@ pub(super) async fn count_tokens(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thinking_turns_the_templates_enable_thinking_on_or_off() {
+        let with = |thinking: Value| {
+            openai_request(
+                &json!({"max_tokens": 5, "messages": [], "thinking": thinking}),
+                true,
+            )
+        };
+        let on = with(json!({"type": "enabled", "budget_tokens": 1024})).unwrap();
+        assert_eq!(on["enable_thinking"], true);
+        let off = with(json!({"type": "disabled"})).unwrap();
+        assert_eq!(off["enable_thinking"], false);
+        let absent = openai_request(&json!({"max_tokens": 5, "messages": []}), true).unwrap();
+        assert!(absent.get("enable_thinking").is_none());
+        let err = with(json!({"type": "sometimes"})).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("thinking.type"));
+        let err = with(json!({"type": "enabled", "budget_tokens": "lots"})).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("thinking.budget_tokens"));
+    }
 
     #[test]
     fn blocks_become_the_openai_conversation() {

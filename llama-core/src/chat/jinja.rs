@@ -4,8 +4,9 @@
 //! `json.dumps` writes it (`{"a": 1}`, non-ASCII kept), `raise_exception(message)` and
 //! `strftime_now(format)`, with `messages`, `tools`, `add_generation_prompt`, `bos_token`,
 //! `eos_token`, today's date (`datetime` as `%b %d %Y`, `date_string` as `%d %b %Y`, the
-//! variables llama.cpp's templating adds) and any extra variables (`enable_thinking`, ...) in
-//! the context.
+//! variables llama.cpp's templating adds), `functions` for templates that read their tools
+//! from it (firefunction-v2: the tools as JSON text, as the Fireworks API passes them; an empty
+//! string without tools) and any extra variables (`enable_thinking`, ...) in the context.
 //!
 //! [`JinjaTemplate::new`] compiles the template once and probes what it can render
 //! ([`TemplateCaps`]): a system role, tool definitions, assistant tool calls (with arguments as
@@ -40,6 +41,9 @@ const FUEL: u64 = 50_000_000;
 /// Instructions one probe render may run.
 const PROBE_FUEL: u64 = 1_000_000;
 
+/// The variable firefunction-style templates read their tools from.
+const FUNCTIONS: &str = "functions";
+
 /// Marks errors raised by the template itself (`raise_exception`).
 const RAISED: &str = "raise_exception: ";
 
@@ -50,6 +54,8 @@ pub struct JinjaTemplate {
     bos_token: String,
     eos_token: String,
     caps: TemplateCaps,
+    /// The template reads a `functions` variable it does not set itself.
+    reads_functions: bool,
 }
 
 impl std::fmt::Debug for JinjaTemplate {
@@ -113,12 +119,17 @@ impl JinjaTemplate {
             .map_err(|e| TemplateError::Syntax {
                 message: describe(&e),
             })?;
+        let reads_functions = env
+            .get_template("chat_template")
+            .map(|t| t.undeclared_variables(false).contains(FUNCTIONS))
+            .unwrap_or(false);
         let mut template = JinjaTemplate {
             source,
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             caps: TemplateCaps::default(),
+            reads_functions,
         };
         // Probes are tiny conversations: a template that needs more than this for them loops.
         template.set_fuel(PROBE_FUEL);
@@ -152,6 +163,13 @@ impl JinjaTemplate {
             if let Ok(text) = super::strftime::now(format) {
                 ctx.insert(name.into(), text.into());
             }
+        }
+        if self.reads_functions {
+            let functions = match &vars.tools {
+                Some(tools @ Json::Array(list)) if !list.is_empty() => python_json(tools, Some(2)),
+                _ => String::new(),
+            };
+            ctx.insert(FUNCTIONS.into(), functions.into());
         }
         for (k, v) in &vars.extra {
             ctx.insert(k.clone(), v.clone());
@@ -609,6 +627,36 @@ mod tests {
         let caps = t.caps();
         assert!(caps.system_role && caps.tool_responses);
         assert!(!caps.tools && !caps.tool_calls);
+    }
+
+    #[test]
+    fn templates_reading_functions_get_the_tools_as_json_text() {
+        // FireFunction v2's way: `functions` is set by the caller, not the template.
+        let src = "{%- set suffix = 'Functions:' + '\n' + functions -%}{{ suffix }}|{% for m in messages %}{{ m.content }}{% endfor %}";
+        let t = JinjaTemplate::new(src, "", "").unwrap();
+        assert!(
+            t.caps().tools,
+            "the probe's tool is rendered through `functions`"
+        );
+        let out = t
+            .render_messages(&[user("hi")], None, None, &vars(false))
+            .unwrap();
+        assert_eq!(out, "Functions:\n|hi");
+        let tools =
+            json!([{"type": "function", "function": {"name": "get_weather", "parameters": {}}}]);
+        let out = t
+            .render_messages(&[user("hi")], Some(&tools), None, &vars(false))
+            .unwrap();
+        assert!(out.starts_with("Functions:\n[\n  {"), "{out}");
+        assert!(out.contains("\"name\": \"get_weather\""), "{out}");
+        // A template that sets `functions` itself keeps its own.
+        let own =
+            JinjaTemplate::new("{% set functions = 'mine' %}{{ functions }}", "", "").unwrap();
+        assert_eq!(
+            own.render_messages(&[user("hi")], Some(&tools), None, &vars(false))
+                .unwrap(),
+            "mine"
+        );
     }
 
     #[test]

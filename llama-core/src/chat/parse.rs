@@ -10,7 +10,7 @@
 use serde_json::Value as Json;
 
 use super::partial::partial_calls;
-use super::tools::{ToolFormat, HERMES_CLOSE, HERMES_OPEN, MISTRAL_MARKER};
+use super::tools::{ToolFormat, FIREFUNCTION_MARKER, HERMES_CLOSE, HERMES_OPEN, MISTRAL_MARKER};
 use super::ToolCall;
 
 /// The reasoning tags.
@@ -183,7 +183,8 @@ fn hold_back<'t>(text: &'t str, markers: &[&str], partial: bool) -> &'t str {
 fn parse_tool_calls(format: ToolFormat, text: &str, partial: bool, out: &mut ParsedMessage) {
     match format {
         ToolFormat::Hermes => parse_hermes(text, partial, out),
-        ToolFormat::Mistral => parse_mistral(text, partial, out),
+        ToolFormat::Mistral => parse_marked_array(MISTRAL_MARKER, text, partial, out),
+        ToolFormat::Firefunction => parse_marked_array(FIREFUNCTION_MARKER, text, partial, out),
         ToolFormat::Llama3 => parse_llama3(text, partial, out),
         ToolFormat::Generic => parse_generic(text, partial, out),
     }
@@ -260,13 +261,15 @@ fn parse_hermes(text: &str, partial: bool, out: &mut ParsedMessage) {
     };
 }
 
-fn parse_mistral(text: &str, partial: bool, out: &mut ParsedMessage) {
-    let Some(start) = text.find(MISTRAL_MARKER) else {
-        out.content = hold_back(text, &[MISTRAL_MARKER], partial).to_string();
+/// Calls as a JSON array (or one object) after `marker` (Mistral's `[TOOL_CALLS]`,
+/// FireFunction's `functools`).
+fn parse_marked_array(marker: &str, text: &str, partial: bool, out: &mut ParsedMessage) {
+    let Some(start) = text.find(marker) else {
+        out.content = hold_back(text, &[marker], partial).to_string();
         return;
     };
     let before = text[..start].trim_end().to_string();
-    let after = text[start + MISTRAL_MARKER.len()..].trim();
+    let after = text[start + marker.len()..].trim();
     match serde_json::from_str::<Json>(after) {
         Ok(Json::Array(items)) => {
             out.tool_calls = items.iter().filter_map(call_from_json).collect();
@@ -632,6 +635,24 @@ mod tests {
         p.push("[TOOL_CALLS][{\"name\": \"g\", \"arguments\": {}}]");
         let (msg, _) = p.finish();
         assert_eq!(msg.tool_calls[0].id.len(), 9);
+    }
+
+    #[test]
+    fn firefunction_calls_follow_functools() {
+        let f = format(Some(ToolFormat::Firefunction));
+        let m = f.parse(
+            " functools[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}]",
+            false,
+        );
+        assert_eq!(m.tool_calls.len(), 1);
+        assert_eq!(m.tool_calls[0].name, "get_weather");
+        assert_eq!(m.tool_calls[0].arguments, "{\"city\":\"Paris\"}");
+        assert_eq!(m.content, "");
+        assert_eq!(f.parse("Sure. functoo", true).content, "Sure. ");
+        assert_eq!(
+            f.parse("No tools needed.", false).content,
+            "No tools needed."
+        );
     }
 
     #[test]

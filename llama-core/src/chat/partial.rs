@@ -54,7 +54,7 @@ pub fn partial_calls(format: ToolFormat, text: &str) -> Vec<PartialCall> {
                 None => Vec::new(),
             }
         }
-        ToolFormat::Mistral => Vec::new(),
+        ToolFormat::Mistral | ToolFormat::Firefunction => Vec::new(),
     }
 }
 

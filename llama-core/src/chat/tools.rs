@@ -7,6 +7,7 @@
 //! | [`ToolFormat::Hermes`] (Hermes 2/3, Qwen 2.5/3) | `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` | lazy, from `<tool_call>` |
 //! | [`ToolFormat::Llama3`] (Llama 3.1-3.3) | `{"name": ..., "parameters": {...}}` | lazy, from `{"name"` at the start |
 //! | [`ToolFormat::Mistral`] (Mistral Nemo, Small) | `[TOOL_CALLS][{"name": ..., "arguments": {...}, "id": ...}]` | lazy, from `[TOOL_CALLS]` |
+//! | [`ToolFormat::Firefunction`] (FireFunction v2) | `functools[{"name": ..., "arguments": {...}}]` | lazy, from `functools[` |
 //! | [`ToolFormat::Generic`] (any other template) | `{"tool_call": {...}}` or `{"response": "..."}` | the whole answer |
 //!
 //! With `tool_choice: "required"` (or a named function) the grammar is not lazy: the answer
@@ -66,6 +67,9 @@ pub enum ToolFormat {
     Llama3,
     /// `[TOOL_CALLS]` and a JSON array (Mistral Nemo, Mistral Small).
     Mistral,
+    /// `functools` and a JSON array (FireFunction v2; its template reads the tools from
+    /// `functions`).
+    Firefunction,
 }
 
 /// The opening of a Hermes tool call.
@@ -74,6 +78,8 @@ pub const HERMES_OPEN: &str = "<tool_call>";
 pub const HERMES_CLOSE: &str = "</tool_call>";
 /// Mistral's tool-call marker.
 pub const MISTRAL_MARKER: &str = "[TOOL_CALLS]";
+/// FireFunction's tool-call marker (a JSON array follows it).
+pub const FIREFUNCTION_MARKER: &str = "functools";
 
 /// The sentence the generic format adds to the system message (llama.cpp's).
 const GENERIC_INSTRUCTION: &str = "Respond in JSON format, either with `tool_call` (a request to call tools) or with `response` reply to the user's request";
@@ -81,7 +87,9 @@ const GENERIC_INSTRUCTION: &str = "Respond in JSON format, either with `tool_cal
 impl ToolFormat {
     /// The format of a template, from its source and what it renders.
     pub fn detect(source: &str, caps: TemplateCaps) -> ToolFormat {
-        if source.contains(HERMES_OPEN) && caps.tools {
+        if source.contains("functools[") && caps.tools {
+            ToolFormat::Firefunction
+        } else if source.contains(HERMES_OPEN) && caps.tools {
             ToolFormat::Hermes
         } else if source.contains(MISTRAL_MARKER) && caps.tools {
             ToolFormat::Mistral
@@ -102,6 +110,7 @@ impl ToolFormat {
             ToolFormat::Hermes => "hermes",
             ToolFormat::Llama3 => "llama3",
             ToolFormat::Mistral => "mistral",
+            ToolFormat::Firefunction => "firefunction",
         }
     }
 
@@ -146,7 +155,7 @@ impl ToolFormat {
                     },
                     "required": ["name", "arguments", "id"],
                 }),
-                ToolFormat::Hermes | ToolFormat::Generic => {
+                ToolFormat::Hermes | ToolFormat::Generic | ToolFormat::Firefunction => {
                     let mut props = serde_json::Map::new();
                     props.insert("name".into(), json!({"const": t.name}));
                     props.insert("arguments".into(), t.parameters.clone());
@@ -196,7 +205,7 @@ impl ToolFormat {
                     }]})
                 }
             }
-            ToolFormat::Mistral => {
+            ToolFormat::Mistral | ToolFormat::Firefunction => {
                 let mut array = json!({"type": "array", "items": call, "minItems": 1});
                 if !parallel {
                     array["maxItems"] = json!(1);
@@ -231,6 +240,12 @@ impl ToolFormat {
             ToolFormat::Mistral => {
                 format!("root ::= {} tool-call-json\n", gbnf_literal(MISTRAL_MARKER))
             }
+            ToolFormat::Firefunction => {
+                format!(
+                    "root ::= {} tool-call-json\n",
+                    gbnf_literal(FIREFUNCTION_MARKER)
+                )
+            }
             ToolFormat::Generic | ToolFormat::Llama3 => String::new(),
         };
         format!("{head}{renamed}")
@@ -242,6 +257,7 @@ impl ToolFormat {
         match self {
             ToolFormat::Hermes => vec![regex_escape(HERMES_OPEN)],
             ToolFormat::Mistral => vec![regex_escape(MISTRAL_MARKER)],
+            ToolFormat::Firefunction => vec![regex_escape(&format!("{FIREFUNCTION_MARKER}["))],
             ToolFormat::Llama3 => vec![
                 "^\\s*(\\{\\s*(?:\"type\"\\s*:\\s*\"function\"\\s*,\\s*)?\"name\"\\s*:\\s*\")[\\s\\S]*$"
                     .to_string(),
@@ -393,6 +409,13 @@ mod tests {
             ToolFormat::Llama3
         );
         assert_eq!(
+            ToolFormat::detect(
+                "<|start_header_id|> functools[{\"name\": ...}] ipython",
+                with_tools
+            ),
+            ToolFormat::Firefunction
+        );
+        assert_eq!(
             ToolFormat::detect("<|im_start|>", with_tools),
             ToolFormat::Generic
         );
@@ -426,6 +449,15 @@ mod tests {
         assert!(
             wrapped.contains("x ::= [root] | tool-call-json"),
             "{wrapped}"
+        );
+        let fire = ToolFormat::Firefunction.wrap_grammar(g, true);
+        assert!(
+            fire.starts_with("root ::= \"functools\" tool-call-json\n"),
+            "{fire}"
+        );
+        assert_eq!(
+            ToolFormat::Firefunction.trigger_patterns(),
+            vec!["functools\\[".to_string()]
         );
         let mistral = ToolFormat::Mistral.wrap_grammar(g, false);
         assert!(

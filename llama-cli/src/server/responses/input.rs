@@ -20,6 +20,10 @@ pub struct Request {
     pub conversation: Vec<Value>,
     /// The OpenAI chat request.
     pub openai: Value,
+    /// The request's settings as the response object repeats them (`tools`, `tool_choice`,
+    /// `parallel_tool_calls`, `instructions`, ...), with the values this server ran with
+    /// where the request left them out.
+    pub echo: Map<String, Value>,
 }
 
 /// The text of a message's content: a string or text parts.
@@ -252,7 +256,31 @@ pub fn convert(body: &Value, store: &Store) -> Result<Request, ApiError> {
     Ok(Request {
         conversation,
         openai: Value::Object(openai),
+        echo: echo_of(body),
     })
+}
+
+/// What a response object repeats of its request: the request's value, or the one used
+/// without it (no tools, `tool_choice: "auto"`, no parallel calls, as the chat route runs).
+fn echo_of(body: &Value) -> Map<String, Value> {
+    let given = |name: &str, default: Value| -> (String, Value) {
+        let value = body.get(name).filter(|v| !v.is_null()).cloned();
+        (name.to_string(), value.unwrap_or(default))
+    };
+    [
+        given("instructions", Value::Null),
+        given("tools", json!([])),
+        given("tool_choice", json!("auto")),
+        given("parallel_tool_calls", json!(false)),
+        given("max_output_tokens", Value::Null),
+        given("temperature", Value::Null),
+        given("top_p", Value::Null),
+        given("previous_response_id", Value::Null),
+        given("store", json!(true)),
+        given("metadata", json!({})),
+    ]
+    .into_iter()
+    .collect()
 }
 
 #[cfg(test)]
@@ -293,6 +321,15 @@ mod tests {
         assert_eq!(r.openai["tools"][0]["function"]["name"], "f");
         assert_eq!(r.openai["tool_choice"]["function"]["name"], "f");
         assert_eq!(r.openai["max_tokens"], 5);
+        // The response object repeats the request's tools in the request's own shape.
+        assert_eq!(r.echo["tools"][0]["name"], "f");
+        assert_eq!(r.echo["tool_choice"]["name"], "f");
+        assert_eq!(r.echo["max_output_tokens"], 5);
+        assert_eq!(r.echo["parallel_tool_calls"], false);
+        let plain = convert(&json!({"input": "hi", "parallel_tool_calls": true}), &store).unwrap();
+        assert_eq!(plain.echo["tools"], json!([]));
+        assert_eq!(plain.echo["tool_choice"], "auto");
+        assert_eq!(plain.echo["parallel_tool_calls"], true);
     }
 
     #[test]

@@ -91,6 +91,7 @@ async fn answer(
         request_id: record.id.clone(),
         created: unix_now(),
         model: state.model_id.clone(),
+        echo: request.echo,
     };
     let keep = (body.get("store") != Some(&Value::Bool(false))).then(|| Keep {
         store: store.clone(),

@@ -29,6 +29,8 @@ pub struct Envelope {
     pub created: u64,
     /// The model's name.
     pub model: String,
+    /// The request's settings the response object repeats ([`super::input::Request::echo`]).
+    pub echo: serde_json::Map<String, Value>,
 }
 
 /// What an output item holds.
@@ -139,7 +141,7 @@ impl Envelope {
                 )
             }
         };
-        json!({
+        let mut response = json!({
             "id": self.id,
             "object": "response",
             "created_at": self.created,
@@ -149,9 +151,13 @@ impl Envelope {
             "usage": usage,
             "incomplete_details": incomplete,
             "error": null,
-            "parallel_tool_calls": false,
-            "tools": [],
-        })
+        });
+        if let Value::Object(fields) = &mut response {
+            for (name, value) in &self.echo {
+                fields.insert(name.clone(), value.clone());
+            }
+        }
+        response
     }
 
     /// The whole answer as a response object.
@@ -399,6 +405,9 @@ mod tests {
             request_id: "1".into(),
             created: 0,
             model: "m".into(),
+            echo: [("parallel_tool_calls".to_string(), json!(true))]
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -432,6 +441,10 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["reasoning", "function_call"]);
         assert_eq!(r["output"][1]["call_id"], "call_a");
+        assert_eq!(
+            r["parallel_tool_calls"], true,
+            "the request's settings are repeated"
+        );
         assert_eq!(r["output"][1]["id"], "fc_1_0");
         let plain = envelope().whole(&ParsedMessage::default(), &c);
         assert_eq!(plain["output"][0]["id"], "msg_1");
