@@ -10,8 +10,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use tower_http::cors::CorsLayer;
-
 use super::auth;
 use super::error::ApiError;
 use super::generation;
@@ -30,7 +28,7 @@ use llama_core::{ChatMessage, Role, Token};
 /// (`/chat/completions`, `/models`, `/v1/health`); its native API is in [`super::native`].
 pub fn router(
     state: Arc<AppState>,
-    cors: CorsLayer,
+    cors: super::cors::Cors,
     embeddings: Option<Arc<super::embeddings::Embeddings>>,
     native: native::NativeConfig,
 ) -> Router {

@@ -3,10 +3,58 @@
 //! defaults: any origin, `GET, POST, DELETE, OPTIONS`, any header, credentials allowed. With
 //! credentials, "any" is answered by echoing the request's `Origin` (and requested headers),
 //! since browsers refuse `*` with credentials. Preflights (`OPTIONS`) are answered before the
-//! API key is checked: browsers send them without one.
+//! API key is checked: browsers send them without one. A method list is sent as llama-server
+//! sends it, the entries joined by `, ` (tower-http joins them with `,`).
 
-use axum::http::{HeaderName, HeaderValue, Method};
+use axum::http::{header, HeaderName, HeaderValue, Method, Response};
+use tower::Layer;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
+use tower_http::set_header::{MakeHeaderValue, SetResponseHeader, SetResponseHeaderLayer};
+
+/// The CORS layer: tower-http's, with `Access-Control-Allow-Methods` spelled as
+/// llama-server spells a list.
+#[derive(Debug, Clone)]
+pub struct Cors {
+    layer: CorsLayer,
+    methods: MethodsAsListed,
+}
+
+impl Cors {
+    /// No CORS headers at all (a model's app behind the router's front, which adds them).
+    pub fn none() -> Cors {
+        Cors {
+            layer: CorsLayer::new(),
+            methods: MethodsAsListed(None),
+        }
+    }
+}
+
+impl<S> Layer<S> for Cors {
+    type Service = SetResponseHeader<tower_http::cors::Cors<S>, MethodsAsListed>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SetResponseHeaderLayer::overriding(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            self.methods.clone(),
+        )
+        .layer(self.layer.layer(inner))
+    }
+}
+
+/// Rewrites an `Access-Control-Allow-Methods` header the CORS layer sent with the list
+/// joined by `, `; a response without the header is left alone.
+#[derive(Debug, Clone)]
+pub struct MethodsAsListed(Option<HeaderValue>);
+
+impl<B> MakeHeaderValue<Response<B>> for MethodsAsListed {
+    fn make_header_value(&mut self, response: &Response<B>) -> Option<HeaderValue> {
+        response
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS)
+            .then(|| self.0.clone())
+            .flatten()
+    }
+}
 
 /// The CORS settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +123,7 @@ fn is_localhost(origin: &HeaderValue) -> bool {
 
 impl CorsConfig {
     /// The layer; fails on an entry that is not a valid origin, method or header name.
-    pub fn layer(&self) -> Result<CorsLayer, CorsError> {
+    pub fn layer(&self) -> Result<Cors, CorsError> {
         let err = |option, value: &str| CorsError {
             option,
             value: value.to_string(),
@@ -90,14 +138,17 @@ impl CorsConfig {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        let methods = match self.methods.trim() {
-            "*" if self.credentials => AllowMethods::mirror_request(),
-            "*" => AllowMethods::any(),
-            list => AllowMethods::list(
-                items(list)
+        let (methods, listed) = match self.methods.trim() {
+            "*" if self.credentials => (AllowMethods::mirror_request(), None),
+            "*" => (AllowMethods::any(), None),
+            list => {
+                let methods = items(list)
                     .map(|m| Method::from_bytes(m.as_bytes()).map_err(|_| err("methods", m)))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
+                    .collect::<Result<Vec<_>, _>>()?;
+                let joined: Vec<&str> = methods.iter().map(Method::as_str).collect();
+                let listed = HeaderValue::from_str(&joined.join(", ")).ok();
+                (AllowMethods::list(methods), listed)
+            }
         };
         let headers = match self.headers.trim() {
             "*" if self.credentials => AllowHeaders::mirror_request(),
@@ -108,11 +159,14 @@ impl CorsConfig {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        Ok(CorsLayer::new()
-            .allow_origin(origin)
-            .allow_methods(methods)
-            .allow_headers(headers)
-            .allow_credentials(self.credentials))
+        Ok(Cors {
+            layer: CorsLayer::new()
+                .allow_origin(origin)
+                .allow_methods(methods)
+                .allow_headers(headers)
+                .allow_credentials(self.credentials),
+            methods: MethodsAsListed(listed),
+        })
     }
 }
 
@@ -149,12 +203,13 @@ mod tests {
         assert_eq!(h["access-control-allow-origin"], "https://example.org");
         assert_eq!(h["access-control-allow-credentials"], "true");
         assert_eq!(h["access-control-allow-headers"], "x-api-key");
-        let methods = h["access-control-allow-methods"].to_str().unwrap();
-        assert!(
-            methods.contains("POST") && methods.contains("DELETE"),
-            "{methods}"
+        // Spelled as llama-server spells it.
+        assert_eq!(
+            h["access-control-allow-methods"],
+            "GET, POST, DELETE, OPTIONS"
         );
         let r = send(&CorsConfig::default(), "GET", "https://example.org").await;
+        assert!(r.headers().get("access-control-allow-methods").is_none());
         assert_eq!(
             r.headers()["access-control-allow-origin"],
             "https://example.org"

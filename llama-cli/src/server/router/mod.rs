@@ -102,7 +102,7 @@ pub struct RouterParts {
     /// The API key.
     pub api_key: Option<ApiKey>,
     /// Cross-origin settings (`--cors-*`), applied by the front to every route.
-    pub cors: tower_http::cors::CorsLayer,
+    pub cors: crate::server::cors::Cors,
 }
 
 /// What the front's handlers share.
@@ -273,7 +273,7 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
 async fn serve(
     state: Arc<RouterState>,
     addrs: &[SocketAddr],
-    cors: tower_http::cors::CorsLayer,
+    cors: crate::server::cors::Cors,
     shutdown_timeout: Duration,
     idle_unload: Option<Duration>,
 ) -> Result<(), ServeError> {

@@ -414,7 +414,7 @@ impl Pool {
         // CORS is the front's (outermost); the model's app adds none.
         let app = crate::server::app::router(
             Arc::clone(&state),
-            tower_http::cors::CorsLayer::new(),
+            crate::server::cors::Cors::none(),
             None,
             crate::server::native::NativeConfig::default(),
         );
