@@ -557,6 +557,11 @@ fn serve_calls_tools_on_anthropic_messages_and_openai_responses() {
     assert_eq!(item["name"], "get_weather");
     let args: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
     assert!(args["city"].is_string(), "{item}");
+    // The response repeats the request's settings, its tools in the request's shape.
+    assert_eq!(first["tools"], tools, "{first}");
+    assert_eq!(first["tool_choice"], "required");
+    assert_eq!(first["max_output_tokens"], 80);
+    assert_eq!(first["parallel_tool_calls"], false);
     let next = json!({"previous_response_id": first["id"], "max_output_tokens": 8,
         "input": [{"type": "function_call_output", "call_id": item["call_id"], "output": "Sunny"}]});
     let counted = |body: &Value| {

@@ -84,6 +84,25 @@ fn reasoning_and_dates_reach_the_template() {
         json!({"messages": hi, "add_generation_prompt": false}),
     );
     assert!(!prompt.contains("<|assistant|>"), "{prompt}");
+    // Anthropic's `thinking` is the template's enable_thinking: enabled leaves the block open
+    // (no `</think>`, fewer tokens), disabled closes it as the server's `off` does.
+    let counted = |thinking: Value| {
+        let r = off.post(
+            "/v1/messages/count_tokens",
+            &json!({"messages": hi, "thinking": thinking}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["input_tokens"].as_u64().unwrap()
+    };
+    let closed = counted(Value::Null);
+    assert!(counted(json!({"type": "enabled", "budget_tokens": 1024})) < closed);
+    assert_eq!(counted(json!({"type": "disabled"})), closed);
+    let r = off.post(
+        "/v1/messages",
+        &json!({"messages": hi, "max_tokens": 1, "thinking": {"type": "sometimes"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("thinking"), "{}", r.text());
     drop(off);
 
     // auto (the default) and on leave the thinking block open.
