@@ -100,7 +100,14 @@ fn ctrl_c_during_a_long_prompt_prints_no_llama_cpp_errors() {
     let turn = "The quick brown fox jumps over the lazy dog. ".repeat(500);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{turn}").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Ctrl-C stops an answer once the model is loaded and chat has taken SIGINT (before that
+    // it ends the process, as any command's does): wait for the handler, whatever the load
+    // on the machine, then for the prompt to be under way.
+    assert!(
+        catches_sigint_within(child.id(), std::time::Duration::from_secs(120)),
+        "chat never installed its Ctrl-C handler"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -116,6 +123,24 @@ fn ctrl_c_during_a_long_prompt_prints_no_llama_cpp_errors() {
         "llama.cpp's abort errors shown: {stderr}"
     );
     assert!(!stderr.contains("failed to decode"), "{stderr}");
+}
+
+/// Whether process `pid` catches SIGINT (its `SigCgt` mask in /proc) within `limit`.
+fn catches_sigint_within(pid: u32, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok());
+        // SIGINT is signal 2: bit 1 of the mask.
+        if caught.is_some_and(|mask| mask & (1 << 1) != 0) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
 }
 
 /// A command running under a pseudo-terminal (`script`), fed keystrokes as a person types them.
