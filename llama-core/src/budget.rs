@@ -86,9 +86,9 @@ pub mod margin {
 
     /// Streaming layers from disk: the streamer's code and state, and file pages of a window
     /// faulted in before the previous one is released. Measured on SmolLM2 at the smallest
-    /// streaming budget (`--max-mem 80M`, one layer's window): the run used up to 6.0 MiB
-    /// beyond its buffers, 0.6 MiB less than the other parts of this margin add up to for it;
-    /// this part is the room to spare for the streamer.
+    /// streaming budgets (`--max-mem 79M` to `81M`, one layer's window): the runs used up to
+    /// 6.0 MiB beyond their buffers in all, within what the other parts count for them; this
+    /// part is room for the streamer's own code and state.
     pub const STREAMING: u64 = 2 << 20;
 
     /// Per vocabulary entry while the model loads, before its context exists: llama.cpp holds
