@@ -95,7 +95,7 @@ pub mod margin {
     /// the GGUF metadata it parsed (the token strings) next to the vocabulary it builds from
     /// it, beyond what the built model keeps (which is counted as measured). Measured on a
     /// 262,144-token vocabulary: a peak 16.0 to 18.0 MiB over the weights and the model's
-    /// host structures in most runs (up to 69 bytes a token), 8 MiB less in some (the
+    /// host structures in some runs (up to 69 bytes a token), 8 MiB less in others (the
     /// allocator kept fewer freed pages).
     pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 88;
 }

@@ -103,14 +103,15 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
 }
 
 /// How far above the peak a generated shape's plan may be when it is not within 5%: the runtime
-/// margin covers the worst shape and run measured (gemma3-swa, 2.5-3.1 MiB at `-c 512`), and
-/// the others use up to 2.4 MiB less of it (docs/MEMORY.md, "Every model shape"); on models
-/// whose peak is 25-40 MiB that is 6-10% of the peak.
-const SMALL_SHAPE_SLACK: u64 = 5 << 19;
+/// margin covers the worst shape and run measured (gemma3-swa, 2.5-3.1 MiB at `-c 512`), the
+/// others use up to 2.4 MiB less of it, and one shape's peak varies by up to 0.9 MiB from run
+/// to run (docs/MEMORY.md, "Every model shape"); on peaks of 25-40 MiB that is 6-10%.
+const SMALL_SHAPE_SLACK: u64 = 3 << 20;
 
 /// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`], or, for a
 /// large vocabulary, by at most the load's part of the margin (the plan holds the heap
-/// high-water the load reached in most runs; in some the allocator kept 8 MiB fewer pages).
+/// high-water the load reaches in some runs; in others the allocator keeps 8 MiB fewer freed
+/// pages).
 fn assert_close(name: &str, m: &Measured, n_vocab: u64) {
     let over = m.planned - m.peak;
     let slack =
