@@ -70,6 +70,12 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
         swa_full: settings.swa_full,
         embeddings: None,
         ctx_is_total: false,
+        runtime: llama_core::budget::RuntimeExtras {
+            named_template: settings.chat_template.is_some()
+                || settings.chat_template_file.is_some(),
+            grammar: settings.grammar.is_some(),
+            http_server: false,
+        },
     })
 }
 

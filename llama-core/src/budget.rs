@@ -10,22 +10,168 @@ use crate::memory_probe::{MemoryProbe, ProbeError};
 use crate::planner::{self, Breakdown, BufferSizer, Candidate, Plan, PlanError, PlanRequest};
 use crate::process_memory::ProcessMemory;
 
-/// Memory the process uses beyond the planned buffers and the model's own host structures while
-/// it runs: sampler state, the engine's thread and channels, thread stacks touched, the chat
-/// template's Jinja environment (made after the model is loaded), allocator slack. Measured (see
-/// docs/MEMORY.md) and rounded up.
-pub const RUNTIME_MARGIN: u64 = 8 << 20;
+/// What the process runs next to the model and its context, beyond the engine itself: each
+/// adds its own part of the runtime margin ([`RuntimeMargin`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuntimeExtras {
+    /// The flags name a chat template (`--chat-template`, `--chat-template-file`). A template in
+    /// the model file is counted without this.
+    pub named_template: bool,
+    /// The flags ask for a grammar (`--grammar`, `--json-schema`, and their file forms).
+    pub grammar: bool,
+    /// The process serves HTTP (`serve`): the async runtime, its worker threads, the HTTP stack.
+    /// Any request may carry a grammar (a JSON schema, tools), so a grammar is counted too.
+    pub http_server: bool,
+}
 
-/// Bytes per vocabulary entry the run allocates beyond the dry run's view: the sampler's
-/// candidate arrays (one `llama_token_data` of 12 bytes per token) and the copy that grammar
-/// and log-probability sampling make of them. Measured on a 262,144-token vocabulary (a peak
-/// 5.75 MiB over a plan without it) and rounded up.
-pub const RUNTIME_BYTES_PER_TOKEN: u64 = 24;
+/// Memory a run uses beyond the planned buffers (weights, KV cache, compute, output) and the
+/// process's measured baseline and model host structures, by part. Every figure was measured
+/// on the generated shapes (`llama_core::gguf::synthetic`, Q8_0) and SmolLM2 as the peak RSS
+/// (VmHWM) less the plan without its margin, with prompts that fill the context, three runs
+/// or more each, 2 threads, release build, 2026-12-01 (docs/MEMORY.md, "What the runtime
+/// margin covers"); each constant is the worst run with room to spare.
+pub mod margin {
+    /// Always there once the model runs: code pages of the decode, sampling and generation
+    /// paths faulted in after the baseline was measured (0.8-1.3 MiB, by `smaps`), the engine
+    /// thread's stack, llama.cpp's per-context host structures that are not buffers (graph
+    /// metadata, 0.4 MiB a graph; the scheduler's tables; the CPU backend's work buffer).
+    /// Worst measured 2.5-2.6 MiB (gemma3-swa, `-c 512`, with the per-token and per-thread
+    /// parts below taken out); 1.9-2.2 MiB on the other generated shapes.
+    pub const FIXED: u64 = 13 << 18;
 
-/// The runtime margin of a model with `n_vocab` tokens: [`RUNTIME_MARGIN`] and
-/// [`RUNTIME_BYTES_PER_TOKEN`] per token.
-pub fn runtime_margin(n_vocab: u64) -> u64 {
-    RUNTIME_MARGIN.saturating_add(n_vocab.saturating_mul(RUNTIME_BYTES_PER_TOKEN))
+    /// A context longer than one micro-batch decodes prompts in several graphs of different
+    /// shapes: llama.cpp keeps a second graph's metadata and regrows the CPU work buffer.
+    /// Measured as the step from `-c 512` to `-c 1024` on Mamba (1.1 MiB, 1.0 MiB at the same
+    /// batch) and what is left of the step to `-c 2048` on the other shapes once the per-token
+    /// parts are taken out (0.5-0.9 MiB).
+    pub const MULTI_UBATCH: u64 = 1 << 20;
+
+    /// Per context token, for every model: the engine's token lists and the prompt's
+    /// tokenisation. Measured as the slope from 2048 to 8192 tokens on Mamba (no KV cells):
+    /// 78 bytes.
+    pub const BYTES_PER_CONTEXT_TOKEN: u64 = 96;
+
+    /// Per context cell of an attention (KV) cache: llama.cpp's per-cell bookkeeping (position,
+    /// sequence set, and the ordered sets of used cells and of positions). Measured as the
+    /// slope from 2048 to 8192 tokens less Mamba's: 43 (llama) to 69 bytes (gemma3-swa).
+    pub const BYTES_PER_KV_CELL: u64 = 96;
+
+    /// Per token of a logical batch (`-b`, at most the context): llama.cpp's batch splitter
+    /// and the engine's batch. Measured from `-b 512` to `-b 2048` at `-c 2048`: 427 bytes.
+    pub const BYTES_PER_BATCH_TOKEN: u64 = 512;
+
+    /// Per vocabulary entry and sequence: the sampler's candidate array (one 12-byte
+    /// `llama_token_data` a token) and what the sampler chain and log-probabilities copy of it.
+    /// Measured: 12 to 13 bytes a token more with `--temp 0.8` than greedy (which makes the
+    /// 12-byte array), on SmolLM2 and on a 262,144-token vocabulary.
+    pub const BYTES_PER_VOCAB_TOKEN: u64 = 32;
+
+    /// Per vocabulary entry, when a grammar may constrain sampling: llama.cpp's grammar decodes
+    /// every candidate token into code points for each token it samples. Measured: 300 bytes a
+    /// token on SmolLM2 (14.1 MiB), 174 on the generated 262,144-token vocabulary (43.5 MiB).
+    pub const GRAMMAR_BYTES_PER_VOCAB_TOKEN: u64 = 384;
+
+    /// Per compute thread: its stack and llama.cpp's per-thread scratch. Measured from 1 to 8
+    /// threads: at most 90 KiB a thread.
+    pub const BYTES_PER_THREAD: u64 = 128 << 10;
+
+    /// A chat template: the Jinja engine's code and environment, made after the model is
+    /// loaded. Measured on SmolLM2 with and without `--raw`: 0.75 MiB.
+    pub const CHAT_TEMPLATE: u64 = 1 << 20;
+
+    /// Serving HTTP: the async runtime's worker threads, the HTTP and JSON code and buffers.
+    /// Measured on SmolLM2 answering one chat request that fills half the context, against
+    /// `prompt` with the same template and context: 1.9-2.1 MiB more.
+    pub const HTTP_SERVER: u64 = 3 << 20;
+
+    /// Streaming layers from disk: the streamer's code and state, and file pages of a window
+    /// faulted in before the previous one is released. Measured on SmolLM2 at the smallest
+    /// streaming budgets (`--max-mem 79M` to `81M`, one layer's window): the runs used up to
+    /// 6.0 MiB beyond their buffers in all, within what the other parts count for them; this
+    /// part is room for the streamer's own code and state.
+    pub const STREAMING: u64 = 2 << 20;
+
+    /// Per vocabulary entry while the model loads, before its context exists: llama.cpp holds
+    /// the GGUF metadata it parsed (the token strings) next to the vocabulary it builds from
+    /// it, beyond what the built model keeps (which is counted as measured). Measured on a
+    /// 262,144-token vocabulary: a peak 16.0 to 18.0 MiB over the weights and the model's
+    /// host structures in some runs (up to 69 bytes a token), 8 MiB less in others (the
+    /// allocator kept fewer freed pages).
+    pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 88;
+}
+
+/// What the runtime margin of one configuration depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuntimeMargin {
+    /// Vocabulary entries.
+    pub n_vocab: u64,
+    /// Context cells (all sequences together).
+    pub n_ctx: u32,
+    /// The model has attention layers (KV cells; a recurrent model has none).
+    pub kv_cells: bool,
+    /// Logical batch size.
+    pub n_batch: u32,
+    /// Micro-batch size.
+    pub n_ubatch: u32,
+    /// Sequences decoded together.
+    pub n_seq: u32,
+    /// Compute threads (the larger of generation and prompt processing).
+    pub threads: u32,
+    /// A chat template may be rendered (the model has one, or the flags name one).
+    pub chat_template: bool,
+    /// A grammar may constrain sampling.
+    pub grammar: bool,
+    /// The process serves HTTP.
+    pub http_server: bool,
+    /// Layers are streamed from disk.
+    pub streaming: bool,
+}
+
+impl RuntimeMargin {
+    /// Bytes the run uses beyond its planned buffers once its context exists (see [`margin`]).
+    pub fn running(&self) -> u64 {
+        let n_ctx = u64::from(self.n_ctx);
+        let n_batch = u64::from(self.n_batch.min(self.n_ctx));
+        let per_token = if self.kv_cells {
+            margin::BYTES_PER_CONTEXT_TOKEN + margin::BYTES_PER_KV_CELL
+        } else {
+            margin::BYTES_PER_CONTEXT_TOKEN
+        };
+        let mut bytes = margin::FIXED
+            + n_ctx * per_token
+            + n_batch * margin::BYTES_PER_BATCH_TOKEN
+            + self.n_vocab * u64::from(self.n_seq.max(1)) * margin::BYTES_PER_VOCAB_TOKEN
+            + u64::from(self.threads.max(1)) * margin::BYTES_PER_THREAD;
+        if self.n_ctx > self.n_ubatch {
+            bytes += margin::MULTI_UBATCH;
+        }
+        if self.chat_template {
+            bytes += margin::CHAT_TEMPLATE;
+        }
+        if self.grammar || self.http_server {
+            bytes += self.n_vocab * margin::GRAMMAR_BYTES_PER_VOCAB_TOKEN;
+        }
+        if self.http_server {
+            bytes += margin::HTTP_SERVER;
+        }
+        if self.streaming {
+            bytes += margin::STREAMING;
+        }
+        bytes
+    }
+
+    /// Bytes the model's load holds beyond the weights and the model's host structures, before
+    /// the context's buffers exist (see [`margin::LOAD_BYTES_PER_VOCAB_TOKEN`]).
+    pub fn loading(&self) -> u64 {
+        self.n_vocab * margin::LOAD_BYTES_PER_VOCAB_TOKEN
+    }
+
+    /// The margin a plan counts next to `buffers` bytes of KV cache, compute and output
+    /// buffers: the peak is either while the model loads (before those buffers are made, so
+    /// the load's extra may use their share) or while it runs, whichever is larger.
+    pub fn bytes(&self, buffers: u64) -> u64 {
+        self.running().max(self.loading().saturating_sub(buffers))
+    }
 }
 
 /// The vocabulary size the file declares (its token list).
@@ -42,10 +188,20 @@ pub struct LlamaSizer {
     /// Resident bytes of the weights: the mapped file (llama.cpp faults all of it in at load)
     /// plus any weights repacked into anonymous memory.
     weights: u64,
-    /// Process baseline (binary, libraries, allocator) measured before loading, the model's
-    /// host structures (vocabulary, tokenizer, metadata: measured as what loading the dry-run
-    /// model added), plus [`runtime_margin`].
-    overhead: u64,
+    /// Process baseline (binary, libraries, allocator) measured before loading, plus the
+    /// model's host structures (vocabulary, tokenizer, metadata: measured as what loading the
+    /// dry-run model added). Each candidate adds its [`RuntimeMargin`].
+    measured_overhead: u64,
+    /// Vocabulary entries (for the runtime margin).
+    n_vocab: u64,
+    /// The model has attention layers (KV cells).
+    kv_cells: bool,
+    /// The model file carries a chat template.
+    model_template: bool,
+    /// What the process runs next to the model.
+    extras: RuntimeExtras,
+    /// Only a window of the weights is resident ([`LlamaSizer::stream_weights`]).
+    streaming: bool,
     /// The model's host structures alone.
     model_host: u64,
     /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
@@ -113,9 +269,13 @@ impl LlamaSizer {
             probe,
             weights,
             repacked,
-            overhead: baseline
-                .saturating_add(model_host)
-                .saturating_add(runtime_margin(n_vocab(gguf))),
+            measured_overhead: baseline.saturating_add(model_host),
+            n_vocab: n_vocab(gguf),
+            kv_cells: crate::ModelCacheSpec::from_gguf(gguf)
+                .map_or(true, |spec| spec.layers.iter().any(|l| l.n_head_kv > 0)),
+            model_template: gguf.get("tokenizer.chat_template").is_some(),
+            extras: RuntimeExtras::default(),
+            streaming: false,
             model_host,
             choices: RunChoices::threads(threads),
             adapters: 0,
@@ -172,6 +332,30 @@ impl LlamaSizer {
     /// window of layers, for a model whose other layers are streamed from disk.
     pub fn stream_weights(&mut self, resident: u64) {
         self.weights = resident.saturating_add(self.adapters);
+        self.streaming = true;
+    }
+
+    /// Counts what the process runs next to the model (`extras`) in the runtime margin.
+    pub fn with_extras(mut self, extras: RuntimeExtras) -> LlamaSizer {
+        self.extras = extras;
+        self
+    }
+
+    /// The runtime margin's inputs for `candidate`.
+    pub fn runtime_margin(&self, candidate: &Candidate) -> RuntimeMargin {
+        RuntimeMargin {
+            n_vocab: self.n_vocab,
+            n_ctx: candidate.n_ctx,
+            kv_cells: self.kv_cells,
+            n_batch: candidate.n_batch,
+            n_ubatch: candidate.n_ubatch,
+            n_seq: candidate.n_seq,
+            threads: self.choices.threads.max(self.choices.threads_batch).max(1) as u32,
+            chat_template: self.model_template || self.extras.named_template,
+            grammar: self.extras.grammar,
+            http_server: self.extras.http_server,
+            streaming: self.streaming,
+        }
     }
 }
 
@@ -208,12 +392,14 @@ impl BufferSizer for LlamaSizer {
             params.n_outputs_max = n;
         }
         let sizes = self.probe.measure(&params)?;
+        let buffers = sizes.kv + sizes.compute + sizes.output;
+        let margin = self.runtime_margin(candidate).bytes(buffers);
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,
             compute: sizes.compute,
             output: sizes.output,
-            overhead: self.overhead,
+            overhead: self.measured_overhead.saturating_add(margin),
             embeddings: self.embeddings,
         })
     }
@@ -269,4 +455,89 @@ pub fn install_data_limit_bytes(anonymous: u64) -> std::io::Result<u64> {
     )
     .map_err(std::io::Error::from)?;
     Ok(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// A generated 1024-token model at `n_ctx`, as the shapes test runs it.
+    fn small(n_ctx: u32) -> RuntimeMargin {
+        RuntimeMargin {
+            n_vocab: 1024,
+            n_ctx,
+            kv_cells: true,
+            n_batch: 2048,
+            n_ubatch: 512,
+            n_seq: 1,
+            threads: 2,
+            ..RuntimeMargin::default()
+        }
+    }
+
+    #[test]
+    fn the_runtime_margin_grows_with_the_context_and_never_shrinks() {
+        let mut last = 0;
+        for n_ctx in (256..=65536).step_by(256) {
+            let m = small(n_ctx).bytes(0);
+            assert!(m >= last, "{n_ctx}: {m} < {last}");
+            last = m;
+        }
+        // -c 512 (one micro-batch): the fixed part, the per-token parts and two threads.
+        let at_512 = small(512).running();
+        assert_eq!(
+            at_512,
+            margin::FIXED + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * margin::BYTES_PER_THREAD
+        );
+        assert!(at_512 < 4 * MIB, "{at_512}");
+        // A recurrent model has no KV cells.
+        let mamba = RuntimeMargin {
+            kv_cells: false,
+            ..small(8192)
+        };
+        assert_eq!(small(8192).running() - mamba.running(), 8192 * 96);
+    }
+
+    #[test]
+    fn each_extra_adds_its_part() {
+        let base = small(2048);
+        let with = |f: fn(&mut RuntimeMargin)| {
+            let mut m = base;
+            f(&mut m);
+            m.running() - base.running()
+        };
+        assert_eq!(with(|m| m.chat_template = true), margin::CHAT_TEMPLATE);
+        assert_eq!(with(|m| m.streaming = true), margin::STREAMING);
+        assert_eq!(
+            with(|m| m.grammar = true),
+            1024 * margin::GRAMMAR_BYTES_PER_VOCAB_TOKEN
+        );
+        // A server may be asked for a grammar by any request.
+        assert_eq!(
+            with(|m| m.http_server = true),
+            margin::HTTP_SERVER + 1024 * margin::GRAMMAR_BYTES_PER_VOCAB_TOKEN
+        );
+        assert_eq!(
+            with(|m| m.n_seq = 4),
+            3 * 1024 * margin::BYTES_PER_VOCAB_TOKEN
+        );
+    }
+
+    #[test]
+    fn the_load_peak_may_use_the_share_of_buffers_made_after_it() {
+        let large_vocab = RuntimeMargin {
+            n_vocab: 262_144,
+            ..small(512)
+        };
+        let load = 262_144 * margin::LOAD_BYTES_PER_VOCAB_TOKEN;
+        assert!(load > large_vocab.running());
+        // Small buffers: the load's peak decides.
+        assert_eq!(large_vocab.bytes(3 * MIB), load - 3 * MIB);
+        // Buffers larger than the load's extra: the run decides.
+        assert_eq!(large_vocab.bytes(load), large_vocab.running());
+        // A 1024-token vocabulary's load never decides.
+        assert_eq!(small(512).bytes(0), small(512).running());
+    }
 }

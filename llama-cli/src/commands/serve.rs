@@ -504,6 +504,7 @@ impl Started {
                 .map(|pooling| embeddings_context(settings, pooling)),
             ..runtime::run_settings(settings, serve.parallel)?
         };
+        run.runtime.http_server = true;
         if run.embeddings.is_some() {
             // The embeddings context computes outside the layer streamer's window: it needs
             // the whole model resident, so the plan never streams.

@@ -88,6 +88,10 @@ fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
         peak <= planned,
         "{cell}: peak {peak} over the plan {planned}\n{stderr}"
     );
+    assert!(
+        planned <= budget_bytes,
+        "{cell}: plan {planned} over the budget\n{stderr}"
+    );
     Some(Measured { planned, peak })
 }
 
@@ -98,13 +102,22 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
     path
 }
 
-/// The plan exceeds the peak by at most 5%, or by at most the runtime margin the planner adds
-/// for the process's own allocations (8 MiB plus 24 bytes per vocabulary entry: dominant for
-/// models of a few MiB).
+/// How far above the peak a generated shape's plan may be when it is not within 5%: the runtime
+/// margin covers the worst shape and run measured (gemma3-swa, 2.5-3.1 MiB at `-c 512`), the
+/// others use up to 2.4 MiB less of it, and one shape's peak varies by up to 0.9 MiB from run
+/// to run (docs/MEMORY.md, "Every model shape"); on peaks of 25-40 MiB that is 6-10%.
+const SMALL_SHAPE_SLACK: u64 = 3 << 20;
+
+/// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`], or, for a
+/// large vocabulary, by at most the load's part of the margin (the plan holds the heap
+/// high-water the load reaches in some runs; in others the allocator keeps 8 MiB fewer freed
+/// pages).
 fn assert_close(name: &str, m: &Measured, n_vocab: u64) {
     let over = m.planned - m.peak;
+    let slack =
+        SMALL_SHAPE_SLACK.max(n_vocab * llama_core::budget::margin::LOAD_BYTES_PER_VOCAB_TOKEN);
     assert!(
-        over * 20 <= m.peak || over <= llama_core::budget::runtime_margin(n_vocab),
+        over * 20 <= m.peak || over <= slack,
         "{name}: planned {} for a peak of {} ({:.1}% over)",
         m.planned,
         m.peak,

@@ -84,6 +84,9 @@ pub struct RunSettings {
     /// The user's `--ctx-size` is all sequences' context together (`serve`, as llama-server's
     /// `-c`), so degradations and suggestions name totals; `false`: per sequence.
     pub ctx_is_total: bool,
+    /// What the process runs next to the model (a named chat template, an HTTP server), for
+    /// the plan's runtime margin.
+    pub runtime: budget::RuntimeExtras,
 }
 
 /// Why a run could not be prepared or started.
@@ -332,6 +335,7 @@ pub fn prepare_with_outputs(
             let mut sizer = LlamaSizer::new(path, &gguf, &params, settings.threads)
                 .map_err(PlanError::Sizer)?
                 .with_choices(choices)
+                .with_extras(settings.runtime)
                 .with_adapters(adapter_bytes)
                 .with_outputs_max(n_outputs_max);
             if let Some(embeddings) = &settings.embeddings {
