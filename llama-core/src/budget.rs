@@ -34,10 +34,11 @@ pub mod margin {
     /// Always there once the model runs: code pages of the decode, sampling and generation
     /// paths faulted in after the baseline was measured (0.8-1.3 MiB, by `smaps`), the engine
     /// thread's stack, llama.cpp's per-context host structures that are not buffers (graph
-    /// metadata, 0.4 MiB a graph; the scheduler's tables; the CPU backend's work buffer).
-    /// Worst measured 2.5-2.6 MiB (gemma3-swa, `-c 512`, with the per-token and per-thread
-    /// parts below taken out); 1.9-2.2 MiB on the other generated shapes.
-    pub const FIXED: u64 = 13 << 18;
+    /// metadata, 0.4 MiB a graph; the scheduler's tables; the CPU backend's work buffer but
+    /// its per-thread scratch). Worst measured 2.1-2.2 MiB (llama, gemma3-swa and Mamba at
+    /// `-c 512`, with the per-token and per-thread parts below taken out); one shape's use
+    /// varies by up to 0.5 MiB from run to run.
+    pub const FIXED: u64 = 3 << 20;
 
     /// A context longer than one micro-batch decodes prompts in several graphs of different
     /// shapes: llama.cpp keeps a second graph's metadata and regrows the CPU work buffer.
@@ -71,9 +72,19 @@ pub mod margin {
     /// token on SmolLM2 (14.1 MiB), 174 on the generated 262,144-token vocabulary (43.5 MiB).
     pub const GRAMMAR_BYTES_PER_VOCAB_TOKEN: u64 = 384;
 
-    /// Per compute thread: its stack and llama.cpp's per-thread scratch. Measured from 1 to 8
-    /// threads: at most 90 KiB a thread.
-    pub const BYTES_PER_THREAD: u64 = 128 << 10;
+    /// Per compute thread: its stack and allocator arena, beyond the flash-attention scratch
+    /// ([`flash_attention_scratch`]). Measured from 2 to 32 threads at `-c 512`: 102 KiB a
+    /// thread on llama (64-wide heads, 96 KiB of it scratch), 288 KiB on gemma3-swa (256-wide
+    /// heads, 288 KiB of scratch).
+    pub const BYTES_PER_THREAD: u64 = 64 << 10;
+
+    /// The CPU backend's flash-attention scratch per thread for K and V heads of `dk` and `dv`
+    /// elements: a 64-query by 64-key tile of floats (queries, scores, mask, accumulators, the
+    /// K and V rows), as ggml's graph plan sizes it.
+    pub fn flash_attention_scratch(dk: u64, dv: u64) -> u64 {
+        const TILE: u64 = 64;
+        4 * TILE * (2 * dk + 2 * dv + 2 * TILE)
+    }
 
     /// A chat template: the Jinja engine's code and environment, made after the model is
     /// loaded. Measured on SmolLM2 with and without `--raw`: 0.75 MiB.
@@ -109,6 +120,8 @@ pub struct RuntimeMargin {
     pub n_ctx: u32,
     /// The model has attention layers (KV cells; a recurrent model has none).
     pub kv_cells: bool,
+    /// The largest K and V head sizes of the attention layers (0 without attention).
+    pub head_dims: (u64, u64),
     /// Logical batch size.
     pub n_batch: u32,
     /// Micro-batch size.
@@ -141,7 +154,9 @@ impl RuntimeMargin {
             + n_ctx * per_token
             + n_batch * margin::BYTES_PER_BATCH_TOKEN
             + self.n_vocab * u64::from(self.n_seq.max(1)) * margin::BYTES_PER_VOCAB_TOKEN
-            + u64::from(self.threads.max(1)) * margin::BYTES_PER_THREAD;
+            + u64::from(self.threads.max(1))
+                * (margin::BYTES_PER_THREAD
+                    + margin::flash_attention_scratch(self.head_dims.0, self.head_dims.1));
         if self.n_ctx > self.n_ubatch {
             bytes += margin::MULTI_UBATCH;
         }
@@ -196,6 +211,8 @@ pub struct LlamaSizer {
     n_vocab: u64,
     /// The model has attention layers (KV cells).
     kv_cells: bool,
+    /// The largest K and V head sizes of the attention layers.
+    head_dims: (u64, u64),
     /// The model file carries a chat template.
     model_template: bool,
     /// What the process runs next to the model.
@@ -264,6 +281,16 @@ impl LlamaSizer {
         tracing::info!(baseline, model_host, "process memory before planning");
         let mapped = gguf.file_size();
         let repacked = probe.repacked_bytes();
+        let spec = crate::ModelCacheSpec::from_gguf(gguf);
+        // Unknown heads: as wide as the widest common ones (Gemma's 256).
+        let head_dims = spec.as_ref().map_or((256, 256), |s| {
+            s.layers
+                .iter()
+                .filter(|l| l.n_head_kv > 0)
+                .fold((0, 0), |(k, v), l| {
+                    (k.max(l.head_dim_k), v.max(l.head_dim_v))
+                })
+        });
         let weights = mapped.saturating_add(repacked);
         Ok(LlamaSizer {
             probe,
@@ -271,8 +298,10 @@ impl LlamaSizer {
             repacked,
             measured_overhead: baseline.saturating_add(model_host),
             n_vocab: n_vocab(gguf),
-            kv_cells: crate::ModelCacheSpec::from_gguf(gguf)
-                .map_or(true, |spec| spec.layers.iter().any(|l| l.n_head_kv > 0)),
+            kv_cells: spec
+                .as_ref()
+                .map_or(true, |s| s.layers.iter().any(|l| l.n_head_kv > 0)),
+            head_dims,
             model_template: gguf.get("tokenizer.chat_template").is_some(),
             extras: RuntimeExtras::default(),
             streaming: false,
@@ -347,6 +376,7 @@ impl LlamaSizer {
             n_vocab: self.n_vocab,
             n_ctx: candidate.n_ctx,
             kv_cells: self.kv_cells,
+            head_dims: self.head_dims,
             n_batch: candidate.n_batch,
             n_ubatch: candidate.n_ubatch,
             n_seq: candidate.n_seq,
@@ -418,19 +448,37 @@ pub fn plan_model(
 }
 
 /// Slack the data-segment backstop leaves above the planned anonymous memory: virtual
-/// reservations (thread stacks, allocator arenas) count against `RLIMIT_DATA` before they are
-/// resident.
+/// reservations (the engine's and the server's thread stacks, allocator arenas) count against
+/// `RLIMIT_DATA` before they are resident. The compute threads' stacks are added apart
+/// ([`thread_stack_reservation`] each).
 pub const BACKSTOP_SLACK: u64 = 128 << 20;
+
+/// Address space one compute thread's stack reserves, which `RLIMIT_DATA` counts before any of
+/// it is touched: glibc (and so llama.cpp's OpenMP threads) gives a new thread a stack of the
+/// soft stack limit (`RLIMIT_STACK`, 8 MiB by default); 32 MiB when that is unlimited.
+/// Without it, 16 threads under `--max-mem` failed to start (`libgomp: Thread creation
+/// failed`) and the process aborted.
+pub fn thread_stack_reservation() -> u64 {
+    use rustix::process::{getrlimit, Resource};
+    getrlimit(Resource::Stack).current.unwrap_or(32 << 20)
+}
 
 /// Caps the process's data segment (`RLIMIT_DATA`: heap and private writable mappings, which
 /// is where llama.cpp's KV cache and compute buffers live; the read-only mapping of the model
-/// file is not counted) at the planned anonymous memory plus [`BACKSTOP_SLACK`]. An unplanned
-/// large allocation then fails (llama.cpp reports it as an error) instead of growing until the
-/// kernel's OOM killer ends the process. Returns the limit set.
-pub fn install_data_limit(plan: &Plan, mapped_weights: u64) -> std::io::Result<u64> {
+/// file is not counted) at the planned anonymous memory plus [`BACKSTOP_SLACK`] plus the stacks
+/// of `threads` compute threads. An unplanned large allocation then fails (llama.cpp reports
+/// it as an error) instead of growing until the kernel's OOM killer ends the process. Returns
+/// the limit set.
+pub fn install_data_limit(plan: &Plan, mapped_weights: u64, threads: u32) -> std::io::Result<u64> {
     // Streamed weights are planned below the file size; either way they are file-backed.
     let mapped = mapped_weights.min(plan.breakdown.weights);
-    install_data_limit_bytes(plan.breakdown.total().saturating_sub(mapped))
+    let stacks = u64::from(threads.max(1)).saturating_mul(thread_stack_reservation());
+    install_data_limit_bytes(
+        plan.breakdown
+            .total()
+            .saturating_sub(mapped)
+            .saturating_add(stacks),
+    )
 }
 
 /// The `RLIMIT_DATA` backstop for `anonymous` bytes of planned anonymous memory (plus the same
@@ -473,6 +521,7 @@ mod tests {
             n_ubatch: 512,
             n_seq: 1,
             threads: 2,
+            head_dims: (64, 64),
             ..RuntimeMargin::default()
         }
     }
@@ -487,10 +536,13 @@ mod tests {
         }
         // -c 512 (one micro-batch): the fixed part, the per-token parts and two threads.
         let at_512 = small(512).running();
+        let per_thread = margin::BYTES_PER_THREAD + margin::flash_attention_scratch(64, 64);
         assert_eq!(
             at_512,
-            margin::FIXED + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * margin::BYTES_PER_THREAD
+            margin::FIXED + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * per_thread
         );
+        // 64-wide heads: 96 KiB of scratch a thread, as ggml's plan sizes it.
+        assert_eq!(margin::flash_attention_scratch(64, 64), 96 << 10);
         assert!(at_512 < 4 * MIB, "{at_512}");
         // A recurrent model has no KV cells.
         let mamba = RuntimeMargin {

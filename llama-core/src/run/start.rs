@@ -101,7 +101,8 @@ fn load_weights(
         } else {
             0
         };
-        match budget::install_data_limit(plan, mapped) {
+        let threads = settings.threads.max(settings.threads_batch).max(1) as u32;
+        match budget::install_data_limit(plan, mapped, threads) {
             Ok(limit) => tracing::info!(limit, "data segment limit set"),
             Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
         }
