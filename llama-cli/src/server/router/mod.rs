@@ -191,8 +191,10 @@ pub fn run(parts: RouterParts) -> Result<(), crate::error::CliError> {
     let state_dir = StateDir::prepare(o.state_dir.as_deref())?;
     llama_core::ffi::release_free_heap();
     let baseline = ProcessMemory::current().rss;
-    // Every model runs in this process: one backstop for the whole budget.
-    match llama_core::budget::install_data_limit_bytes(budget) {
+    // Every model runs in this process: one backstop for the whole budget, with room for the
+    // stacks of the compute threads of as many models as may be loaded at once.
+    let stacks = compute_thread_stacks(&specs, &parts.run_options, o.models_max);
+    match llama_core::budget::install_data_limit_bytes(budget.saturating_add(stacks)) {
         Ok(limit) => tracing::info!(limit, "data segment limit set"),
         Err(err) => tracing::warn!("could not set the data segment limit: {err}"),
     }
@@ -333,4 +335,32 @@ async fn serve(
     }
     background.abort();
     Ok(())
+}
+
+/// Address space the compute threads' stacks of the `models_max` models with the most threads
+/// reserve (all of them without a limit): `RLIMIT_DATA` counts each stack before it is touched
+/// ([`llama_core::budget::thread_stack_reservation`]).
+fn compute_thread_stacks(
+    specs: &[sources::ModelSpec],
+    server_options: &RunOptions,
+    models_max: Option<usize>,
+) -> u64 {
+    let mut threads: Vec<u64> = specs
+        .iter()
+        .map(|spec| {
+            let options = spec.options.clone().over(server_options.clone());
+            let generation = options
+                .threads
+                .unwrap_or_else(crate::options::default_threads);
+            let batch = options.threads_batch.unwrap_or(generation);
+            generation.max(batch).max(1) as u64
+        })
+        .collect();
+    threads.sort_unstable_by(|a, b| b.cmp(a));
+    let loaded = models_max.unwrap_or(threads.len()).max(1);
+    threads
+        .iter()
+        .take(loaded)
+        .sum::<u64>()
+        .saturating_mul(llama_core::budget::thread_stack_reservation())
 }

@@ -537,6 +537,9 @@ fn plan_model(
     }
     let mut run = crate::runtime::run_settings(&settings, parallel).map_err(|e| e.to_string())?;
     run.ctx_is_total = true;
+    // Served over HTTP: the server's part of the runtime margin, and a grammar any request
+    // may carry.
+    run.runtime.http_server = true;
     run.max_mem = Some(budget);
     let mut prepared = llama_core::run::prepare(&run).map_err(|e| e.to_string())?;
     // One backstop for the whole process (installed by the router), not one per model.
