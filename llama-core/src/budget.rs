@@ -40,6 +40,18 @@ pub mod margin {
     /// varies by up to 0.5 MiB from run to run.
     pub const FIXED: u64 = 3 << 20;
 
+    /// A debug build (the test suite's default profile) faults in more of its larger, unoptimised
+    /// code after the baseline than a release build: the generated Mamba shape at `-c 512`
+    /// under `--max-mem 40M` peaked 10 KiB above a plan with the release figures alone.
+    pub const DEBUG_BUILD_CODE: u64 = 1 << 20;
+
+    /// [`DEBUG_BUILD_CODE`] in a debug build, else nothing.
+    pub const BUILD_CODE: u64 = if cfg!(debug_assertions) {
+        DEBUG_BUILD_CODE
+    } else {
+        0
+    };
+
     /// A context longer than one micro-batch decodes prompts in several graphs of different
     /// shapes: llama.cpp keeps a second graph's metadata and regrows the CPU work buffer.
     /// Measured as the step from `-c 512` to `-c 1024` on Mamba (1.1 MiB, 1.0 MiB at the same
@@ -151,6 +163,7 @@ impl RuntimeMargin {
             margin::BYTES_PER_CONTEXT_TOKEN
         };
         let mut bytes = margin::FIXED
+            + margin::BUILD_CODE
             + n_ctx * per_token
             + n_batch * margin::BYTES_PER_BATCH_TOKEN
             + self.n_vocab * u64::from(self.n_seq.max(1)) * margin::BYTES_PER_VOCAB_TOKEN
@@ -539,11 +552,11 @@ mod tests {
         let per_thread = margin::BYTES_PER_THREAD + margin::flash_attention_scratch(64, 64);
         assert_eq!(
             at_512,
-            margin::FIXED + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * per_thread
+            margin::FIXED + margin::BUILD_CODE + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * per_thread
         );
         // 64-wide heads: 96 KiB of scratch a thread, as ggml's plan sizes it.
         assert_eq!(margin::flash_attention_scratch(64, 64), 96 << 10);
-        assert!(at_512 < 4 * MIB, "{at_512}");
+        assert!(at_512 - margin::BUILD_CODE < 4 * MIB, "{at_512}");
         // A recurrent model has no KV cells.
         let mamba = RuntimeMargin {
             kv_cells: false,

@@ -854,10 +854,13 @@ fn eight_conversations_over_the_kv_budget_finish_within_max_mem() {
 
 #[test]
 fn serve_streams_layers_under_a_budget_below_the_weights_with_the_answer_prompt_gives() {
-    // The same run path as `prompt`: a budget below the 92 MiB of weights streams layers from
-    // disk in the server too, and the greedy answer is the one `prompt` gives under it.
+    // The same run path as `prompt`: a budget below what the 92 MiB of weights and the process
+    // need resident (about 150 MiB) streams layers from disk in the server too, and the greedy
+    // answer is the one `prompt` gives under it. The server plans more than `prompt` (its HTTP
+    // stack and a grammar's decoded candidates, 21 MiB for SmolLM2's vocabulary): 114 MiB
+    // at the least in a debug build.
     let question = "What is the capital of France? Answer in one sentence.";
-    let budget = ["--max-mem", "110M"];
+    let budget = ["--max-mem", "128M"];
     let prompt = llama_cli()
         .args([
             "prompt",

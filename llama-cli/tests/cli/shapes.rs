@@ -105,8 +105,15 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
 /// How far above the peak a generated shape's plan may be when it is not within 5%: the runtime
 /// margin keeps about 1 MiB above the worst run measured of each shape, one shape's peak varies
 /// by up to 0.9 MiB from run to run, and the grid's worst cell measured 1.9 MiB
-/// (docs/MEMORY.md, "Every model shape"); on peaks of 25-40 MiB that is 6-10%.
-const SMALL_SHAPE_SLACK: u64 = 3 << 20;
+/// (docs/MEMORY.md, "Every model shape"); on peaks of 25-40 MiB that is 6-10%. Those are
+/// release builds' figures (the binary users run); a debug build (the suite's default profile)
+/// measured up to 3.3 MiB (moe, `-c 512`, `--max-mem 40M`) before its plan counted
+/// `budget::margin::DEBUG_BUILD_CODE` too, so it gets 2 MiB more.
+const SMALL_SHAPE_SLACK: u64 = if cfg!(debug_assertions) {
+    5 << 20
+} else {
+    3 << 20
+};
 
 /// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`], or, for a
 /// large vocabulary, by at most the load's part of the margin (the plan holds the heap
