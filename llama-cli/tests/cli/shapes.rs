@@ -38,6 +38,20 @@ struct Measured {
     peak: u64,
 }
 
+impl Measured {
+    /// The plan and the peak RSS from a run's `--stats` lines.
+    fn from_stats(stderr: &str) -> Measured {
+        let planned = size(
+            stat(stderr, "stats: planned ")
+                .split(" of budget")
+                .next()
+                .unwrap(),
+        );
+        let peak = size(stat(stderr, "stats: peak RSS ").split(" (").next().unwrap());
+        Measured { planned, peak }
+    }
+}
+
 /// Runs a prompt of `n_prompt` tokens' worth of text under `budget` at context `ctx`;
 /// `None` when it was refused (cleanly) before loading.
 fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
@@ -59,18 +73,7 @@ fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
         return None;
     }
     assert!(!stderr.contains("budget exceeded"), "{cell}: {stderr}");
-    let planned = size(
-        stat(&stderr, "stats: planned ")
-            .split(" of budget")
-            .next()
-            .unwrap(),
-    );
-    let peak = size(
-        stat(&stderr, "stats: peak RSS ")
-            .split(" (")
-            .next()
-            .unwrap(),
-    );
+    let Measured { planned, peak } = Measured::from_stats(&stderr);
     let budget_bytes = size(
         stat(&stderr, "stats: planned ")
             .split(" of budget ")
@@ -246,18 +249,7 @@ fn sixteen_threads_start_under_the_backstop_and_stay_within_the_plan() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{stderr}");
-    let planned = size(
-        stat(&stderr, "stats: planned ")
-            .split(" of budget")
-            .next()
-            .unwrap(),
-    );
-    let peak = size(
-        stat(&stderr, "stats: peak RSS ")
-            .split(" (")
-            .next()
-            .unwrap(),
-    );
+    let Measured { planned, peak } = Measured::from_stats(&stderr);
     assert!(
         peak <= planned,
         "peak {peak} over the plan {planned}\n{stderr}"
