@@ -21,6 +21,8 @@ use std::process::ExitCode;
 use cli::{Cli, Command, VersionArgs};
 
 fn main() -> ExitCode {
+    // Before anything large is allocated: the memory plan's margins assume a fixed threshold.
+    llama_core::ffi::pin_heap_thresholds();
     let parsed = cli::command()
         .try_get_matches_from(cli::normalize_args(std::env::args_os()))
         .and_then(|matches| <Cli as clap::FromArgMatches>::from_arg_matches(&matches));

@@ -36,9 +36,11 @@ pub mod margin {
     /// thread's stack, llama.cpp's per-context host structures that are not buffers (graph
     /// metadata, 0.4 MiB a graph; the scheduler's tables; the CPU backend's work buffer but
     /// its per-thread scratch). Worst measured 2.1-2.2 MiB (llama, gemma3-swa and Mamba at
-    /// `-c 512`, with the per-token and per-thread parts below taken out); one shape's use
-    /// varies by up to 0.5 MiB from run to run.
-    pub const FIXED: u64 = 3 << 20;
+    /// `-c 512`, with the per-token and per-thread parts below taken out) with glibc's dynamic
+    /// mmap threshold, 0.4-0.5 MiB less once the threshold is fixed
+    /// ([`crate::ffi::pin_heap_thresholds`]); one shape's use varies by up to 0.6 MiB from run
+    /// to run. 2.75 MiB keeps the grid's closest cell 0.75 MiB above its peak.
+    pub const FIXED: u64 = 11 << 18;
 
     /// A debug build (the test suite's default profile) faults in more of its larger, unoptimised
     /// code after the baseline than a release build: the generated Mamba shape at `-c 512`
@@ -60,9 +62,9 @@ pub mod margin {
     pub const MULTI_UBATCH: u64 = 1 << 20;
 
     /// Per context token, for every model: the engine's token lists and the prompt's
-    /// tokenisation. Measured as the slope from 2048 to 8192 tokens on Mamba (no KV cells):
-    /// 78 bytes.
-    pub const BYTES_PER_CONTEXT_TOKEN: u64 = 96;
+    /// tokenisation. Measured as the slope from 2048 to 16,384 tokens on Mamba (no KV cells):
+    /// 37 bytes with the heap's mmap threshold fixed (78 bytes with glibc's dynamic one).
+    pub const BYTES_PER_CONTEXT_TOKEN: u64 = 48;
 
     /// Per context cell of an attention (KV) cache: llama.cpp's per-cell bookkeeping (position,
     /// sequence set, and the ordered sets of used cells and of positions). Measured as the
@@ -107,20 +109,34 @@ pub mod margin {
     /// `prompt` with the same template and context: 1.9-2.1 MiB more.
     pub const HTTP_SERVER: u64 = 3 << 20;
 
+    /// Verbose logging (`-v`: the info or debug level is on): the formatting code and buffers
+    /// of the log lines the run writes. Measured on the generated shapes at `-c 512` and 2048:
+    /// 0.8-0.9 MiB more peak with `-v` than without, of which 0.4 MiB is in the baseline.
+    pub const VERBOSE_LOG: u64 = 1 << 20;
+
     /// Streaming layers from disk: the streamer's code and state, and file pages of a window
     /// faulted in before the previous one is released. Measured on SmolLM2 at the smallest
     /// streaming budgets (`--max-mem 79M` to `81M`, one layer's window): the runs used up to
     /// 6.0 MiB beyond their buffers in all, within what the other parts count for them; this
-    /// part is room for the streamer's own code and state.
-    pub const STREAMING: u64 = 2 << 20;
+    /// part is room for the streamer's own code and state. 3 MiB since the fixed and per-token
+    /// parts were measured anew with the heap's mmap threshold fixed: with 2 MiB a streamed
+    /// Mamba run in a debug build (`-c 2048 --max-mem 40M`) came within 0.2 MiB of its plan.
+    pub const STREAMING: u64 = 3 << 20;
 
     /// Per vocabulary entry while the model loads, before its context exists: llama.cpp holds
     /// the GGUF metadata it parsed (the token strings) next to the vocabulary it builds from
-    /// it, beyond what the built model keeps (which is counted as measured). Measured on a
-    /// 262,144-token vocabulary: a peak 16.0 to 18.0 MiB over the weights and the model's
-    /// host structures in some runs (up to 69 bytes a token), 8 MiB less in others (the
-    /// allocator kept fewer freed pages).
-    pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 88;
+    /// it, beyond what the built model keeps (which is counted as measured). Used where the
+    /// dry run's load could not be measured (the process had been higher before it, as in a
+    /// router loading its second model). Measured on a 262,144-token vocabulary with the heap's
+    /// mmap threshold fixed ([`crate::ffi::pin_heap_thresholds`]): 9.4 to 9.7 MiB over the
+    /// weights and the model's host structures (36-37 bytes a token); SmolLM2's 49,152 tokens
+    /// 3.0-3.1 MiB (62-65 bytes a token, which its context's buffers cover many times over).
+    pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 48;
+
+    /// Room above the load's extra as the dry run measured it ([`RuntimeMargin::load_measured`]):
+    /// the real load reached 0.1 MiB more than the dry run on the 262,144-token vocabulary
+    /// (9.7 MiB against 9.6).
+    pub const LOAD_MEASURED_ROOM: u64 = 1 << 20;
 }
 
 /// What the runtime margin of one configuration depends on.
@@ -150,6 +166,17 @@ pub struct RuntimeMargin {
     pub http_server: bool,
     /// Layers are streamed from disk.
     pub streaming: bool,
+    /// Verbose logging is on (`-v`).
+    pub verbose_log: bool,
+    /// What the dry run's model load reached above what the model keeps, when it could be
+    /// measured (the process's high-water mark rose during it); else the load is modelled from
+    /// the vocabulary ([`margin::LOAD_BYTES_PER_VOCAB_TOKEN`]).
+    pub load_measured: Option<u64>,
+    /// Bytes of the weights counted in the plan that are not resident once the model is
+    /// loaded: the file's metadata before its first tensor and anything after its last, which
+    /// llama.cpp unmaps after the load (and never reads with `--no-mmap`). They are resident
+    /// while the model loads, so only the running peak is relieved of them.
+    pub unmapped_after_load: u64,
 }
 
 impl RuntimeMargin {
@@ -185,28 +212,36 @@ impl RuntimeMargin {
         if self.streaming {
             bytes += margin::STREAMING;
         }
+        if self.verbose_log {
+            bytes += margin::VERBOSE_LOG;
+        }
         bytes
     }
 
     /// Bytes the model's load holds beyond the weights and the model's host structures, before
-    /// the context's buffers exist (see [`margin::LOAD_BYTES_PER_VOCAB_TOKEN`]).
+    /// the context's buffers exist: as the dry run measured it, with room, or modelled from the
+    /// vocabulary (see [`margin::LOAD_BYTES_PER_VOCAB_TOKEN`]).
     pub fn loading(&self) -> u64 {
-        self.n_vocab * margin::LOAD_BYTES_PER_VOCAB_TOKEN
+        match self.load_measured {
+            Some(extra) => extra + margin::LOAD_MEASURED_ROOM,
+            None => self.n_vocab * margin::LOAD_BYTES_PER_VOCAB_TOKEN,
+        }
     }
 
-    /// The margin a plan counts next to `buffers` bytes of KV cache, compute and output
-    /// buffers: the peak is either while the model loads (before those buffers are made, so
-    /// the load's extra may use their share) or while it runs, whichever is larger.
+    /// The margin a plan counts next to the weights and `buffers` bytes of KV cache, compute
+    /// and output buffers: the peak is either while the model loads (before those buffers are
+    /// made, so the load's extra may use their share) or while it runs (when the file's
+    /// metadata is no longer mapped, so the running part may use its share), whichever is
+    /// larger.
     pub fn bytes(&self, buffers: u64) -> u64 {
-        self.running().max(self.loading().saturating_sub(buffers))
+        let running = self.running().saturating_sub(self.unmapped_after_load);
+        running.max(self.loading().saturating_sub(buffers))
     }
 }
 
 /// The vocabulary size the file declares (its token list).
 fn n_vocab(gguf: &GgufModel) -> u64 {
-    gguf.get("tokenizer.ggml.tokens")
-        .and_then(|v| v.as_array())
-        .map_or(0, |a| a.len() as u64)
+    gguf.array_len("tokenizer.ggml.tokens").unwrap_or(0) as u64
 }
 
 /// Sizes candidates with llama.cpp's dry run and adds what the dry run does not see.
@@ -232,6 +267,10 @@ pub struct LlamaSizer {
     extras: RuntimeExtras,
     /// Only a window of the weights is resident ([`LlamaSizer::stream_weights`]).
     streaming: bool,
+    /// Bytes of the file outside its tensor data (metadata), unmapped once the model loads.
+    unmapped_after_load: u64,
+    /// The dry-run load's peak above what the model keeps, when measured.
+    load_extra: Option<u64>,
     /// The model's host structures alone.
     model_host: u64,
     /// Weights copied into the CPU backend's extra buffer types (anonymous memory).
@@ -282,16 +321,35 @@ impl LlamaSizer {
         threads: i32,
     ) -> Result<LlamaSizer, ProbeError> {
         crate::ffi::release_free_heap();
-        let baseline = ProcessMemory::current().rss;
+        let before = ProcessMemory::current();
+        let baseline = before.rss;
         let probe = MemoryProbe::new(path, model_params)?;
         // The dry-run model holds everything llama.cpp keeps on the host for a model but its
         // weights and buffers: the vocabulary and tokenizer (in proportion to n_vocab), the
         // metadata and tensor descriptions. The real load allocates the same again.
         // What the loader freed again (the GGUF metadata it parsed) goes back first, so that
         // only what the model keeps is counted.
+        let loaded = ProcessMemory::current();
         crate::ffi::release_free_heap();
-        let model_host = ProcessMemory::current().rss.saturating_sub(baseline);
-        tracing::info!(baseline, model_host, "process memory before planning");
+        let after = ProcessMemory::current();
+        let model_host = after.rss.saturating_sub(baseline);
+        // The dry-run load's own peak above what it keeps, when the process had not been
+        // higher before (then the high-water mark is the load's).
+        let load_extra = (loaded.peak_rss > before.peak_rss).then(|| {
+            loaded
+                .peak_rss
+                .saturating_sub(baseline)
+                .saturating_sub(model_host)
+        });
+        tracing::info!(
+            baseline,
+            baseline_anon = before.rss_anon,
+            baseline_file = before.rss_file,
+            model_host,
+            model_host_anon = after.rss_anon.saturating_sub(before.rss_anon),
+            load_extra,
+            "process memory before planning"
+        );
         let mapped = gguf.file_size();
         let repacked = probe.repacked_bytes();
         let spec = crate::ModelCacheSpec::from_gguf(gguf);
@@ -318,6 +376,8 @@ impl LlamaSizer {
             model_template: gguf.get("tokenizer.chat_template").is_some(),
             extras: RuntimeExtras::default(),
             streaming: false,
+            unmapped_after_load: mapped.saturating_sub(gguf.tensor_data_span()),
+            load_extra,
             model_host,
             choices: RunChoices::threads(threads),
             adapters: 0,
@@ -375,6 +435,8 @@ impl LlamaSizer {
     pub fn stream_weights(&mut self, resident: u64) {
         self.weights = resident.saturating_add(self.adapters);
         self.streaming = true;
+        // A streamed model is mapped without populating it: its metadata is never resident.
+        self.unmapped_after_load = 0;
     }
 
     /// Counts what the process runs next to the model (`extras`) in the runtime margin.
@@ -398,6 +460,9 @@ impl LlamaSizer {
             grammar: self.extras.grammar,
             http_server: self.extras.http_server,
             streaming: self.streaming,
+            verbose_log: tracing::enabled!(target: "llama_core::budget", tracing::Level::INFO),
+            unmapped_after_load: self.unmapped_after_load,
+            load_measured: self.load_extra,
         }
     }
 }
@@ -552,7 +617,11 @@ mod tests {
         let per_thread = margin::BYTES_PER_THREAD + margin::flash_attention_scratch(64, 64);
         assert_eq!(
             at_512,
-            margin::FIXED + margin::BUILD_CODE + 512 * (96 + 96 + 512) + 1024 * 32 + 2 * per_thread
+            margin::FIXED
+                + margin::BUILD_CODE
+                + 512 * (margin::BYTES_PER_CONTEXT_TOKEN + margin::BYTES_PER_KV_CELL + 512)
+                + 1024 * 32
+                + 2 * per_thread
         );
         // 64-wide heads: 96 KiB of scratch a thread, as ggml's plan sizes it.
         assert_eq!(margin::flash_attention_scratch(64, 64), 96 << 10);
@@ -562,7 +631,10 @@ mod tests {
             kv_cells: false,
             ..small(8192)
         };
-        assert_eq!(small(8192).running() - mamba.running(), 8192 * 96);
+        assert_eq!(
+            small(8192).running() - mamba.running(),
+            8192 * margin::BYTES_PER_KV_CELL
+        );
     }
 
     #[test]
@@ -575,6 +647,7 @@ mod tests {
         };
         assert_eq!(with(|m| m.chat_template = true), margin::CHAT_TEMPLATE);
         assert_eq!(with(|m| m.streaming = true), margin::STREAMING);
+        assert_eq!(with(|m| m.verbose_log = true), margin::VERBOSE_LOG);
         assert_eq!(
             with(|m| m.grammar = true),
             1024 * margin::GRAMMAR_BYTES_PER_VOCAB_TOKEN
@@ -594,9 +667,10 @@ mod tests {
     fn the_load_peak_may_use_the_share_of_buffers_made_after_it() {
         let large_vocab = RuntimeMargin {
             n_vocab: 262_144,
+            load_measured: Some(20 * MIB),
             ..small(512)
         };
-        let load = 262_144 * margin::LOAD_BYTES_PER_VOCAB_TOKEN;
+        let load = 20 * MIB + margin::LOAD_MEASURED_ROOM;
         assert!(load > large_vocab.running());
         // Small buffers: the load's peak decides.
         assert_eq!(large_vocab.bytes(3 * MIB), load - 3 * MIB);
@@ -604,5 +678,46 @@ mod tests {
         assert_eq!(large_vocab.bytes(load), large_vocab.running());
         // A 1024-token vocabulary's load never decides.
         assert_eq!(small(512).bytes(0), small(512).running());
+    }
+
+    #[test]
+    fn a_measured_load_replaces_the_vocabulary_model() {
+        let measured = RuntimeMargin {
+            n_vocab: 262_144,
+            load_measured: Some(9 * MIB),
+            ..small(512)
+        };
+        assert_eq!(measured.loading(), 9 * MIB + margin::LOAD_MEASURED_ROOM);
+        let modelled = RuntimeMargin {
+            load_measured: None,
+            ..measured
+        };
+        assert_eq!(
+            modelled.loading(),
+            262_144 * margin::LOAD_BYTES_PER_VOCAB_TOKEN
+        );
+    }
+
+    #[test]
+    fn the_unmapped_metadata_relieves_only_the_running_peak() {
+        let unmapped = 6 * MIB;
+        let large_vocab = RuntimeMargin {
+            n_vocab: 262_144,
+            unmapped_after_load: unmapped,
+            ..small(8192)
+        };
+        let mapped = RuntimeMargin {
+            unmapped_after_load: 0,
+            ..large_vocab
+        };
+        // The run decides (large buffers): its part is smaller by the unmapped bytes.
+        let buffers = 64 * MIB;
+        assert_eq!(mapped.bytes(buffers) - large_vocab.bytes(buffers), unmapped);
+        // The load decides (no buffers yet): the metadata is still mapped then.
+        assert_eq!(
+            large_vocab.bytes(0),
+            large_vocab.loading().max(large_vocab.running() - unmapped)
+        );
+        assert!(large_vocab.bytes(0) >= large_vocab.loading());
     }
 }

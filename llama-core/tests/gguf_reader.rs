@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use llama_core::gguf::writer::GgufWriter;
 use llama_core::gguf::{
-    split_file_name, ArrayValue, GgmlType, GgufError, GgufFile, GgufModel, SplitName, Value,
-    ValueType,
+    split_file_name, ArrayValue, GgmlType, GgufError, GgufFile, GgufModel, SplitName, StringArray,
+    Value, ValueType,
 };
 use proptest::prelude::*;
 
@@ -96,7 +96,7 @@ fn raw_kv(key: &str, value: &[u8]) -> Vec<u8> {
 fn round_trips_every_value_type() {
     let nested = ArrayValue::Array(vec![
         ArrayValue::U32(vec![1, 2, 3]),
-        ArrayValue::String(vec!["a".into(), String::new()]),
+        ArrayValue::String(vec!["a", ""].into()),
         ArrayValue::Array(vec![ArrayValue::Bool(vec![true, false])]),
         ArrayValue::F64(vec![]),
     ]);
@@ -173,7 +173,7 @@ fn typed_getters_convert_widths() {
     assert_eq!(model.get_i64("b"), Some(-1));
     assert_eq!(model.get_f32("c"), Some(2.5));
     assert_eq!(model.get_array_u64("d"), Some(vec![1, 2, 3]));
-    assert_eq!(model.get_array_str("e").map(<[String]>::len), Some(2));
+    assert_eq!(model.get_array_str("e").map(StringArray::len), Some(2));
     assert_eq!(model.get_str("a"), None);
     assert_eq!(model.get("missing"), None);
     assert_eq!(model.get("a").map(Value::value_type), Some(ValueType::U8));
@@ -707,7 +707,7 @@ fn real_model_parses() {
     assert_eq!(
         model
             .get_array_str("tokenizer.ggml.tokens")
-            .map(<[String]>::len),
+            .map(StringArray::len),
         Some(49152)
     );
 }
@@ -764,4 +764,59 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn tensor_data_span_is_the_file_less_its_metadata() {
+    let bytes = sample_writer().to_bytes();
+    let file = GgufFile::parse(&bytes).unwrap();
+    let data_offset = file.data_offset;
+    let model = GgufModel::from_file(file);
+    let tensors = model.tensors();
+    let first = tensors.iter().map(|t| t.file_offset).min().unwrap();
+    let last = tensors
+        .iter()
+        .map(|t| t.file_offset + t.n_bytes)
+        .max()
+        .unwrap();
+    assert_eq!(first, data_offset);
+    assert_eq!(model.tensor_data_span(), last - first);
+    assert!(model.tensor_data_span() < model.file_size());
+    assert!(model.file_size() - model.tensor_data_span() >= data_offset);
+    // No tensors: nothing stays mapped.
+    let empty = GgufModel::from_file(GgufFile::parse(&GgufWriter::new().to_bytes()).unwrap());
+    assert_eq!(empty.tensor_data_span(), 0);
+}
+
+#[test]
+fn shedding_large_arrays_keeps_their_lengths_and_the_rest() {
+    let tokens: Vec<String> = (0..5000).map(|i| format!("t{i}")).collect();
+    let mut w = GgufWriter::new();
+    w.add("tokenizer.ggml.tokens", tokens)
+        .add("tokenizer.ggml.scores", vec![0.5f32; 5000])
+        .add("layers", vec![1u32; 40])
+        .add("name", "kept");
+    let mut model = GgufModel::from_file(GgufFile::parse(&w.to_bytes()).unwrap());
+    assert_eq!(model.array_len("tokenizer.ggml.tokens"), Some(5000));
+    assert_eq!(model.shed_large_arrays(), 2);
+    assert_eq!(model.array_len("tokenizer.ggml.tokens"), Some(5000));
+    assert_eq!(model.array_len("tokenizer.ggml.scores"), Some(5000));
+    assert_eq!(
+        model
+            .get_array_str("tokenizer.ggml.tokens")
+            .map(StringArray::len),
+        Some(0)
+    );
+    assert_eq!(
+        model
+            .get_array("tokenizer.ggml.scores")
+            .map(ArrayValue::element_type),
+        Some(ValueType::F32)
+    );
+    assert_eq!(model.get_array_u64("layers"), Some(vec![1; 40]));
+    assert_eq!(model.get_str("name"), Some("kept"));
+    assert_eq!(model.array_len("missing"), None);
+    // Shedding twice changes nothing more.
+    assert_eq!(model.shed_large_arrays(), 0);
+    assert_eq!(model.array_len("tokenizer.ggml.tokens"), Some(5000));
 }

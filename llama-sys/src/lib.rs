@@ -80,6 +80,33 @@ unsafe extern "C" {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 unsafe extern "C" {
     fn malloc_trim(pad: usize) -> std::ffi::c_int;
+    fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// glibc's `M_MMAP_THRESHOLD` parameter of `mallopt`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+
+/// Fixes glibc's mmap threshold at `bytes` (`mallopt(M_MMAP_THRESHOLD, bytes)`): allocations of
+/// at least that size get their own mapping, which `free` returns to the operating system at
+/// once. Setting it turns off glibc's dynamic threshold (raised to the size of each mapped block
+/// freed, so that later blocks of that size stay in the heap after `free`), which makes a
+/// process's peak depend on the order of its frees. Returns false where it was not set (another
+/// C library, or a value glibc refuses).
+pub fn pin_mmap_threshold(bytes: usize) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let Ok(value) = std::ffi::c_int::try_from(bytes) else {
+            return false;
+        };
+        // SAFETY: mallopt has no preconditions; it changes a malloc tuning parameter.
+        unsafe { mallopt(M_MMAP_THRESHOLD, value) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = bytes;
+        false
+    }
 }
 
 /// Returns freed heap memory to the operating system (glibc's `malloc_trim(0)`), so memory a

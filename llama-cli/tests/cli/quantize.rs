@@ -116,7 +116,7 @@ fn write_imatrix(path: &Path, model: &Path) {
     w.add("general.type", "imatrix");
     w.add(
         "imatrix.datasets",
-        Value::Array(ArrayValue::String(vec!["test.txt".into()])),
+        Value::Array(ArrayValue::String(vec!["test.txt"].into())),
     );
     w.add("imatrix.chunk_count", Value::U32(4));
     w.add("imatrix.chunk_size", Value::U32(512));

@@ -105,29 +105,24 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
     path
 }
 
-/// How far above the peak a generated shape's plan may be when it is not within 5%: the runtime
-/// margin keeps about 1 MiB above the worst run measured of each shape, one shape's peak varies
-/// by up to 0.9 MiB from run to run, and the grid's worst cell measured 1.9 MiB
-/// (docs/MEMORY.md, "Every model shape"); on peaks of 25-40 MiB that is 6-10%. Those are
-/// release builds' figures (the binary users run); a debug build (the suite's default profile)
-/// measured up to 3.3 MiB (moe, `-c 512`, `--max-mem 40M`) before its plan counted
-/// `budget::margin::DEBUG_BUILD_CODE` too, so it gets 2 MiB more.
+/// How far above the peak a generated shape's plan may be when it is not within 5%: its peak
+/// is 25-45 MiB, so 5% is 1.3-2.2 MiB, about what llama.cpp reserves and the prompt never
+/// touches (1.0-1.35 MiB of the compute buffer) plus one shape's run-to-run spread (up to
+/// 0.6 MiB) and the margin's room for another CPU. The grid's worst cell measured 1.4 MiB over
+/// in a release build (docs/MEMORY.md, "Every model shape"); a debug build (the suite's default
+/// profile) streams the smallest budgets' layers, whose margin part is sized for SmolLM2, and
+/// measured up to 3.9 MiB (moe, `-c 512`, `--max-mem 40M`).
 const SMALL_SHAPE_SLACK: u64 = if cfg!(debug_assertions) {
-    5 << 20
+    6 << 20
 } else {
-    3 << 20
+    2 << 20
 };
 
-/// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`], or, for a
-/// large vocabulary, by at most the load's part of the margin (the plan holds the heap
-/// high-water the load reaches in some runs; in others the allocator keeps 8 MiB fewer freed
-/// pages).
-fn assert_close(name: &str, m: &Measured, n_vocab: u64) {
+/// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`].
+fn assert_close(name: &str, m: &Measured) {
     let over = m.planned - m.peak;
-    let slack =
-        SMALL_SHAPE_SLACK.max(n_vocab * llama_core::budget::margin::LOAD_BYTES_PER_VOCAB_TOKEN);
     assert!(
-        over * 20 <= m.peak || over <= slack,
+        over * 20 <= m.peak || over <= SMALL_SHAPE_SLACK,
         "{name}: planned {} for a peak of {} ({:.1}% over)",
         m.planned,
         m.peak,
@@ -140,11 +135,6 @@ fn every_generated_shape_stays_within_budget_and_plan() {
     let dir = tempfile::tempdir().unwrap();
     for shape in Shape::ALL {
         let path = generated(dir.path(), shape);
-        let n_vocab = llama_core::gguf::GgufModel::open(&path)
-            .unwrap()
-            .get("tokenizer.ggml.tokens")
-            .and_then(|v| v.as_array())
-            .map_or(0, |a| a.len() as u64);
         let mut accepted = 0;
         for ctx in [512u32, 2048] {
             // One byte token per character: the prompt fills the context but for the answer.
@@ -156,7 +146,7 @@ fn every_generated_shape_stays_within_budget_and_plan() {
                         "{shape} -c {ctx} --max-mem {budget}: planned {}, peak {}",
                         m.planned, m.peak
                     );
-                    assert_close(&format!("{shape} -c {ctx} {budget}"), &m, n_vocab);
+                    assert_close(&format!("{shape} -c {ctx} {budget}"), &m);
                 }
             }
         }

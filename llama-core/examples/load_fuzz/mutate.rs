@@ -5,7 +5,7 @@
 use std::fmt;
 
 use llama_core::gguf::writer::GgufWriter;
-use llama_core::gguf::{ArrayValue, GgmlType, Value};
+use llama_core::gguf::{ArrayValue, GgmlType, StringArray, Value};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedMutRandom, IndexedRandom};
 use rand::Rng;
@@ -485,7 +485,7 @@ fn tokens(w: &GgufWriter) -> Option<Vec<String>> {
     w.get("tokenizer.ggml.tokens")?
         .as_array()?
         .as_strings()
-        .map(<[String]>::to_vec)
+        .map(StringArray::to_vec)
 }
 
 /// Resizes the embedding and output matrices to `n_vocab` rows, so a vocabulary change gets
@@ -559,7 +559,7 @@ fn vocab(w: &mut GgufWriter, rng: &mut StdRng) -> Option<String> {
             let array = match rng.random_range(0..3) {
                 0 => ArrayValue::U32(vec![1; n]),
                 1 => ArrayValue::F64(vec![0.0; n]),
-                _ => ArrayValue::String(vec!["s".to_string(); n]),
+                _ => ArrayValue::String(vec!["s".to_string(); n].into()),
             };
             let key = *["tokenizer.ggml.scores", "tokenizer.ggml.token_type"].choose(rng)?;
             let shown = format!("{:?}", array.element_type());
@@ -590,7 +590,7 @@ fn vocab(w: &mut GgufWriter, rng: &mut StdRng) -> Option<String> {
             }
             w.set(
                 "tokenizer.ggml.merges",
-                Value::Array(ArrayValue::String(merges)),
+                Value::Array(ArrayValue::String(merges.into())),
             );
             return Some(format!("merge {i} = {bad:?}"));
         }
@@ -618,7 +618,7 @@ fn vocab(w: &mut GgufWriter, rng: &mut StdRng) -> Option<String> {
     };
     w.set(
         "tokenizer.ggml.tokens",
-        Value::Array(ArrayValue::String(list)),
+        Value::Array(ArrayValue::String(list.into())),
     );
     Some(step)
 }

@@ -19,10 +19,12 @@ type LogTap = Box<dyn Fn(&str) + Send + Sync>;
 static LOG_TAPS: Mutex<Vec<(u64, LogTap)>> = Mutex::new(Vec::new());
 
 impl Backend {
-    /// Initialises llama.cpp once per process and routes its log into `tracing`
+    /// Initialises llama.cpp once per process, fixes the heap's mmap threshold
+    /// ([`super::pin_heap_thresholds`]) and routes llama.cpp's log into `tracing`
     /// (target `llama_cpp`). Later calls return the same token.
     pub fn init() -> &'static Backend {
         BACKEND.get_or_init(|| {
+            super::pin_heap_thresholds();
             // SAFETY: `log_to_tracing` has the signature llama.cpp expects, never unwinds, and
             // needs no user data. `llama_backend_init` has no preconditions and runs once here.
             unsafe {

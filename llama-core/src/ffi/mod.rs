@@ -43,7 +43,34 @@ pub fn release_free_heap() {
     llama_sys::release_free_heap();
 }
 
+/// The heap's fixed mmap threshold ([`pin_heap_thresholds`]): 1 MiB, so that the large blocks
+/// a model load frees (the vocabulary's token strings and tables, megabytes each) go back to
+/// the operating system when freed, while the per-token working arrays of a vocabulary below
+/// ~87,000 tokens (12 bytes an entry) stay in the heap and are reused without page faults.
+pub const HEAP_MMAP_THRESHOLD: usize = 1 << 20;
+
+/// Fixes the C allocator's mmap threshold at [`HEAP_MMAP_THRESHOLD`], so that a process's peak
+/// RSS does not depend on the order of its frees (glibc's dynamic threshold kept the 8 MiB
+/// blocks a large vocabulary's load frees in the heap in some runs and not in others). The
+/// planner's runtime margin was measured with it; [`Backend::init`] calls it, and a binary calls
+/// it first thing so that its own early allocations are placed the same way. Returns false
+/// where the C library has no such setting.
+pub fn pin_heap_thresholds() -> bool {
+    llama_sys::pin_mmap_threshold(HEAP_MMAP_THRESHOLD)
+}
+
 /// Converts a Rust string into a C string, or `None` when it holds a NUL byte.
 fn c_string(text: &str) -> Option<std::ffi::CString> {
     std::ffi::CString::new(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn glibc_takes_the_fixed_mmap_threshold() {
+        assert!(super::pin_heap_thresholds());
+        // Pinning again (as every binary and `Backend::init` do) is harmless.
+        assert!(super::pin_heap_thresholds());
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use super::value::{ArrayValue, Value};
+use super::value::{ArrayValue, StringArray, Value};
 
 /// GGUF metadata: key/value pairs in file order, with lookup by key.
 ///
@@ -48,6 +48,11 @@ impl Metadata {
         self.index.insert(key.clone(), self.entries.len());
         self.entries.push((key, value));
         None
+    }
+
+    /// Every pair in file order, with its value open to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&str, &mut Value)> {
+        self.entries.iter_mut().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Whether `key` is present.
@@ -122,7 +127,7 @@ impl Metadata {
     }
 
     /// `key` as an array of strings.
-    pub fn get_array_str(&self, key: &str) -> Option<&[String]> {
+    pub fn get_array_str(&self, key: &str) -> Option<&StringArray> {
         self.get_array(key)?.as_strings()
     }
 }

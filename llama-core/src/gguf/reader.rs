@@ -14,7 +14,7 @@ use super::error::{Field, GgufError};
 use super::metadata::Metadata;
 use super::source::Input;
 use super::tensor::{read_tensor_info, TensorInfo, MIN_TENSOR_INFO_SIZE};
-use super::value::{ArrayValue, Value, ValueType};
+use super::value::{ArrayValue, StringArray, Value, ValueType};
 use super::{DEFAULT_ALIGNMENT, GGUF_MAGIC, KEY_ALIGNMENT, KEY_ARCHITECTURE, MAX_ARRAY_NESTING};
 
 /// The fewest bytes one metadata pair takes: key length, one key byte, type, one value byte.
@@ -306,10 +306,20 @@ fn read_array<R: Read>(
         ValueType::I64 => ArrayValue::I64(fixed(input, n, field, i64::from_le_bytes)?),
         ValueType::F64 => ArrayValue::F64(fixed(input, n, field, f64::from_le_bytes)?),
         ValueType::String => {
-            let mut items = Vec::with_capacity(prealloc(n));
+            let mut items = StringArray::with_capacity(prealloc(n));
             for _ in 0..n {
-                items.push(input.lossy_string(field)?);
+                let at = input.position();
+                let item = input.lossy_string(field)?;
+                items
+                    .try_push(&item)
+                    .map_err(|_| GgufError::LimitExceeded {
+                        field: field(),
+                        offset: at,
+                        count: n,
+                        limit: items.len() as u64,
+                    })?;
             }
+            items.shrink_to_fit();
             ArrayValue::String(items)
         }
         ValueType::Array => {

@@ -1,12 +1,14 @@
 //! GGUF metadata values: the value types, scalar values and typed arrays.
 //!
 //! A metadata value is one of twelve scalar types or an array. Arrays are stored
-//! typed ([`ArrayValue`] holds a `Vec<u32>`, a `Vec<String>`, …) rather than as a
+//! typed ([`ArrayValue`] holds a `Vec<u32>`, a [`StringArray`], …) rather than as a
 //! vector of [`Value`]s, so that large arrays (a tokenizer's vocabulary) stay compact.
 
 use std::fmt;
 
 use serde::Serialize;
+
+pub use super::string_array::StringArray;
 
 /// The type of a metadata value, with its GGUF type id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -169,8 +171,8 @@ pub enum ArrayValue {
     F32(Vec<f32>),
     /// `bool` elements.
     Bool(Vec<bool>),
-    /// String elements.
-    String(Vec<String>),
+    /// String elements, stored end to end.
+    String(StringArray),
     /// Nested arrays (each with its own element type).
     Array(Vec<ArrayValue>),
     /// `u64` elements.
@@ -330,7 +332,7 @@ impl ArrayValue {
             ArrayValue::I32(v) => Value::I32(*v.get(index)?),
             ArrayValue::F32(v) => Value::F32(*v.get(index)?),
             ArrayValue::Bool(v) => Value::Bool(*v.get(index)?),
-            ArrayValue::String(v) => Value::String(v.get(index)?.clone()),
+            ArrayValue::String(v) => Value::String(v.get(index)?.to_owned()),
             ArrayValue::Array(v) => Value::Array(v.get(index)?.clone()),
             ArrayValue::U64(v) => Value::U64(*v.get(index)?),
             ArrayValue::I64(v) => Value::I64(*v.get(index)?),
@@ -366,8 +368,27 @@ impl ArrayValue {
         }
     }
 
+    /// An empty array of the same element type (nested arrays: an empty list).
+    pub fn emptied(&self) -> ArrayValue {
+        match self {
+            ArrayValue::U8(_) => ArrayValue::U8(Vec::new()),
+            ArrayValue::I8(_) => ArrayValue::I8(Vec::new()),
+            ArrayValue::U16(_) => ArrayValue::U16(Vec::new()),
+            ArrayValue::I16(_) => ArrayValue::I16(Vec::new()),
+            ArrayValue::U32(_) => ArrayValue::U32(Vec::new()),
+            ArrayValue::I32(_) => ArrayValue::I32(Vec::new()),
+            ArrayValue::F32(_) => ArrayValue::F32(Vec::new()),
+            ArrayValue::Bool(_) => ArrayValue::Bool(Vec::new()),
+            ArrayValue::String(_) => ArrayValue::String(StringArray::new()),
+            ArrayValue::Array(_) => ArrayValue::Array(Vec::new()),
+            ArrayValue::U64(_) => ArrayValue::U64(Vec::new()),
+            ArrayValue::I64(_) => ArrayValue::I64(Vec::new()),
+            ArrayValue::F64(_) => ArrayValue::F64(Vec::new()),
+        }
+    }
+
     /// The elements of a string array.
-    pub fn as_strings(&self) -> Option<&[String]> {
+    pub fn as_strings(&self) -> Option<&StringArray> {
         match self {
             ArrayValue::String(v) => Some(v),
             _ => None,
@@ -426,12 +447,12 @@ macro_rules! impl_from {
             }
             impl From<Vec<$t>> for ArrayValue {
                 fn from(v: Vec<$t>) -> ArrayValue {
-                    ArrayValue::$variant(v)
+                    ArrayValue::$variant(v.into())
                 }
             }
             impl From<Vec<$t>> for Value {
                 fn from(v: Vec<$t>) -> Value {
-                    Value::Array(ArrayValue::$variant(v))
+                    Value::Array(ArrayValue::$variant(v.into()))
                 }
             }
         )*
@@ -463,7 +484,7 @@ impl From<Vec<ArrayValue>> for ArrayValue {
 
 impl From<Vec<&str>> for ArrayValue {
     fn from(v: Vec<&str>) -> ArrayValue {
-        ArrayValue::String(v.into_iter().map(str::to_owned).collect())
+        ArrayValue::String(v.into())
     }
 }
 

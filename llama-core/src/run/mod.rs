@@ -285,7 +285,10 @@ pub fn prepare_with_outputs(
     n_outputs_max: u32,
 ) -> Result<Prepared, RunError> {
     let path = &settings.model;
-    let gguf = crate::check_model_file(path)?;
+    let mut gguf = crate::check_model_file(path)?;
+    // The vocabulary is checked; llama.cpp reads its own copy of it, so ours goes before the
+    // baseline is measured and the model is loaded.
+    gguf.shed_large_arrays();
     // LoRA adapters are read into memory: their bytes count as weights.
     let mut adapter_bytes = 0u64;
     for (adapter, _) in &settings.loras {

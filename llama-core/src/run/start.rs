@@ -155,6 +155,18 @@ fn load_weights(
     })
 }
 
+/// Logs the process's resident memory by kind (`-v`), to compare with the plan's parts.
+fn log_process_memory(when: &str) {
+    let now = crate::process_memory::ProcessMemory::current();
+    tracing::info!(
+        rss = now.rss,
+        anon = now.rss_anon,
+        file = now.rss_file,
+        peak = now.peak_rss,
+        "process memory {when}"
+    );
+}
+
 fn counters_of(plan: &Option<Plan>) -> BudgetCounters {
     BudgetCounters::new(
         plan.as_ref().map(|p| p.budget),
@@ -172,6 +184,7 @@ impl Prepared {
             message: format!("{}: {e}", self.settings.model.display()),
         })?;
         let weights = load_weights(&mut self, options.progress)?;
+        log_process_memory("after the model load");
         let Prepared {
             settings,
             gguf,
@@ -214,6 +227,8 @@ impl Prepared {
             }
             None => Engine::start(weights.model, &cache, config)?,
         };
+        drop(gguf);
+        log_process_memory("once the engine started");
         Ok(Running {
             engine,
             counters: counters_of(&plan),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::error::{Check, PreflightError, Subject};
 use crate::gguf::model::GgufModel;
+use crate::gguf::StringArray;
 
 const KEY_MODEL: &str = "tokenizer.ggml.model";
 const KEY_TOKENS: &str = "tokenizer.ggml.tokens";
@@ -46,13 +47,13 @@ pub(super) fn check(model: &GgufModel) -> Result<(), PreflightError> {
 
 /// Token texts are keys of llama.cpp's token-to-id map, which must end up as large as the
 /// list (empty texts become `[EMPTY_<id>]` first).
-fn unique(tokens: &[String]) -> Result<(), PreflightError> {
+fn unique(tokens: &StringArray) -> Result<(), PreflightError> {
     let mut seen: HashMap<Cow<'_, str>, usize> = HashMap::with_capacity(tokens.len());
     for (id, text) in tokens.iter().enumerate() {
         let text: Cow<'_, str> = if text.is_empty() {
             Cow::Owned(format!("[EMPTY_{id}]"))
         } else {
-            Cow::Borrowed(text.as_str())
+            Cow::Borrowed(text)
         };
         if let Some(first) = seen.insert(text.clone(), id) {
             return Err(PreflightError {
@@ -71,12 +72,12 @@ fn unique(tokens: &[String]) -> Result<(), PreflightError> {
 /// stack between 8 and 16 KiB (measured); real vocabularies' tokens are tens of bytes.
 const MAX_TRIE_TOKEN_BYTES: usize = 1024;
 
-fn token_lengths(tokens: &[String]) -> Result<(), PreflightError> {
+fn token_lengths(tokens: &StringArray) -> Result<(), PreflightError> {
     match tokens.iter().position(|t| t.len() > MAX_TRIE_TOKEN_BYTES) {
         Some(id) => Err(PreflightError {
             check: Check::TokenLength,
             subject: Subject::Token(id as u64),
-            found: format!("{} bytes long", tokens[id].len()),
+            found: format!("{} bytes long", tokens.get(id).map_or(0, str::len)),
             expected: format!(
                 "at most {MAX_TRIE_TOKEN_BYTES} bytes (the tokenizer's trie recurses once a byte)"
             ),
@@ -125,9 +126,9 @@ fn rwkv_unescape(escaped: &str) -> Vec<u8> {
 /// token but no token ends on the way, it restarts at position 0 and appends tokens without
 /// end (until `std::bad_alloc` ends the process). Each byte that starts a token must then be
 /// a token itself, as in RWKV's own vocabularies (all 256 bytes are tokens).
-fn rwkv_progress(tokens: &[String]) -> Result<(), PreflightError> {
+fn rwkv_progress(tokens: &StringArray) -> Result<(), PreflightError> {
     let (mut starts, mut single) = ([false; 256], [false; 256]);
-    for token in tokens {
+    for token in tokens.iter() {
         let bytes = rwkv_unescape(token);
         if let Some(&first) = bytes.first() {
             starts[usize::from(first)] = true;
@@ -157,8 +158,8 @@ fn in_text(byte: u8) -> bool {
 /// its `<0xXX>` token or else as the one-byte text; a byte with neither makes
 /// `token_to_id.at` throw out of `llama_tokenize` (`std::terminate`) on any text holding it,
 /// so one character in a prompt or request would end the process.
-fn byte_fallback(tokens: &[String]) -> Result<(), PreflightError> {
-    let texts: std::collections::HashSet<&str> = tokens.iter().map(String::as_str).collect();
+fn byte_fallback(tokens: &StringArray) -> Result<(), PreflightError> {
+    let texts: std::collections::HashSet<&str> = tokens.iter().collect();
     for byte in (0..=255u8).filter(|&b| in_text(b)) {
         let hex = format!("<0x{byte:02X}>");
         let single = (byte < 0x80).then(|| char::from(byte).to_string());
@@ -361,7 +362,7 @@ mod tests {
 
     #[test]
     fn rwkv_needs_each_starting_byte_as_a_token() {
-        let tokens = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let tokens = |t: &[&str]| t.iter().collect::<StringArray>();
         assert!(rwkv_progress(&tokens(&["a", "ab", "abc", "\\x62"])).is_ok());
         let stuck = rwkv_progress(&tokens(&["a", "bc"])).unwrap_err();
         assert_eq!(stuck.check, Check::TokenizerLoop);
@@ -370,9 +371,9 @@ mod tests {
 
     #[test]
     fn trie_tokens_have_a_length_cap() {
-        let ok = vec!["x".repeat(MAX_TRIE_TOKEN_BYTES)];
+        let ok = StringArray::from(vec!["x".repeat(MAX_TRIE_TOKEN_BYTES)]);
         assert!(token_lengths(&ok).is_ok());
-        let long = vec!["a".into(), "x".repeat(MAX_TRIE_TOKEN_BYTES + 1)];
+        let long = StringArray::from(vec!["a".into(), "x".repeat(MAX_TRIE_TOKEN_BYTES + 1)]);
         assert_eq!(token_lengths(&long).unwrap_err().subject, Subject::Token(1));
     }
 }

@@ -16,7 +16,7 @@
 use super::{Shape, SyntheticModel};
 use crate::gguf::ggml_type::GgmlType;
 use crate::gguf::preflight::Check;
-use crate::gguf::value::{ArrayValue, Value};
+use crate::gguf::value::{ArrayValue, StringArray, Value};
 use crate::gguf::writer::GgufWriter;
 
 /// What llama.cpp does with a [`Hostile`] file when nothing stops it.
@@ -633,12 +633,12 @@ fn edit_tokens(w: &mut GgufWriter, edit: impl FnOnce(&mut Vec<String>)) {
         .get("tokenizer.ggml.tokens")
         .and_then(Value::as_array)
         .and_then(ArrayValue::as_strings)
-        .map(<[String]>::to_vec)
+        .map(StringArray::to_vec)
         .unwrap_or_default();
     edit(&mut tokens);
     w.set(
         "tokenizer.ggml.tokens",
-        Value::Array(ArrayValue::String(tokens)),
+        Value::Array(ArrayValue::String(tokens.into())),
     );
 }
 

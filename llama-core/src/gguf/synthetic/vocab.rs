@@ -33,7 +33,7 @@ pub(super) fn add_spm_vocabulary(w: &mut GgufWriter, n_vocab: u32) {
     w.add("tokenizer.ggml.model", "llama")
         .add(
             "tokenizer.ggml.tokens",
-            Value::Array(ArrayValue::String(tokens)),
+            Value::Array(ArrayValue::String(tokens.into())),
         )
         .add("tokenizer.ggml.scores", Value::Array(scores.into()))
         .add("tokenizer.ggml.token_type", Value::Array(types.into()))
