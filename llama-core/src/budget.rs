@@ -535,10 +535,34 @@ pub const BACKSTOP_SLACK: u64 = 128 << 20;
 /// it is touched: glibc (and so llama.cpp's OpenMP threads) gives a new thread a stack of the
 /// soft stack limit (`RLIMIT_STACK`, 8 MiB by default); 32 MiB when that is unlimited.
 /// Without it, 16 threads under `--max-mem` failed to start (`libgomp: Thread creation
-/// failed`) and the process aborted.
+/// failed`) and the process aborted. `OMP_STACKSIZE` (or `GOMP_STACKSIZE`) sets the OpenMP
+/// threads' stacks instead; the larger of the two is counted.
 pub fn thread_stack_reservation() -> u64 {
     use rustix::process::{getrlimit, Resource};
-    getrlimit(Resource::Stack).current.unwrap_or(32 << 20)
+    let limit = getrlimit(Resource::Stack).current.unwrap_or(32 << 20);
+    let omp = ["OMP_STACKSIZE", "GOMP_STACKSIZE"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find_map(|value| omp_stack_size(&value));
+    limit.max(omp.unwrap_or(0))
+}
+
+/// An `OMP_STACKSIZE` value in bytes: a number with an optional unit `B`, `K`, `M` or `G`
+/// (either case; kibibytes without one), as libgomp reads it. `None` when it is not one.
+pub fn omp_stack_size(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let digits = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let number: u64 = value[..digits].parse().ok()?;
+    let unit = match value[digits..].trim() {
+        "" | "k" | "K" => 1 << 10,
+        "b" | "B" => 1,
+        "m" | "M" => 1 << 20,
+        "g" | "G" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(unit)
 }
 
 /// Caps the process's data segment (`RLIMIT_DATA`: heap and private writable mappings, which
@@ -678,6 +702,19 @@ mod tests {
         assert_eq!(large_vocab.bytes(load), large_vocab.running());
         // A 1024-token vocabulary's load never decides.
         assert_eq!(small(512).bytes(0), small(512).running());
+    }
+
+    #[test]
+    fn omp_stack_sizes_read_as_libgomp_reads_them() {
+        assert_eq!(omp_stack_size("512"), Some(512 << 10));
+        assert_eq!(omp_stack_size(" 64M "), Some(64 << 20));
+        assert_eq!(omp_stack_size("2g"), Some(2 << 30));
+        assert_eq!(omp_stack_size("4096 B"), Some(4096));
+        assert_eq!(omp_stack_size("16k"), Some(16 << 10));
+        for bad in ["", "M", "12X", "-4M", "1.5M"] {
+            assert_eq!(omp_stack_size(bad), None, "{bad:?}");
+        }
+        assert!(thread_stack_reservation() >= 1 << 20);
     }
 
     #[test]

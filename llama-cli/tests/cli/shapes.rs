@@ -245,3 +245,26 @@ fn sixteen_threads_start_under_the_backstop_and_stay_within_the_plan() {
         "peak {peak} over the plan {planned}\n{stderr}"
     );
 }
+
+#[test]
+fn openmp_stacks_of_omp_stacksize_start_under_the_backstop() {
+    // Eight 64 MiB stacks reserve 512 MiB of address space: more than the backstop's slack
+    // and eight default (8 MiB) stacks, so the backstop must count OMP_STACKSIZE's.
+    let dir = tempfile::tempdir().unwrap();
+    let path = generated(dir.path(), Shape::Llama);
+    let output = llama_cli()
+        .env("OMP_STACKSIZE", "64M")
+        .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
+        .args(["--temp", "0", "-t", "8", "--stats", "--ignore-eos"])
+        .args(["--max-mem", "1G", "-c", "512"])
+        .write_stdin("x".repeat(472))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{stderr}");
+    let Measured { planned, peak } = Measured::from_stats(&stderr);
+    assert!(
+        peak <= planned,
+        "peak {peak} over the plan {planned}\n{stderr}"
+    );
+}
