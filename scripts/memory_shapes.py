@@ -6,7 +6,11 @@ runs `llama-cli prompt --max-mem BUDGET -c N` with a prompt that fills the conte
 answer (one byte token per character), and prints the plan's total next to the child's peak RSS
 (ru_maxrss, its VmHWM).
 
+With --scaled, the shapes' layers are grown like a small real model's (`SyntheticModel::scaled_up`,
+the shapes the grid test in llama-cli/tests/cli/shapes.rs runs).
+
 usage: scripts/memory_shapes.py LLAMA_CLI SYNTHETIC_MODEL_EXAMPLE [--ctx 512,2048,8192] [--budget 1G]
+                                [--scaled] [--temp 0]
 """
 import argparse
 import os
@@ -29,15 +33,18 @@ def main():
     ap.add_argument("example")
     ap.add_argument("--ctx", default="512,2048,8192")
     ap.add_argument("--budget", default="1G")
+    ap.add_argument("--scaled", action="store_true")
+    ap.add_argument("--temp", default="0")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         print("| shape | -c | planned | measured peak | planned / peak |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for shape in SHAPES:
             path = os.path.join(d, shape + ".gguf")
-            subprocess.run([a.example, path, shape, "q8_0", "131072"], check=True, capture_output=True)
+            subprocess.run([a.example, path, shape, "q8_0", "131072"] + (["--scaled"] if a.scaled else []),
+                           check=True, capture_output=True)
             for ctx in [int(c) for c in a.ctx.split(",")]:
-                proc = subprocess.Popen([a.cli, "prompt", "-m", path, "--raw", "-n", "16", "--temp", "0",
+                proc = subprocess.Popen([a.cli, "prompt", "-m", path, "--raw", "-n", "16", "--temp", a.temp,
                                          "--ignore-eos", "--stats", "-t", "2", "--max-mem", a.budget,
                                          "-c", str(ctx)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)

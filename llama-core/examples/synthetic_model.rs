@@ -2,15 +2,18 @@
 //! commands and benchmarks on shapes other than the test model's.
 //!
 //!   cargo run --release -p llama-core --example synthetic_model -- OUT.gguf [SHAPE] [TYPE]
+//!   [CONTEXT_LENGTH] [--scaled]
 //!
 //! SHAPE is llama (default), gemma3-swa, large-vocab, moe or mamba. TYPE is the weight type of
 //! the matrices: f32, f16, q4_0 (default), q4_1 or q8_0. `OUT.gguf TYPE` (no shape) writes the
 //! llama shape. A number last sets the training context length (`{arch}.context_length`).
+//! `--scaled` grows the layers' weights like a small real model's (`SyntheticModel::scaled_up`).
 
 use llama_core::gguf::synthetic::Shape;
 use llama_core::gguf::GgmlType;
 
-const USAGE: &str = "usage: synthetic_model OUT.gguf [SHAPE] [TYPE] [CONTEXT_LENGTH]\n  \
+const USAGE: &str =
+    "usage: synthetic_model OUT.gguf [SHAPE] [TYPE] [CONTEXT_LENGTH] [--scaled]\n  \
     SHAPE: llama (default), gemma3-swa, large-vocab, moe, mamba\n  \
     TYPE: f32, f16, q4_0 (default), q4_1, q8_0";
 
@@ -34,7 +37,13 @@ fn run() -> Result<(), String> {
     let mut shape = Shape::Llama;
     let mut weight_type = GgmlType::Q4_0;
     let mut context_length = None;
-    for (i, arg) in args.enumerate() {
+    let mut scaled = false;
+    let positional = args.filter(|arg| {
+        let flag = arg == "--scaled";
+        scaled |= flag;
+        !flag
+    });
+    for (i, arg) in positional.enumerate() {
         match (i, Shape::from_name(&arg), GgmlType::from_name(&arg)) {
             (0, Some(s), _) => shape = s,
             (0 | 1, None, Some(t)) => weight_type = t,
@@ -43,6 +52,9 @@ fn run() -> Result<(), String> {
         }
     }
     let mut model = shape.model(weight_type);
+    if scaled {
+        model = model.scaled_up();
+    }
     if let Some(n) = context_length {
         model.context_length = n;
     }

@@ -33,14 +33,70 @@ pub struct RuntimeExtras {
 pub mod margin {
     /// Always there once the model runs: code pages of the decode, sampling and generation
     /// paths faulted in after the baseline was measured (0.8-1.3 MiB, by `smaps`), the engine
-    /// thread's stack, llama.cpp's per-context host structures that are not buffers (graph
-    /// metadata, 0.4 MiB a graph; the scheduler's tables; the CPU backend's work buffer but
-    /// its per-thread scratch). Worst measured 2.1-2.2 MiB (llama, gemma3-swa and Mamba at
-    /// `-c 512`, with the per-token and per-thread parts below taken out) with glibc's dynamic
-    /// mmap threshold, 0.4-0.5 MiB less once the threshold is fixed
-    /// ([`crate::ffi::pin_heap_thresholds`]); one shape's use varies by up to 0.6 MiB from run
-    /// to run. 2.75 MiB keeps the grid's closest cell 0.75 MiB above its peak.
-    pub const FIXED: u64 = 11 << 18;
+    /// thread's stack, llama.cpp's per-context host structures that are neither buffers nor
+    /// counted by the model's shape below (the scheduler's tables). Graph metadata and the CPU
+    /// backend's work buffer are counted from the model instead ([`graph_metadata`],
+    /// [`cpu_work_bytes_per_token`]): they grow with its tensors and widths, and before they
+    /// were, a 24-layer gemma3-style model peaked 2.6 MiB above its plan. One shape's use
+    /// varies by up to 0.6 MiB from run to run, and by up to 0.8 MiB more with the state of
+    /// the page cache (the kernel maps up to 16 cached pages around each code page faulted
+    /// in). Measured on the generated shapes and their grown forms
+    /// (`SyntheticModel::scaled_up`) with the graphs and work buffer taken out: at 2 MiB a
+    /// 32-layer llama at `-c 2048` came within 0.28 MiB of its plan (1.79 MiB in the next
+    /// run), at 2.25 MiB a 24-layer gemma3-swa within 0.57 MiB, and at 2.5 MiB the same model
+    /// peaked at its plan (123.1 MiB, while a build ran next to it; 121.2-122.0 MiB alone).
+    /// 3 MiB keeps about 0.5 MiB above the worst seen.
+    pub const FIXED: u64 = 3 << 20;
+
+    /// Graphs whose metadata llama.cpp keeps at once: the graph the context was reserved with
+    /// and the last graph built for each kind of micro-batch, one without outputs and one with
+    /// (`llama_context`'s `gf_res_reserve` and `gf_res_prev`). A prompt of one micro-batch
+    /// builds only the second kind.
+    pub fn graphs_kept(multi_ubatch: bool) -> u64 {
+        if multi_ubatch {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// The node capacity llama.cpp gives each graph of a model of `arch` with `n_tensors`
+    /// tensors at micro-batches of `n_tokens` (`llama_context::graph_max_nodes`, by which its
+    /// graph metadata buffers are sized): 8 nodes a tensor, at least 1024, for most
+    /// architectures; more for those whose graphs llama.cpp knows to be larger.
+    pub fn graph_max_nodes(arch: &str, n_tensors: u64, n_tokens: u64) -> u64 {
+        match arch {
+            "kimi-k3" | "glm5-next" => (160 * n_tokens).max(64 * n_tensors),
+            "hrm_text" => (80 * n_tokens).max(64 * n_tensors),
+            "qwen3next" | "kimi-linear" | "bailingmoe3" | "qwen35" | "qwen35moe" | "clef"
+            | "qwen4exp" | "deepseek4" | "nanbeige" | "minimax-01" | "minimax-m3" | "hy_v4" => {
+                (40 * n_tokens).max(32 * n_tensors)
+            }
+            "dflash" => 1024u64.max(12 * n_tensors),
+            _ => 1024u64.max(8 * n_tensors),
+        }
+    }
+
+    /// Bytes a micro-batch token takes in the CPU backend's work buffer, where a matrix
+    /// multiplication converts its activations to the type the weights' dot product reads:
+    /// the widest row of the model's layer matrices (`ne0`), in 8-bit blocks for quantised
+    /// weights (at most 292 bytes per 256 elements, `Q8_K`), f16 or bf16 for 16-bit weights,
+    /// nothing for f32. The buffer keeps the largest size any graph node asked for
+    /// ([`RuntimeMargin::cpu_work_buffer`]).
+    pub fn cpu_work_bytes_per_token(
+        matrices: impl IntoIterator<Item = (crate::gguf::GgmlType, u64)>,
+    ) -> u64 {
+        use crate::gguf::GgmlType;
+        matrices
+            .into_iter()
+            .map(|(ggml_type, k)| match ggml_type {
+                GgmlType::F32 => 0,
+                GgmlType::F16 | GgmlType::BF16 => 2 * k,
+                _ => (k * 292).div_ceil(256),
+            })
+            .max()
+            .unwrap_or(0)
+    }
 
     /// A debug build (the test suite's default profile) faults in more of its larger, unoptimised
     /// code after the baseline than a release build: the generated Mamba shape at `-c 512`
@@ -54,12 +110,13 @@ pub mod margin {
         0
     };
 
-    /// A context longer than one micro-batch decodes prompts in several graphs of different
-    /// shapes: llama.cpp keeps a second graph's metadata and regrows the CPU work buffer.
-    /// Measured as the step from `-c 512` to `-c 1024` on Mamba (1.1 MiB, 1.0 MiB at the same
-    /// batch) and what is left of the step to `-c 2048` on the other shapes once the per-token
-    /// parts are taken out (0.5-0.9 MiB).
-    pub const MULTI_UBATCH: u64 = 1 << 20;
+    /// A context longer than one micro-batch decodes prompts in several micro-batches: beyond
+    /// the third graph's metadata ([`graphs_kept`]), the batch splitter's and the scheduler's
+    /// state for a micro-batch that is not the last. Measured as the step from
+    /// `-c 512` to `-c 1024` on Mamba (1.1 MiB, 1.0 MiB at the same batch) and what is left of
+    /// the step to `-c 2048` on the other shapes once the per-token parts are taken out
+    /// (0.5-0.9 MiB), less the third graph (0.4 MiB on those shapes).
+    pub const MULTI_UBATCH: u64 = 5 << 17;
 
     /// Per context token, for every model: the engine's token lists and the prompt's
     /// tokenisation. Measured as the slope from 2048 to 16,384 tokens on Mamba (no KV cells):
@@ -94,7 +151,9 @@ pub mod margin {
 
     /// The CPU backend's flash-attention scratch per thread for K and V heads of `dk` and `dv`
     /// elements: a 64-query by 64-key tile of floats (queries, scores, mask, accumulators, the
-    /// K and V rows), as ggml's graph plan sizes it.
+    /// K and V rows), as ggml's graph plan sizes it. It lives in the CPU backend's one work
+    /// buffer ([`RuntimeMargin::cpu_work_buffer`]), as do the matrix multiplications'
+    /// converted activations ([`cpu_work_bytes_per_token`]).
     pub fn flash_attention_scratch(dk: u64, dv: u64) -> u64 {
         const TILE: u64 = 64;
         4 * TILE * (2 * dk + 2 * dv + 2 * TILE)
@@ -135,8 +194,10 @@ pub mod margin {
 
     /// Room above the load's extra as the dry run measured it ([`RuntimeMargin::load_measured`]):
     /// the real load reached 0.1 MiB more than the dry run on the 262,144-token vocabulary
-    /// (9.7 MiB against 9.6).
-    pub const LOAD_MEASURED_ROOM: u64 = 1 << 20;
+    /// (9.7 MiB against 9.6), and the code pages the real load faults in (its file mapping,
+    /// more with a warm page cache) come on top: with 1 MiB of room that vocabulary's load came
+    /// within 0.6 MiB of its plan.
+    pub const LOAD_MEASURED_ROOM: u64 = 2 << 20;
 }
 
 /// What the runtime margin of one configuration depends on.
@@ -166,6 +227,13 @@ pub struct RuntimeMargin {
     pub http_server: bool,
     /// Layers are streamed from disk.
     pub streaming: bool,
+    /// Bytes of one graph's metadata buffer (tensor headers and the graph's arrays for
+    /// [`margin::graph_max_nodes`] nodes, zero-filled so resident in full), as llama.cpp sizes
+    /// it for the model; [`margin::graphs_kept`] of them are alive.
+    pub graph_metadata: u64,
+    /// Bytes a micro-batch token takes in the CPU backend's work buffer
+    /// ([`margin::cpu_work_bytes_per_token`]).
+    pub cpu_work_per_token: u64,
     /// Verbose logging is on (`-v`).
     pub verbose_log: bool,
     /// What the dry run's model load reached above what the model keeps, when it could be
@@ -194,12 +262,13 @@ impl RuntimeMargin {
             + n_ctx * per_token
             + n_batch * margin::BYTES_PER_BATCH_TOKEN
             + self.n_vocab * u64::from(self.n_seq.max(1)) * margin::BYTES_PER_VOCAB_TOKEN
-            + u64::from(self.threads.max(1))
-                * (margin::BYTES_PER_THREAD
-                    + margin::flash_attention_scratch(self.head_dims.0, self.head_dims.1));
-        if self.n_ctx > self.n_ubatch {
+            + u64::from(self.threads.max(1)) * margin::BYTES_PER_THREAD
+            + self.cpu_work_buffer();
+        let multi_ubatch = self.n_ctx > self.n_ubatch;
+        if multi_ubatch {
             bytes += margin::MULTI_UBATCH;
         }
+        bytes += margin::graphs_kept(multi_ubatch) * self.graph_metadata;
         if self.chat_template {
             bytes += margin::CHAT_TEMPLATE;
         }
@@ -216,6 +285,16 @@ impl RuntimeMargin {
             bytes += margin::VERBOSE_LOG;
         }
         bytes
+    }
+
+    /// The CPU backend's work buffer: one buffer, as large as the largest any graph node asks
+    /// for, which is either every thread's flash-attention scratch or a full micro-batch's
+    /// activations converted for a matrix multiplication.
+    pub fn cpu_work_buffer(&self) -> u64 {
+        let flash_attention = u64::from(self.threads.max(1))
+            * margin::flash_attention_scratch(self.head_dims.0, self.head_dims.1);
+        let matmul = u64::from(self.n_ubatch.min(self.n_ctx)) * self.cpu_work_per_token;
+        flash_attention.max(matmul)
     }
 
     /// Bytes the model's load holds beyond the weights and the model's host structures, before
@@ -237,6 +316,15 @@ impl RuntimeMargin {
         let running = self.running().saturating_sub(self.unmapped_after_load);
         running.max(self.loading().saturating_sub(buffers))
     }
+}
+
+/// The type and row length (`ne0`, the dot products' length) of each layer matrix: the
+/// weights of the layers' matrix multiplications.
+fn layer_matrices(gguf: &GgufModel) -> impl Iterator<Item = (crate::gguf::GgmlType, u64)> + '_ {
+    gguf.tensors()
+        .iter()
+        .filter(|t| t.name.starts_with("blk.") && t.dims.len() >= 2)
+        .map(|t| (t.ggml_type, t.dims[0]))
 }
 
 /// The vocabulary size the file declares (its token list).
@@ -283,6 +371,12 @@ pub struct LlamaSizer {
     n_outputs_max: Option<u32>,
     /// Bytes of the embeddings context made next to the engine's (`serve --embeddings`).
     embeddings: u64,
+    /// `general.architecture` (for the graphs' node capacity).
+    arch: String,
+    /// Tensors in the model (for the graphs' node capacity).
+    n_tensors: u64,
+    /// Bytes a micro-batch token takes in the CPU work buffer.
+    cpu_work_per_token: u64,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -383,6 +477,9 @@ impl LlamaSizer {
             adapters: 0,
             n_outputs_max: None,
             embeddings: 0,
+            arch: gguf.architecture().unwrap_or_default().to_owned(),
+            n_tensors: gguf.tensors().len() as u64,
+            cpu_work_per_token: margin::cpu_work_bytes_per_token(layer_matrices(gguf)),
         })
     }
 }
@@ -460,6 +557,12 @@ impl LlamaSizer {
             grammar: self.extras.grammar,
             http_server: self.extras.http_server,
             streaming: self.streaming,
+            graph_metadata: crate::ffi::graph_metadata_bytes(margin::graph_max_nodes(
+                &self.arch,
+                self.n_tensors,
+                u64::from(candidate.n_ubatch.min(candidate.n_ctx)),
+            )),
+            cpu_work_per_token: self.cpu_work_per_token,
             verbose_log: tracing::enabled!(target: "llama_core::budget", tracing::Level::INFO),
             unmapped_after_load: self.unmapped_after_load,
             load_measured: self.load_extra,
@@ -624,6 +727,12 @@ mod tests {
             n_seq: 1,
             threads: 2,
             head_dims: (64, 64),
+            // 1024 nodes; 512-wide rows in Q8_0 blocks.
+            graph_metadata: 420 << 10,
+            cpu_work_per_token: margin::cpu_work_bytes_per_token([(
+                crate::gguf::GgmlType::Q8_0,
+                512,
+            )]),
             ..RuntimeMargin::default()
         }
     }
@@ -638,18 +747,31 @@ mod tests {
         }
         // -c 512 (one micro-batch): the fixed part, the per-token parts and two threads.
         let at_512 = small(512).running();
-        let per_thread = margin::BYTES_PER_THREAD + margin::flash_attention_scratch(64, 64);
+        // Two graphs' metadata; the work buffer holds 512 tokens of 512-wide rows in 8-bit
+        // blocks (more than two threads' flash-attention scratch).
+        let work = 512 * (512 * 292 / 256);
+        assert!(work > 2 * margin::flash_attention_scratch(64, 64));
+        assert_eq!(small(512).cpu_work_buffer(), work);
         assert_eq!(
             at_512,
             margin::FIXED
                 + margin::BUILD_CODE
                 + 512 * (margin::BYTES_PER_CONTEXT_TOKEN + margin::BYTES_PER_KV_CELL + 512)
                 + 1024 * 32
-                + 2 * per_thread
+                + 2 * margin::BYTES_PER_THREAD
+                + 2 * (420 << 10)
+                + work
         );
         // 64-wide heads: 96 KiB of scratch a thread, as ggml's plan sizes it.
         assert_eq!(margin::flash_attention_scratch(64, 64), 96 << 10);
-        assert!(at_512 - margin::BUILD_CODE < 4 * MIB, "{at_512}");
+        assert!(at_512 - margin::BUILD_CODE < 5 * MIB, "{at_512}");
+        // Longer than a micro-batch: a third graph.
+        assert_eq!(
+            small(1024).running() - small(512).running(),
+            512 * (margin::BYTES_PER_CONTEXT_TOKEN + margin::BYTES_PER_KV_CELL + 512)
+                + margin::MULTI_UBATCH
+                + (420 << 10)
+        );
         // A recurrent model has no KV cells.
         let mamba = RuntimeMargin {
             kv_cells: false,
@@ -658,6 +780,48 @@ mod tests {
         assert_eq!(
             small(8192).running() - mamba.running(),
             8192 * margin::BYTES_PER_KV_CELL
+        );
+    }
+
+    #[test]
+    fn graphs_are_sized_for_eight_nodes_a_tensor_at_least_1024() {
+        assert_eq!(margin::graph_max_nodes("llama", 39, 512), 1024);
+        assert_eq!(margin::graph_max_nodes("gemma3", 314, 512), 2512);
+        assert_eq!(margin::graph_max_nodes("mamba", 291, 512), 2328);
+        // Architectures llama.cpp gives larger graphs.
+        assert_eq!(margin::graph_max_nodes("qwen3next", 100, 512), 40 * 512);
+        assert_eq!(margin::graph_max_nodes("qwen3next", 1000, 512), 32_000);
+        assert_eq!(margin::graph_max_nodes("kimi-k3", 10, 512), 160 * 512);
+        // The metadata is counted per graph kept: deeper models plan more.
+        let deep = RuntimeMargin {
+            graph_metadata: 3 * (420 << 10),
+            ..small(2048)
+        };
+        assert_eq!(deep.running() - small(2048).running(), 3 * 2 * (420 << 10));
+    }
+
+    #[test]
+    fn the_work_buffer_holds_the_widest_converted_row_or_the_flash_attention_scratch() {
+        use crate::gguf::GgmlType;
+        let per_token = |matrices: &[(GgmlType, u64)]| {
+            margin::cpu_work_bytes_per_token(matrices.iter().copied())
+        };
+        // Quantised weights: 8-bit blocks of the widest row; f16: 2 bytes; f32: no conversion.
+        assert_eq!(
+            per_token(&[(GgmlType::Q4_0, 256), (GgmlType::Q8_0, 2048)]),
+            2336
+        );
+        assert_eq!(per_token(&[(GgmlType::F16, 1024)]), 2048);
+        assert_eq!(per_token(&[(GgmlType::F32, 4096)]), 0);
+        assert_eq!(per_token(&[]), 0);
+        // Sixteen threads' scratch outgrows a micro-batch of narrow rows: one buffer, the larger.
+        let many_threads = RuntimeMargin {
+            threads: 16,
+            ..small(512)
+        };
+        assert_eq!(
+            many_threads.cpu_work_buffer(),
+            16 * margin::flash_attention_scratch(64, 64)
         );
     }
 

@@ -2,7 +2,10 @@
 //! window, a 262,144-token vocabulary, a mixture of experts, Mamba's recurrent state) and
 //! SmolLM2, over a grid of budgets and contexts. Every run either is refused before loading or
 //! runs with a measured peak RSS at most the budget and at most the plan; the plan is close to
-//! the peak. Prompts fill the context, so the compute buffers are used as planned.
+//! the peak. Prompts fill the context, so the compute buffers are used as planned. The shapes
+//! grown like small real models (`SyntheticModel::scaled_up`) are planned within 5% of their
+//! peaks; the small ones, whose peaks are mostly the process's fixed overhead, within 5% or a
+//! few MiB.
 
 use std::path::{Path, PathBuf};
 
@@ -105,17 +108,18 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
     path
 }
 
-/// How far above the peak a generated shape's plan may be when it is not within 5%: its peak
-/// is 25-45 MiB, so 5% is 1.3-2.2 MiB, about what llama.cpp reserves and the prompt never
-/// touches (1.0-1.35 MiB of the compute buffer) plus one shape's run-to-run spread (up to
-/// 0.6 MiB) and the margin's room for another CPU. The grid's worst cell measured 1.4 MiB over
-/// in a release build (docs/MEMORY.md, "Every model shape"); a debug build (the suite's default
-/// profile) streams the smallest budgets' layers, whose margin part is sized for SmolLM2, and
-/// measured up to 3.9 MiB (moe, `-c 512`, `--max-mem 40M`).
+/// How far above the peak a small generated shape's plan may be when it is not within 5%: its
+/// peak is 25-56 MiB, mostly the process's fixed overhead, so 5% is 1.3-2.8 MiB, about what
+/// llama.cpp reserves and the prompt never touches (1.0-1.35 MiB of the compute buffer) plus
+/// one shape's spread (up to 0.6 MiB from run to run, 0.8 MiB more with the page cache's state)
+/// and the margin's room for another CPU. The worst cell measured 2.7 MiB over in a release
+/// build (docs/MEMORY.md, "Every model shape"); a debug build (the suite's default profile)
+/// streams the smallest budgets' layers, whose margin part is sized for SmolLM2, and measured
+/// up to 5.2 MiB (moe, `-c 512`, `--max-mem 40M`) with a fixed part 0.5 MiB smaller than now.
 const SMALL_SHAPE_SLACK: u64 = if cfg!(debug_assertions) {
-    6 << 20
+    8 << 20
 } else {
-    2 << 20
+    4 << 20
 };
 
 /// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`].
@@ -151,6 +155,42 @@ fn every_generated_shape_stays_within_budget_and_plan() {
             }
         }
         assert!(accepted >= 2, "{shape}: the larger budgets run");
+    }
+}
+
+/// The shapes grown like small real models (`SyntheticModel::scaled_up`), whose peaks
+/// (56-140 MiB) are not dominated by the process's fixed overhead: at contexts of 512 and 2048
+/// with prompts that fill them but for the answer, the plan is at most 5% above the peak and
+/// never below it. The 262,144-token vocabulary is left to the grid above: its peak is its
+/// load's, which moves by up to 2.5 MiB with the page cache's state (docs/MEMORY.md), so its
+/// plan is 2-5% above the peak.
+/// Before graph metadata and the CPU work buffer were counted from the model, the grown
+/// gemma3-swa peaked 2.6 MiB above its plan.
+#[test]
+fn every_grown_shape_is_planned_within_five_percent_of_its_peak() {
+    let dir = tempfile::tempdir().unwrap();
+    for shape in [Shape::Llama, Shape::Gemma3Swa, Shape::Moe, Shape::Mamba] {
+        let model = shape.model(GgmlType::Q8_0).scaled_up();
+        let path = dir.path().join(format!("{shape}-grown.gguf"));
+        model.write_to(&path).unwrap();
+        for ctx in [512u32, 2048] {
+            let text = "x".repeat(ctx as usize - 20);
+            let Some(m) = run(&path, &text, "1G", ctx) else {
+                panic!("{shape} grown, -c {ctx} --max-mem 1G was refused")
+            };
+            eprintln!(
+                "{shape} grown -c {ctx}: planned {}, peak {}",
+                m.planned, m.peak
+            );
+            assert!(
+                (m.planned - m.peak) * 20 <= m.peak,
+                "{shape} grown -c {ctx}: planned {} for a peak of {} ({:.1}% over)",
+                m.planned,
+                m.peak,
+                100.0 * (m.planned - m.peak) as f64 / m.peak as f64
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 }
 

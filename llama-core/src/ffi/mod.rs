@@ -59,6 +59,24 @@ pub fn pin_heap_thresholds() -> bool {
     llama_sys::pin_mmap_threshold(HEAP_MMAP_THRESHOLD)
 }
 
+/// Bytes of one graph's metadata buffer as llama.cpp makes it for graphs of `max_nodes` nodes
+/// (`llm_graph_result`'s `buf_compute_meta`: a tensor header per node and the graph's node,
+/// leaf and hash arrays). llama.cpp zero-fills it, so all of it is resident.
+pub fn graph_metadata_bytes(max_nodes: u64) -> u64 {
+    let nodes = usize::try_from(max_nodes).unwrap_or(usize::MAX / 1024);
+    // SAFETY: both functions compute a size from their arguments; they take no pointers and
+    // touch no state.
+    let (per_tensor, graph) = unsafe {
+        (
+            llama_sys::ggml_tensor_overhead(),
+            llama_sys::ggml_graph_overhead_custom(nodes, false),
+        )
+    };
+    (per_tensor as u64)
+        .saturating_mul(max_nodes)
+        .saturating_add(graph as u64)
+}
+
 /// Converts a Rust string into a C string, or `None` when it holds a NUL byte.
 fn c_string(text: &str) -> Option<std::ffi::CString> {
     std::ffi::CString::new(text).ok()
@@ -66,6 +84,15 @@ fn c_string(text: &str) -> Option<std::ffi::CString> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_graph_of_1024_nodes_takes_about_0_4_mib_of_metadata() {
+        let small = super::graph_metadata_bytes(1024);
+        assert!((300 << 10..600 << 10).contains(&small), "{small}");
+        // A tensor header and the graph's arrays per node: linear in the nodes.
+        let large = super::graph_metadata_bytes(4096);
+        assert!(large > 3 * small && large < 5 * small, "{small} {large}");
+    }
+
     #[test]
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     fn glibc_takes_the_fixed_mmap_threshold() {

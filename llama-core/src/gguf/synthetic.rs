@@ -222,6 +222,30 @@ impl SyntheticModel {
         }
     }
 
+    /// The same shape with its layers' weights grown like a small real model's: four times
+    /// the layers, and four times the feed-forward width (dense attention shapes); Mamba, whose
+    /// layers are lighter, gets eight times the layers and twice the width (its inner width
+    /// follows). The experts and the vocabulary stay as they are. Where a generated model
+    /// stands in for a real one in a measurement (a plan within a few percent of the measured
+    /// peak, say), this keeps the process's fixed overhead from dominating: in Q8_0 the grown
+    /// llama, gemma3-swa, MoE and Mamba shapes carry 28-55 MiB of weights, against 1-4 MiB.
+    pub fn scaled_up(mut self) -> SyntheticModel {
+        match &mut self.architecture {
+            Architecture::Llama { experts: None } | Architecture::Gemma3 { .. } => {
+                self.n_layer *= 4;
+                self.n_ff *= 4;
+            }
+            Architecture::Llama { experts: Some(_) } => self.n_layer *= 4,
+            Architecture::Mamba(ssm) => {
+                self.n_layer *= 8;
+                self.n_embd *= 2;
+                ssm.d_inner *= 2;
+                ssm.dt_rank *= 2;
+            }
+        }
+        self
+    }
+
     /// Width of one attention head (0 without attention).
     pub fn head_dim(&self) -> u32 {
         match self.architecture {

@@ -209,3 +209,31 @@ fn a_vocabulary_below_the_fixed_tokens_is_refused() {
     }
     .to_writer();
 }
+
+#[test]
+fn scaled_up_shapes_are_consistent_and_carry_more_weights() {
+    let weights = |m: &SyntheticModel| m.to_writer().to_bytes().len() as u64;
+    for shape in [Shape::Llama, Shape::Gemma3Swa, Shape::Moe, Shape::Mamba] {
+        let small = shape.model(GgmlType::Q4_0);
+        let large = small.clone().scaled_up();
+        let depth = if shape == Shape::Mamba { 8 } else { 4 };
+        assert_eq!(large.n_layer, depth * small.n_layer, "{shape}");
+        assert_eq!(large.architecture.name(), small.architecture.name());
+        assert_eq!(large.n_vocab, small.n_vocab, "{shape}");
+        let (bytes, file) = parse(&large);
+        assert_consistent(shape.name(), &bytes, &file);
+        assert_eq!(file.arch_u64("block_count"), Some(u64::from(large.n_layer)));
+        // Four times the layers (the MoE's experts keep their width), wider ones elsewhere;
+        // the embedding stays.
+        assert!(weights(&large) > 3 * weights(&small), "{shape}");
+        ModelCacheSpec::from_gguf(&file).unwrap();
+    }
+    // Mamba's inner width follows the embedding width (llama.cpp requires twice it).
+    let Architecture::Mamba(ssm) = SyntheticModel::mamba(GgmlType::Q8_0)
+        .scaled_up()
+        .architecture
+    else {
+        panic!("not mamba")
+    };
+    assert_eq!(ssm.d_inner, 2 * 512);
+}
