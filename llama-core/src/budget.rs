@@ -234,6 +234,10 @@ pub struct RuntimeMargin {
     /// Bytes a micro-batch token takes in the CPU backend's work buffer
     /// ([`margin::cpu_work_bytes_per_token`]).
     pub cpu_work_per_token: u64,
+    /// Without flash attention: bytes a micro-batch token's attention scores take in the work
+    /// buffer once converted to f16 for their product with V (every head's row of one score
+    /// a context cell); 0 with flash attention, whose scratch is per thread.
+    pub attention_work_per_token: u64,
     /// Verbose logging is on (`-v`).
     pub verbose_log: bool,
     /// What the dry run's model load reached above what the model keeps, when it could be
@@ -289,11 +293,14 @@ impl RuntimeMargin {
 
     /// The CPU backend's work buffer: one buffer, as large as the largest any graph node asks
     /// for, which is either every thread's flash-attention scratch or a full micro-batch's
-    /// activations converted for a matrix multiplication.
+    /// activations converted for a matrix multiplication (without flash attention, the
+    /// attention scores converted for their product with V: at `-c 2048 -fa off` the plan
+    /// missed 2.7-4.3 MiB of them before they were counted).
     pub fn cpu_work_buffer(&self) -> u64 {
         let flash_attention = u64::from(self.threads.max(1))
             * margin::flash_attention_scratch(self.head_dims.0, self.head_dims.1);
-        let matmul = u64::from(self.n_ubatch.min(self.n_ctx)) * self.cpu_work_per_token;
+        let ubatch = u64::from(self.n_ubatch.min(self.n_ctx));
+        let matmul = ubatch * self.cpu_work_per_token.max(self.attention_work_per_token);
         flash_attention.max(matmul)
     }
 
@@ -377,6 +384,8 @@ pub struct LlamaSizer {
     n_tensors: u64,
     /// Bytes a micro-batch token takes in the CPU work buffer.
     cpu_work_per_token: u64,
+    /// The most attention heads of a layer.
+    n_head: u64,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -480,6 +489,7 @@ impl LlamaSizer {
             arch: gguf.architecture().unwrap_or_default().to_owned(),
             n_tensors: gguf.tensors().len() as u64,
             cpu_work_per_token: margin::cpu_work_bytes_per_token(layer_matrices(gguf)),
+            n_head: gguf.arch_u64_or_max("attention.head_count").unwrap_or(0),
         })
     }
 }
@@ -563,6 +573,12 @@ impl LlamaSizer {
                 u64::from(candidate.n_ubatch.min(candidate.n_ctx)),
             )),
             cpu_work_per_token: self.cpu_work_per_token,
+            attention_work_per_token: if candidate.flash_attn || !self.kv_cells {
+                0
+            } else {
+                // Every cell of the context may be in view (the scores are f16 for an f16 V).
+                u64::from(candidate.n_ctx) * self.n_head * 2
+            },
             verbose_log: tracing::enabled!(target: "llama_core::budget", tracing::Level::INFO),
             unmapped_after_load: self.unmapped_after_load,
             load_measured: self.load_extra,
@@ -823,6 +839,17 @@ mod tests {
             many_threads.cpu_work_buffer(),
             16 * margin::flash_attention_scratch(64, 64)
         );
+    }
+
+    #[test]
+    fn without_flash_attention_the_work_buffer_holds_the_scores() {
+        // 4 heads at -c 2048: a micro-batch token's scores are 2048 x 4 f16 values.
+        let off = RuntimeMargin {
+            attention_work_per_token: 2048 * 4 * 2,
+            ..small(2048)
+        };
+        assert_eq!(off.cpu_work_buffer(), 512 * 2048 * 4 * 2);
+        assert!(off.running() > small(2048).running());
     }
 
     #[test]
