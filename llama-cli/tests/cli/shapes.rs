@@ -263,6 +263,37 @@ fn sliding_window_layers_are_capped_unless_swa_full() {
     assert!(capped * 3 < full, "capped {capped}, full {full}");
 }
 
+/// Runs `path` with a prompt that fills `ctx` but for the answer, `-t threads`, `extra` flags
+/// and `env` under `--max-mem 1G`; asserts that it succeeds and peaks within its plan.
+fn assert_runs_within_plan(
+    label: &str,
+    path: &Path,
+    threads: &str,
+    ctx: u32,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) {
+    let mut command = llama_cli();
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = command
+        .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
+        .args(["--temp", "0", "-t", threads, "--stats", "--ignore-eos"])
+        .args(extra)
+        .args(["--max-mem", "1G", "-c", &ctx.to_string()])
+        .write_stdin("x".repeat(ctx as usize - 40))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{label}: {stderr}");
+    let Measured { planned, peak } = Measured::from_stats(&stderr);
+    assert!(
+        peak <= planned,
+        "{label}: peak {peak} over the plan {planned}\n{stderr}"
+    );
+}
+
 /// Compute threads reserve their stacks against the `RLIMIT_DATA` backstop and each uses its own
 /// flash-attention scratch: with 16 threads (the default on a 16-core machine) the run starts
 /// (it used to abort with `libgomp: Thread creation failed`) and peaks within its plan.
@@ -270,20 +301,7 @@ fn sliding_window_layers_are_capped_unless_swa_full() {
 fn sixteen_threads_start_under_the_backstop_and_stay_within_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     let path = generated(dir.path(), Shape::Gemma3Swa);
-    let output = llama_cli()
-        .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
-        .args(["--temp", "0", "-t", "16", "--stats", "--ignore-eos"])
-        .args(["--max-mem", "1G", "-c", "512"])
-        .write_stdin("x".repeat(472))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{stderr}");
-    let Measured { planned, peak } = Measured::from_stats(&stderr);
-    assert!(
-        peak <= planned,
-        "peak {peak} over the plan {planned}\n{stderr}"
-    );
+    assert_runs_within_plan("-t 16", &path, "16", 512, &[], &[]);
 }
 
 #[test]
@@ -292,21 +310,8 @@ fn openmp_stacks_of_omp_stacksize_start_under_the_backstop() {
     // and eight default (8 MiB) stacks, so the backstop must count OMP_STACKSIZE's.
     let dir = tempfile::tempdir().unwrap();
     let path = generated(dir.path(), Shape::Llama);
-    let output = llama_cli()
-        .env("OMP_STACKSIZE", "64M")
-        .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
-        .args(["--temp", "0", "-t", "8", "--stats", "--ignore-eos"])
-        .args(["--max-mem", "1G", "-c", "512"])
-        .write_stdin("x".repeat(472))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{stderr}");
-    let Measured { planned, peak } = Measured::from_stats(&stderr);
-    assert!(
-        peak <= planned,
-        "peak {peak} over the plan {planned}\n{stderr}"
-    );
+    let env = [("OMP_STACKSIZE", "64M")];
+    assert_runs_within_plan("OMP_STACKSIZE=64M", &path, "8", 512, &[], &env);
 }
 
 /// Without flash attention, the attention scores are converted in the CPU work buffer for their
@@ -317,28 +322,7 @@ fn runs_without_flash_attention_stay_within_the_plan() {
     let dir = tempfile::tempdir().unwrap();
     for shape in [Shape::Llama, Shape::Gemma3Swa] {
         let path = generated(dir.path(), shape);
-        let output = llama_cli()
-            .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
-            .args([
-                "--temp",
-                "0",
-                "-t",
-                "2",
-                "--stats",
-                "--ignore-eos",
-                "-fa",
-                "off",
-            ])
-            .args(["--max-mem", "1G", "-c", "2048"])
-            .write_stdin("x".repeat(2008))
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "{shape}: {stderr}");
-        let Measured { planned, peak } = Measured::from_stats(&stderr);
-        assert!(
-            peak <= planned,
-            "{shape} -fa off: peak {peak} over the plan {planned}\n{stderr}"
-        );
+        let label = format!("{shape} -fa off");
+        assert_runs_within_plan(&label, &path, "2", 2048, &["-fa", "off"], &[]);
     }
 }
