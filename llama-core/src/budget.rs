@@ -22,6 +22,11 @@ pub struct RuntimeExtras {
     /// The process serves HTTP (`serve`): the async runtime, its worker threads, the HTTP stack.
     /// Any request may carry a grammar (a JSON schema, tools), so a grammar is counted too.
     pub http_server: bool,
+    /// Every token is the most likely one, read straight from the logits: greedy sampling
+    /// (`--temp 0`, or `--top-k 1`) without penalties or a grammar. The sampler then makes no
+    /// candidate array ([`margin::ARGMAX_BYTES_PER_VOCAB_TOKEN`]). Never counted for `serve`,
+    /// whose requests choose their own sampling.
+    pub argmax_sampling: bool,
 }
 
 /// Memory a run uses beyond the planned buffers (weights, KV cache, compute, output) and the
@@ -37,16 +42,15 @@ pub mod margin {
     /// counted by the model's shape below (the scheduler's tables). Graph metadata and the CPU
     /// backend's work buffer are counted from the model instead ([`graph_metadata`],
     /// [`cpu_work_bytes_per_token`]): they grow with its tensors and widths, and before they
-    /// were, a 24-layer gemma3-style model peaked 2.6 MiB above its plan. One shape's use
-    /// varies by up to 0.6 MiB from run to run, and by up to 0.8 MiB more with the state of
-    /// the page cache (the kernel maps up to 16 cached pages around each code page faulted
-    /// in). Measured on the generated shapes and their grown forms
-    /// (`SyntheticModel::scaled_up`) with the graphs and work buffer taken out: at 2 MiB a
-    /// 32-layer llama at `-c 2048` came within 0.28 MiB of its plan (1.79 MiB in the next
-    /// run), at 2.25 MiB a 24-layer gemma3-swa within 0.57 MiB, and at 2.5 MiB the same model
-    /// peaked at its plan (123.1 MiB, while a build ran next to it; 121.2-122.0 MiB alone).
-    /// 3 MiB keeps about 0.5 MiB above the worst seen.
-    pub const FIXED: u64 = 3 << 20;
+    /// were, a 24-layer gemma3-style model peaked 2.6 MiB above its plan. 3 MiB until the heap
+    /// was made to hold the same after every load ([`crate::ffi::LOADING_MMAP_THRESHOLD`]):
+    /// before, a load left 1.0-1.5 MiB more heap resident in some runs than in others, by the
+    /// order its threads freed in (a 24-layer gemma3-swa at `-c 2048` peaked at 121.3 or
+    /// 123.0 MiB with one plan), and the part had to cover both. Measured since, with 2 MiB,
+    /// three runs a cell, release and debug builds, 2026-12-02: every generated shape, small
+    /// and grown, at `-c 512` and 2048 and budgets of 40M to 1G, and SmolLM2, peaked 1.0 MiB or
+    /// more below its plan (the small MoE at `-c 512`, release: 1.04-1.35 MiB).
+    pub const FIXED: u64 = 2 << 20;
 
     /// Graphs whose metadata llama.cpp keeps at once: the graph the context was reserved with
     /// and the last graph built for each kind of micro-batch, one without outputs and one with
@@ -134,9 +138,18 @@ pub mod margin {
 
     /// Per vocabulary entry and sequence: the sampler's candidate array (one 12-byte
     /// `llama_token_data` a token) and what the sampler chain and log-probabilities copy of it.
-    /// Measured: 12 to 13 bytes a token more with `--temp 0.8` than greedy (which makes the
-    /// 12-byte array), on SmolLM2 and on a 262,144-token vocabulary.
+    /// Measured: 10 to 13 bytes a token more with `--temp 0.8` than greedy, on SmolLM2 and
+    /// on a 262,144-token vocabulary. Greedy decoding without penalties or a grammar reads the
+    /// most likely token from the logits and makes none of this
+    /// ([`ARGMAX_BYTES_PER_VOCAB_TOKEN`]).
     pub const BYTES_PER_VOCAB_TOKEN: u64 = 32;
+
+    /// Per vocabulary entry and sequence when every token is read from the logits as the most
+    /// likely one ([`RuntimeExtras::argmax_sampling`](super::RuntimeExtras::argmax_sampling)):
+    /// no candidate array is made, but with nothing counted a greedy run on the generated
+    /// 262,144-token vocabulary (8 layers, `-c 8192`) came within 0.1 MiB of its plan, so the
+    /// size of one candidate array stays counted as room.
+    pub const ARGMAX_BYTES_PER_VOCAB_TOKEN: u64 = 12;
 
     /// Per vocabulary entry, when a grammar may constrain sampling: llama.cpp's grammar decodes
     /// every candidate token into code points for each token it samples. Measured: 300 bytes a
@@ -225,6 +238,9 @@ pub struct RuntimeMargin {
     pub grammar: bool,
     /// The process serves HTTP.
     pub http_server: bool,
+    /// Every token is read from the logits as the most likely one, without a sampler's
+    /// candidate array ([`RuntimeExtras::argmax_sampling`]).
+    pub argmax_sampling: bool,
     /// Layers are streamed from disk.
     pub streaming: bool,
     /// Bytes of one graph's metadata buffer (tensor headers and the graph's arrays for
@@ -265,7 +281,7 @@ impl RuntimeMargin {
             + margin::BUILD_CODE
             + n_ctx * per_token
             + n_batch * margin::BYTES_PER_BATCH_TOKEN
-            + self.n_vocab * u64::from(self.n_seq.max(1)) * margin::BYTES_PER_VOCAB_TOKEN
+            + self.sampler_bytes()
             + u64::from(self.threads.max(1)) * margin::BYTES_PER_THREAD
             + self.cpu_work_buffer();
         let multi_ubatch = self.n_ctx > self.n_ubatch;
@@ -289,6 +305,18 @@ impl RuntimeMargin {
             bytes += margin::VERBOSE_LOG;
         }
         bytes
+    }
+
+    /// The sampler's candidate arrays and their copies, for every sequence; less when every
+    /// token is read from the logits as the most likely one (never for a server, whose
+    /// requests choose their sampling).
+    pub fn sampler_bytes(&self) -> u64 {
+        let per_entry = if self.argmax_sampling && !self.http_server && !self.grammar {
+            margin::ARGMAX_BYTES_PER_VOCAB_TOKEN
+        } else {
+            margin::BYTES_PER_VOCAB_TOKEN
+        };
+        self.n_vocab * u64::from(self.n_seq.max(1)) * per_entry
     }
 
     /// The CPU backend's work buffer: one buffer, as large as the largest any graph node asks
@@ -566,6 +594,7 @@ impl LlamaSizer {
             chat_template: self.model_template || self.extras.named_template,
             grammar: self.extras.grammar,
             http_server: self.extras.http_server,
+            argmax_sampling: self.extras.argmax_sampling,
             streaming: self.streaming,
             graph_metadata: crate::ffi::graph_metadata_bytes(margin::graph_max_nodes(
                 &self.arch,
@@ -750,6 +779,32 @@ mod tests {
                 512,
             )]),
             ..RuntimeMargin::default()
+        }
+    }
+
+    #[test]
+    fn greedy_decoding_counts_less_for_the_sampler_but_a_server_or_grammar_does_not() {
+        let sampled = small(2048);
+        let vocab = 1024 * margin::BYTES_PER_VOCAB_TOKEN;
+        assert_eq!(sampled.sampler_bytes(), vocab);
+        let greedy = RuntimeMargin {
+            argmax_sampling: true,
+            ..sampled
+        };
+        let argmax = 1024 * margin::ARGMAX_BYTES_PER_VOCAB_TOKEN;
+        assert_eq!(greedy.sampler_bytes(), argmax);
+        assert_eq!(sampled.running() - greedy.running(), vocab - argmax);
+        for other in [
+            RuntimeMargin {
+                http_server: true,
+                ..greedy
+            },
+            RuntimeMargin {
+                grammar: true,
+                ..greedy
+            },
+        ] {
+            assert_eq!(other.sampler_bytes(), vocab);
         }
     }
 

@@ -277,9 +277,16 @@ fn assert_runs_within_plan(
     for (key, value) in env {
         command.env(key, value);
     }
+    // Greedy unless `extra` names a temperature.
+    let temp: &[&str] = if extra.contains(&"--temp") {
+        &[]
+    } else {
+        &["--temp", "0"]
+    };
     let output = command
         .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "4"])
-        .args(["--temp", "0", "-t", threads, "--stats", "--ignore-eos"])
+        .args(temp)
+        .args(["-t", threads, "--stats", "--ignore-eos"])
         .args(extra)
         .args(["--max-mem", "1G", "-c", &ctx.to_string()])
         .write_stdin("x".repeat(ctx as usize - 40))
@@ -325,4 +332,44 @@ fn runs_without_flash_attention_stay_within_the_plan() {
         let label = format!("{shape} -fa off");
         assert_runs_within_plan(&label, &path, "2", 2048, &["-fa", "off"], &[]);
     }
+}
+
+/// The overhead `plan` counts for the large vocabulary at `--temp TEMP`.
+fn planned_overhead(path: &Path, temp: &str) -> u64 {
+    let output = llama_cli()
+        .args([
+            "plan",
+            "-m",
+            path.to_str().unwrap(),
+            "--json",
+            "--max-mem",
+            "1G",
+        ])
+        .args(["-c", "8192", "--temp", temp])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let plan: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    plan["plan"]["breakdown"]["overhead"].as_u64().unwrap()
+}
+
+/// Greedy decoding (without penalties or a grammar) reads the most likely token from the
+/// logits, so the plan counts no sampler copies for it: 20 bytes a vocabulary entry less than
+/// for sampling, 5 MiB on a 262,144-token vocabulary. Both runs stay within their plans.
+#[test]
+fn greedy_decoding_plans_no_sampler_copies_and_sampling_stays_within_its_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = generated(dir.path(), Shape::LargeVocab);
+    let sampled = planned_overhead(&path, "0.8");
+    let greedy = planned_overhead(&path, "0");
+    use llama_core::budget::margin::{ARGMAX_BYTES_PER_VOCAB_TOKEN, BYTES_PER_VOCAB_TOKEN};
+    let expected = 262_144 * (BYTES_PER_VOCAB_TOKEN - ARGMAX_BYTES_PER_VOCAB_TOKEN);
+    // Each plan measures the process's baseline anew, which moves by a fraction of a MiB.
+    assert!(
+        sampled.abs_diff(greedy + expected) < 1 << 20,
+        "sampling planned {sampled}, greedy {greedy}: expected {expected} between them"
+    );
+    assert_runs_within_plan("large-vocab greedy", &path, "2", 8192, &[], &[]);
+    let sampling = ["--temp", "0.8", "--seed", "1"];
+    assert_runs_within_plan("large-vocab --temp 0.8", &path, "2", 8192, &sampling, &[]);
 }

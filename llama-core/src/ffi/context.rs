@@ -174,7 +174,8 @@ impl Context {
         // SAFETY: the model pointer is valid and kept alive by the Arc stored in the context;
         // the abort data and the observer (heap-allocated, stored in the context) outlive the
         // context. Null means failure.
-        let ptr = unsafe { sys::llama_init_from_model(model.as_ptr(), raw) };
+        let ptr =
+            super::with_loading_heap(|| unsafe { sys::llama_init_from_model(model.as_ptr(), raw) });
         let ptr = NonNull::new(ptr).ok_or(ContextError::LlamaCpp {
             n_ctx: params.n_ctx,
             n_batch: params.n_batch,

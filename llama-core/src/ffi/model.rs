@@ -90,7 +90,9 @@ impl Model {
         });
         // SAFETY: `c_path` is a valid C string; `raw` holds valid parameters, and the progress
         // user data outlives the call. A null return means failure, handled below.
-        let ptr = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw) };
+        let ptr = super::with_loading_heap(|| unsafe {
+            sys::llama_model_load_from_file(c_path.as_ptr(), raw)
+        });
         drop(offer);
         let path = path.to_path_buf();
         match NonNull::new(ptr) {
