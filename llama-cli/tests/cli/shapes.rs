@@ -111,11 +111,10 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
 /// How far above the peak a small generated shape's plan may be when it is not within 5%: its
 /// peak is 25-56 MiB, mostly the process's fixed overhead, so 5% is 1.3-2.8 MiB, about what
 /// llama.cpp reserves and the prompt never touches (1.0-1.35 MiB of the compute buffer) plus
-/// one shape's spread (up to 0.6 MiB from run to run, 0.8 MiB more with the page cache's state)
-/// and the margin's room for another CPU. The worst cell measured 2.7 MiB over in a release
-/// build (docs/MEMORY.md, "Every model shape"); a debug build (the suite's default profile)
-/// streams the smallest budgets' layers, whose margin part is sized for SmolLM2, and measured
-/// up to 5.2 MiB (moe, `-c 512`, `--max-mem 40M`) with a fixed part 0.5 MiB smaller than now.
+/// the margin's room for another CPU and the page cache's state. The worst cell measured
+/// 1.3 MiB over in a release build (docs/MEMORY.md, "Every model shape"); a debug build (the
+/// suite's default profile) streams the smallest budgets' layers, whose margin part is sized
+/// for SmolLM2, and measured up to 5.0 MiB (moe, `-c 512`, `--max-mem 40M`).
 const SMALL_SHAPE_SLACK: u64 = if cfg!(debug_assertions) {
     8 << 20
 } else {
