@@ -75,9 +75,7 @@ pub fn run_settings(settings: &Settings, n_seq: u32) -> Result<RunSettings, CliE
                 || settings.chat_template_file.is_some(),
             grammar: settings.grammar.is_some(),
             http_server: false,
-            argmax_sampling: settings.sampling.is_greedy()
-                && !settings.sampling.has_penalties()
-                && settings.grammar.is_none(),
+            argmax_sampling: settings.sampling.is_plain_greedy() && settings.grammar.is_none(),
         },
     })
 }

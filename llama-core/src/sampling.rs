@@ -89,6 +89,13 @@ impl SamplingParams {
         self.temperature <= 0.0 || (self.top_k == 1 && self.mirostat == 0)
     }
 
+    /// Whether every token is the most likely one of the logits as they are: greedy, and no
+    /// penalty changes them. The engine then reads the token from the logits without a
+    /// sampler chain, and the memory plan counts no candidate arrays for it.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.is_greedy() && !self.has_penalties()
+    }
+
     /// Whether any penalty (repeat, frequency, presence, DRY) changes the logits.
     pub fn has_penalties(&self) -> bool {
         self.repeat_penalty != 1.0

@@ -133,6 +133,19 @@ fn assert_close(name: &str, m: &Measured) {
     );
 }
 
+/// Prints the plan and the peak of `label`'s run, and checks the plan exceeds the peak by at
+/// most 5%.
+fn assert_within_five_percent(label: &str, m: &Measured) {
+    eprintln!("{label}: planned {}, peak {}", m.planned, m.peak);
+    assert!(
+        (m.planned - m.peak) * 20 <= m.peak,
+        "{label}: planned {} for a peak of {} ({:.1}% over)",
+        m.planned,
+        m.peak,
+        100.0 * (m.planned - m.peak) as f64 / m.peak as f64
+    );
+}
+
 #[test]
 fn every_generated_shape_stays_within_budget_and_plan() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,17 +190,7 @@ fn every_grown_shape_is_planned_within_five_percent_of_its_peak() {
             let Some(m) = run(&path, &text, "1G", ctx) else {
                 panic!("{shape} grown, -c {ctx} --max-mem 1G was refused")
             };
-            eprintln!(
-                "{shape} grown -c {ctx}: planned {}, peak {}",
-                m.planned, m.peak
-            );
-            assert!(
-                (m.planned - m.peak) * 20 <= m.peak,
-                "{shape} grown -c {ctx}: planned {} for a peak of {} ({:.1}% over)",
-                m.planned,
-                m.peak,
-                100.0 * (m.planned - m.peak) as f64 / m.peak as f64
-            );
+            assert_within_five_percent(&format!("{shape} grown -c {ctx}"), &m);
         }
         std::fs::remove_file(&path).unwrap();
     }
@@ -200,16 +203,7 @@ fn smollm2_plan_is_within_five_percent_of_the_peak() {
         let Some(m) = run(&model(), &text, budget, ctx) else {
             panic!("SmolLM2 -c {ctx} --max-mem {budget} was refused")
         };
-        eprintln!(
-            "SmolLM2 -c {ctx} --max-mem {budget}: planned {}, peak {}",
-            m.planned, m.peak
-        );
-        assert!(
-            (m.planned - m.peak) * 20 <= m.peak,
-            "SmolLM2 -c {ctx}: planned {} for a peak of {}",
-            m.planned,
-            m.peak
-        );
+        assert_within_five_percent(&format!("SmolLM2 -c {ctx} --max-mem {budget}"), &m);
     }
 }
 

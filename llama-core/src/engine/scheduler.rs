@@ -20,11 +20,6 @@ use crate::state_file::{self, model_identity, SavedSession, StateFileError};
 use crate::stop::StopMatcher;
 use crate::utf8::Utf8Decoder;
 
-/// Whether sampling reduces to taking the most likely token.
-fn greedy_without_penalties(p: &crate::sampling::SamplingParams) -> bool {
-    p.is_greedy() && !p.has_penalties()
-}
-
 /// Saved sessions kept on disk at most; the oldest file goes first.
 const MAX_SAVED: usize = 256;
 
@@ -886,7 +881,7 @@ impl Scheduler {
             stop: StopMatcher::new(&job.request.options.stop)
                 .with_shown(&job.request.options.reverse_prompts),
             max_tokens: job.request.options.max_tokens,
-            argmax: greedy_without_penalties(&job.request.options.sampling)
+            argmax: job.request.options.sampling.is_plain_greedy()
                 && job.request.options.grammar.is_none()
                 && job.request.options.logit_bias.is_empty()
                 && !post_sampling,
