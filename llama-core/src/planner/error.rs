@@ -75,14 +75,14 @@ impl Suggestion {
                 .collect::<Vec<_>>()
                 .join(" "),
             Suggestion::RaiseMaxMem { needed, .. } => {
-                format!("--max-mem {}", max_mem_arg(*needed))
+                format!("--max-mem {}", suggested_max_mem(*needed))
             }
         }
     }
 }
 
 /// `fits with --ctx-size 2048`, or
-/// `the smallest configuration needs 180.00 MiB: raise --max-mem to at least 180M`.
+/// `the smallest configuration needs 180.00 MiB: raise --max-mem to at least 182M`.
 impl fmt::Display for Suggestion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -92,10 +92,22 @@ impl fmt::Display for Suggestion {
                 "the {} configuration needs {}: raise --max-mem to at least {}",
                 if *smallest { "smallest" } else { "requested" },
                 ByteSize(*needed),
-                max_mem_arg(*needed)
+                suggested_max_mem(*needed)
             ),
         }
     }
+}
+
+/// Room a suggested `--max-mem` keeps above what the configuration needed: the run that takes
+/// the suggestion measures the process's baseline anew, and two processes' baselines differ by
+/// up to about 1.2 MiB (a streamed SmolLM2 needed 89.32 MiB in a run after another had
+/// needed at most 89 MiB and named `89M`).
+pub const SUGGESTED_ROOM: u64 = 2 << 20;
+
+/// The `--max-mem` argument a refusal suggests for a configuration that needs `needed` bytes:
+/// [`SUGGESTED_ROOM`] above it, rounded up ([`max_mem_arg`]).
+pub fn suggested_max_mem(needed: u64) -> String {
+    max_mem_arg(needed.saturating_add(SUGGESTED_ROOM))
 }
 
 /// `bytes` as a `--max-mem` argument no smaller than it: `2G` or `512M` when exact, else

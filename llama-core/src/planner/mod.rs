@@ -51,7 +51,7 @@ use std::fmt;
 use serde::Serialize;
 
 pub use self::breakdown::{Breakdown, BufferSizer, Candidate};
-pub use self::error::{max_mem_arg, PlanError, Suggestion};
+pub use self::error::{max_mem_arg, suggested_max_mem, PlanError, Suggestion, SUGGESTED_ROOM};
 pub use self::request::{
     is_quantised, FlashAttnMode, PlanRequest, CTX_STEP, DEFAULT_CTX_FLOOR, DEFAULT_UBATCH_FLOOR,
 };
