@@ -214,10 +214,11 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, loaded:
         let p = &streaming.placement;
         let streamed = p.n_streamed();
         eprintln!(
-            "stats: streaming {streamed} of {} layers (window {}, pinned {}, resident weights peak {}): {} passes, {} layer loads, {} evictions, disk read {} ({} per pass)",
+            "stats: streaming {streamed} of {} layers (window {}, pinned {}, read ahead {}, resident weights peak {}): {} passes, {} layer loads, {} evictions, disk read {} ({} per pass)",
             p.tiers.len(),
             p.window,
             llama_core::ByteSize(p.pinned_bytes),
+            llama_core::ByteSize(p.read_ahead_bytes),
             llama_core::ByteSize(c.peak_resident_bytes),
             c.passes,
             c.layer_loads,

@@ -186,14 +186,16 @@ pub mod margin {
     /// 0.8-0.9 MiB more peak with `-v` than without, of which 0.4 MiB is in the baseline.
     pub const VERBOSE_LOG: u64 = 1 << 20;
 
-    /// Streaming layers from disk: the streamer's code and state, and file pages of a window
-    /// faulted in before the previous one is released. Measured on SmolLM2 at the smallest
-    /// streaming budgets (`--max-mem 79M` to `81M`, one layer's window): the runs used up to
-    /// 6.0 MiB beyond their buffers in all, within what the other parts count for them; this
-    /// part is room for the streamer's own code and state. 3 MiB since the fixed and per-token
-    /// parts were measured anew with the heap's mmap threshold fixed: with 2 MiB a streamed
-    /// Mamba run in a debug build (`-c 2048 --max-mem 40M`) came within 0.2 MiB of its plan.
-    pub const STREAMING: u64 = 3 << 20;
+    /// Streaming layers from disk: the prefetch thread's stack and channel, and the file pages
+    /// the kernel maps around a fault (fault-around) beyond the running layer. Measured,
+    /// release build, 2026-12-02 (Intel Xeon): a streamed run's peak against a resident run's
+    /// at the same context and micro-batch, less the pinned bytes and one layer, came to -1.7
+    /// to +0.8 MiB over the generated shapes, small and grown, windows of one and two layers.
+    /// The window's read-ahead, which the process does not map, is counted with the weights
+    /// ([`crate::arena::Placement::read_ahead_bytes`]). 3 MiB before that measurement, when
+    /// this part was room for SmolLM2's streamed runs (6.0 MiB beyond their buffers in all at
+    /// `--max-mem 79M` to `81M`, within what the other parts count for them).
+    pub const STREAMING: u64 = 1 << 20;
 
     /// Per vocabulary entry while the model loads, before its context exists: llama.cpp holds
     /// the GGUF metadata it parsed (the token strings) next to the vocabulary it builds from

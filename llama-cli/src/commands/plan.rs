@@ -172,11 +172,12 @@ fn write_tiers(out: &mut impl Write, prepared: &llama_core::run::Prepared) -> Re
         let streamed = placement.n_streamed();
         writeln!(
             out,
-            "streaming: {streamed} of {} layers read from disk each token through a window of {} (at most {} of weights resident: {} pinned + window)",
+            "streaming: {streamed} of {} layers read from disk each token through a window of {} (at most {} of weights resident: {} pinned + window; {} of the window is read ahead into the page cache, mapped only when its layer runs)",
             placement.tiers.len(),
             ByteSize(placement.peak_bytes - placement.pinned_bytes),
             ByteSize(placement.peak_bytes),
-            ByteSize(placement.pinned_bytes)
+            ByteSize(placement.pinned_bytes),
+            ByteSize(placement.read_ahead_bytes)
         )?;
         writeln!(out)?;
     }

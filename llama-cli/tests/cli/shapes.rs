@@ -2,10 +2,11 @@
 //! window, a 262,144-token vocabulary, a mixture of experts, Mamba's recurrent state) and
 //! SmolLM2, over a grid of budgets and contexts. Every run either is refused before loading or
 //! runs with a measured peak RSS at most the budget and at most the plan; the plan is close to
-//! the peak. Prompts fill the context, so the compute buffers are used as planned. The shapes
-//! grown like small real models (`SyntheticModel::scaled_up`) are planned within 5% of their
-//! peaks; the small ones, whose peaks are mostly the process's fixed overhead, within 5% or a
-//! few MiB.
+//! the peak. Prompts fill the context but for the answer, so the compute buffers are used as
+//! planned. The shapes grown like small real models (`SyntheticModel::scaled_up`) are planned
+//! within 5% of their peaks when resident; the small ones and the streamed runs, whose peaks
+//! are mostly the process's fixed overhead, within 5% or a few MiB. A streaming window's
+//! read-ahead is in the plan but not in the RSS, and is left out of the comparison.
 
 use std::path::{Path, PathBuf};
 
@@ -39,10 +40,15 @@ fn stat<'a>(stderr: &'a str, prefix: &str) -> &'a str {
 struct Measured {
     planned: u64,
     peak: u64,
+    /// The streaming window's read-ahead: counted in the plan, held in the page cache, not in
+    /// the process's RSS (`Placement::read_ahead_bytes`); 0 when nothing is streamed.
+    read_ahead: u64,
+    /// Whether layers were streamed from disk.
+    streamed: bool,
 }
 
 impl Measured {
-    /// The plan and the peak RSS from a run's `--stats` lines.
+    /// The plan, the peak RSS and the read-ahead from a run's `--stats` lines.
     fn from_stats(stderr: &str) -> Measured {
         let planned = size(
             stat(stderr, "stats: planned ")
@@ -51,15 +57,57 @@ impl Measured {
                 .unwrap(),
         );
         let peak = size(stat(stderr, "stats: peak RSS ").split(" (").next().unwrap());
-        Measured { planned, peak }
+        let streaming = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("stats: streaming "));
+        let streamed = streaming.is_some_and(|l| !l.starts_with("0 of"));
+        let read_ahead = streaming.map_or(0, |l| {
+            size(
+                l.split("read ahead ")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap(),
+            )
+        });
+        Measured {
+            planned,
+            peak,
+            read_ahead,
+            streamed,
+        }
+    }
+
+    /// What the plan counts in the process's RSS: all of it but the read-ahead.
+    fn planned_rss(&self) -> u64 {
+        self.planned - self.read_ahead
     }
 }
 
-/// Runs a prompt of `n_prompt` tokens' worth of text under `budget` at context `ctx`;
-/// `None` when it was refused (cleanly) before loading.
+/// Characters of prompt text that fill a context of `ctx` tokens but for [`N_PREDICT`]
+/// answer tokens: the generated models' tokenizer makes one token of each `x`, and four more
+/// of the beginning of the text.
+fn filling_prompt(ctx: u32) -> String {
+    "x".repeat(ctx as usize - 4 - N_PREDICT as usize)
+}
+
+/// Tokens each run generates.
+const N_PREDICT: u32 = 4;
+
+/// Runs `text` as the prompt under `budget` at context `ctx`, generating [`N_PREDICT`]
+/// tokens; `None` when it was refused (cleanly) before loading.
 fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
+    let n_predict = N_PREDICT.to_string();
     let output = llama_cli()
-        .args(["prompt", "-m", path.to_str().unwrap(), "--raw", "-n", "16"])
+        .args([
+            "prompt",
+            "-m",
+            path.to_str().unwrap(),
+            "--raw",
+            "-n",
+            &n_predict,
+        ])
         .args(["--temp", "0", "-t", "2", "--stats", "--ignore-eos"])
         .args(["--max-mem", budget, "-c", &ctx.to_string()])
         .write_stdin(text)
@@ -76,7 +124,8 @@ fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
         return None;
     }
     assert!(!stderr.contains("budget exceeded"), "{cell}: {stderr}");
-    let Measured { planned, peak } = Measured::from_stats(&stderr);
+    let measured = Measured::from_stats(&stderr);
+    let Measured { planned, peak, .. } = measured;
     let budget_bytes = size(
         stat(&stderr, "stats: planned ")
             .split(" of budget ")
@@ -98,7 +147,7 @@ fn run(path: &Path, text: &str, budget: &str, ctx: u32) -> Option<Measured> {
         planned <= budget_bytes,
         "{cell}: plan {planned} over the budget\n{stderr}"
     );
-    Some(Measured { planned, peak })
+    Some(measured)
 }
 
 /// A generated model of `shape`.
@@ -108,22 +157,31 @@ fn generated(dir: &Path, shape: Shape) -> PathBuf {
     path
 }
 
-/// How far above the peak a small generated shape's plan may be when it is not within 5%: its
-/// peak is 25-56 MiB, mostly the process's fixed overhead, so 5% is 1.3-2.8 MiB, about what
-/// llama.cpp reserves and the prompt never touches (1.0-1.35 MiB of the compute buffer) plus
-/// the margin's room for another CPU and the page cache's state. The worst cell measured
-/// 1.3 MiB over in a release build (docs/MEMORY.md, "Every model shape"); a debug build (the
-/// suite's default profile) streams the smallest budgets' layers, whose margin part is sized
-/// for SmolLM2, and measured up to 5.0 MiB (moe, `-c 512`, `--max-mem 40M`).
+/// How far above the peak the plan of a small generated shape, or of a streamed run, may be
+/// when it is not within 5%: their peaks are 25-60 MiB, mostly the process's fixed overhead, so
+/// 5% is 1.3-3 MiB, about what the margin's fixed part holds as room for another CPU and the
+/// page cache's state (1-3 MiB that no run uses, resident or streamed); a streamed MoE's pinned
+/// layers also hold experts the prompt never routed to, and a streamed peak moves by up to
+/// 1.7 MiB from run to run. Measured 2026-12-02 (Intel Xeon): release, streamed grown shapes
+/// up to 4.3 MiB over (llama, `-c 512 --max-mem 48M`), small shapes up to 1.4 MiB; debug (the
+/// suite's default profile, whose larger baseline streams the small shapes at 40M), up to
+/// 4.4 MiB (grown MoE, `-c 512 --max-mem 64M`) and 2.9 MiB (small MoE at 40M).
 const SMALL_SHAPE_SLACK: u64 = if cfg!(debug_assertions) {
     8 << 20
 } else {
-    4 << 20
+    6 << 20
 };
 
 /// The plan exceeds the peak by at most 5%, or by at most [`SMALL_SHAPE_SLACK`].
 fn assert_close(name: &str, m: &Measured) {
-    let over = m.planned - m.peak;
+    let over = m.planned_rss().saturating_sub(m.peak);
+    eprintln!(
+        "{name}: planned {} (read ahead {}), peak {}, {:.1}% over",
+        m.planned,
+        m.read_ahead,
+        m.peak,
+        100.0 * over as f64 / m.peak as f64
+    );
     assert!(
         over * 20 <= m.peak || over <= SMALL_SHAPE_SLACK,
         "{name}: planned {} for a peak of {} ({:.1}% over)",
@@ -133,16 +191,18 @@ fn assert_close(name: &str, m: &Measured) {
     );
 }
 
-/// Prints the plan and the peak of `label`'s run, and checks the plan exceeds the peak by at
-/// most 5%.
+/// Prints the plan and the peak of `label`'s run, and checks that what the plan counts in
+/// the RSS (all of it but a streaming window's read-ahead) exceeds the peak by at most 5%.
 fn assert_within_five_percent(label: &str, m: &Measured) {
-    eprintln!("{label}: planned {}, peak {}", m.planned, m.peak);
+    let over = m.planned_rss().saturating_sub(m.peak);
+    assert_close(label, m);
     assert!(
-        (m.planned - m.peak) * 20 <= m.peak,
-        "{label}: planned {} for a peak of {} ({:.1}% over)",
+        over * 20 <= m.peak,
+        "{label}: planned {} (read ahead {}) for a peak of {} ({:.1}% over)",
         m.planned,
+        m.read_ahead,
         m.peak,
-        100.0 * (m.planned - m.peak) as f64 / m.peak as f64
+        100.0 * over as f64 / m.peak as f64
     );
 }
 
@@ -153,15 +213,10 @@ fn every_generated_shape_stays_within_budget_and_plan() {
         let path = generated(dir.path(), shape);
         let mut accepted = 0;
         for ctx in [512u32, 2048] {
-            // One byte token per character: the prompt fills the context but for the answer.
-            let text = "x".repeat(ctx as usize - 40);
+            let text = filling_prompt(ctx);
             for budget in ["40M", "64M", "1G"] {
                 if let Some(m) = run(&path, &text, budget, ctx) {
                     accepted += 1;
-                    eprintln!(
-                        "{shape} -c {ctx} --max-mem {budget}: planned {}, peak {}",
-                        m.planned, m.peak
-                    );
                     assert_close(&format!("{shape} -c {ctx} {budget}"), &m);
                 }
             }
@@ -170,30 +225,70 @@ fn every_generated_shape_stays_within_budget_and_plan() {
     }
 }
 
-/// The shapes grown like small real models (`SyntheticModel::scaled_up`), whose peaks
-/// (56-140 MiB) are not dominated by the process's fixed overhead: at contexts of 512 and 2048
-/// with prompts that fill them but for the answer, the plan is at most 5% above the peak and
-/// never below it. The 262,144-token vocabulary is left to the grid above: its peak is its
-/// load's, which moves by up to 2.5 MiB with the page cache's state (docs/MEMORY.md), so its
-/// plan is 2-5% above the peak.
-/// Before graph metadata and the CPU work buffer were counted from the model, the grown
-/// gemma3-swa peaked 2.6 MiB above its plan.
+/// The context a `budget` gives `path` at `-c ctx`, as `plan` says; `None` when it refuses.
+fn planned_context(path: &Path, budget: &str, ctx: u32) -> Option<u32> {
+    let output = llama_cli()
+        .args(["plan", "--json", "-m", path.to_str().unwrap()])
+        .args(["--max-mem", budget, "-c", &ctx.to_string()])
+        .output()
+        .unwrap();
+    if !output.status.success() {
+        assert_clean_failure(&output);
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    Some(v["plan"]["candidate"]["n_ctx"].as_u64().unwrap() as u32)
+}
+
+/// The shapes grown like small real models (`SyntheticModel::scaled_up`: 24-58 MiB of
+/// weights), over a grid of budgets and contexts: budgets that stream layers from disk, that
+/// shorten the context, and that hold everything. Each accepted run's prompt fills the context
+/// it was given but for the answer; its peak is at most the plan, and what the plan counts in
+/// the RSS is at most 5% above the peak. A streamed run's peak is small (40-60 MiB) next to
+/// the margin's fixed room (1-3 MiB of the plan a run does not use, as in every resident run)
+/// and, for the MoE, the experts the prompt never routed to: those are held to
+/// [`assert_close`] (measured 3.4-9.6% over, release, docs/MEMORY.md). Before the graph
+/// metadata and the CPU work buffer were counted from the model, the grown gemma3-swa peaked
+/// 2.6 MiB above its plan; before the streaming window's read-ahead was told apart and the
+/// streaming part measured anew, the streamed runs were planned 8-19% above their peaks.
 #[test]
 fn every_grown_shape_is_planned_within_five_percent_of_its_peak() {
     let dir = tempfile::tempdir().unwrap();
-    for shape in [Shape::Llama, Shape::Gemma3Swa, Shape::Moe, Shape::Mamba] {
+    let mut streamed = 0;
+    for shape in Shape::ALL {
         let model = shape.model(GgmlType::Q8_0).scaled_up();
         let path = dir.path().join(format!("{shape}-grown.gguf"));
         model.write_to(&path).unwrap();
+        // The 262,144-token vocabulary's load alone needs about 100 MiB.
+        let budgets: &[&str] = if shape == Shape::LargeVocab {
+            &["104M", "1G"]
+        } else {
+            &["48M", "64M", "1G"]
+        };
+        let mut accepted = 0;
         for ctx in [512u32, 2048] {
-            let text = "x".repeat(ctx as usize - 20);
-            let Some(m) = run(&path, &text, "1G", ctx) else {
-                panic!("{shape} grown, -c {ctx} --max-mem 1G was refused")
-            };
-            assert_within_five_percent(&format!("{shape} grown -c {ctx}"), &m);
+            for budget in budgets {
+                let cell = format!("{shape} grown -c {ctx} --max-mem {budget}");
+                let Some(n_ctx) = planned_context(&path, budget, ctx) else {
+                    continue;
+                };
+                let Some(m) = run(&path, &filling_prompt(n_ctx), budget, ctx) else {
+                    panic!("{cell}: refused, but `plan` gave it -c {n_ctx}")
+                };
+                accepted += 1;
+                let label = format!("{cell} (-c {n_ctx})");
+                if m.streamed {
+                    streamed += 1;
+                    assert_close(&label, &m);
+                } else {
+                    assert_within_five_percent(&label, &m);
+                }
+            }
         }
+        assert!(accepted >= 2, "{shape} grown: the larger budgets run");
         std::fs::remove_file(&path).unwrap();
     }
+    assert!(streamed >= 4, "the smallest budgets stream layers");
 }
 
 #[test]
@@ -282,12 +377,12 @@ fn assert_runs_within_plan(
         .args(["-t", threads, "--stats", "--ignore-eos"])
         .args(extra)
         .args(["--max-mem", "1G", "-c", &ctx.to_string()])
-        .write_stdin("x".repeat(ctx as usize - 40))
+        .write_stdin(filling_prompt(ctx))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{label}: {stderr}");
-    let Measured { planned, peak } = Measured::from_stats(&stderr);
+    let Measured { planned, peak, .. } = Measured::from_stats(&stderr);
     assert!(
         peak <= planned,
         "{label}: peak {peak} over the plan {planned}\n{stderr}"
