@@ -75,5 +75,6 @@ def main():
                           % (n_ctx, "yes" if streamed else "no", planned / 2**20, read_ahead / 2**20,
                              peak / 2**20, (planned - read_ahead) / peak))
 
+
 if __name__ == "__main__":
     main()
