@@ -191,6 +191,11 @@ pub mod margin {
     /// release build, 2026-12-02 (Intel Xeon): a streamed run's peak against a resident run's
     /// at the same context and micro-batch, less the pinned bytes and one layer, came to -1.7
     /// to +0.8 MiB over the generated shapes, small and grown, windows of one and two layers.
+    /// Again once the mapping refused huge-page mappings and the pinned layers were mapped in
+    /// full ([`crate::ffi::ModelMapping::advise_streaming`], [`crate::ffi::ModelMapping::populate`]),
+    /// AMD EPYC, 2026-12-02: -0.45 to +0.90 MiB on the grown llama, gemma3-swa and Mamba
+    /// shapes at `-c 512` and 2048 (the grown MoE -2.0 to -1.6 MiB: experts no prompt routed
+    /// to in its streamed layers; SmolLM2 -5.0 to -1.4 MiB).
     /// The window's read-ahead, which the process does not map, is counted with the weights
     /// ([`crate::arena::Placement::read_ahead_bytes`]). 3 MiB before that measurement, when
     /// this part was room for SmolLM2's streamed runs (6.0 MiB beyond their buffers in all at

@@ -173,9 +173,20 @@ fn streaming_output_equals_resident_and_keeps_a_window() {
             fraction(mapped),
             fraction(cached)
         );
-        // Pinned layers are never released by the streamer (the exact eviction count above
-        // shows it), but the kernel can still reclaim their pages: this machine runs DAMON with
-        // a `pageout` scheme on physical memory. So residency is only bounded from above.
+        // Pinned layers are mapped in full when streaming starts (`ModelMapping::populate`)
+        // and never released (the exact eviction count above shows it). The kernel could still
+        // reclaim a page (these machines run DAMON with a `pageout` scheme), but a pinned
+        // layer is read every token, so it stays hot. Before the mapping refused huge-page
+        // mappings (`MADV_NOHUGEPAGE`), releasing the first streamed layer unmapped the whole
+        // 2 MiB folio it shares with the last pinned one, which then stayed out between uses.
+        if *tier == Tier::Resident {
+            assert!(
+                fraction(mapped) >= 0.9,
+                "pinned layer {} is {:.2} mapped",
+                layer.index,
+                fraction(mapped)
+            );
+        }
         if *tier == Tier::Streamed {
             streamed_mapped += mapped.0 as u64 * page;
             streamed_cached += cached.0 as u64 * page;

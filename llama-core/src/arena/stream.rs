@@ -205,8 +205,9 @@ pub struct LayerStreamer {
 
 impl LayerStreamer {
     /// Starts streaming `ledger` as `placement` says over `mapping`: turns off fault
-    /// read-around, releases every streamed layer, reads the pinned ones in and prefetches the
-    /// first window.
+    /// read-around and huge-page mappings, releases every streamed layer, maps the pinned ones
+    /// and the global tensors in full ([`ModelMapping::populate`]) and prefetches the first
+    /// window.
     pub fn new(mapping: Arc<ModelMapping>, ledger: Ledger, placement: Placement) -> LayerStreamer {
         let max_index = ledger.layers.iter().map(|l| l.index).max().unwrap_or(0) as usize;
         let mut position = vec![None; max_index + 1];
@@ -233,7 +234,7 @@ impl LayerStreamer {
         }
         let segments: Arc<[Segment]> = segments.into();
         mapping.write_back();
-        mapping.advise_random();
+        mapping.advise_streaming();
         let prefetcher = Prefetcher::start(Arc::clone(&mapping), Arc::clone(&segments));
         let window_bytes = placement.peak_bytes.saturating_sub(placement.pinned_bytes);
         let mut streamer = LayerStreamer {
@@ -255,18 +256,18 @@ impl LayerStreamer {
         streamer
             .counters
             .add_resident(streamer.placement.pinned_bytes);
+        for i in 0..streamer.segments.len() {
+            streamer.release(i);
+        }
         for r in &streamer.ledger.global_ranges {
-            streamer.mapping.prefetch(r.clone());
+            streamer.mapping.populate(r.clone());
         }
         for (layer, tier) in streamer.ledger.layers.iter().zip(&streamer.placement.tiers) {
             if *tier == Tier::Resident {
                 for r in &layer.ranges {
-                    streamer.mapping.prefetch(r.clone());
+                    streamer.mapping.populate(r.clone());
                 }
             }
-        }
-        for i in 0..streamer.segments.len() {
-            streamer.release(i);
         }
         streamer.fill(0);
         streamer

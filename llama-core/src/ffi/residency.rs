@@ -299,6 +299,45 @@ impl ModelMapping {
         }
     }
 
+    /// Maps the pages of file range `offsets` (rounded outward) into this process now, reading
+    /// them from disk where the page cache does not hold them (`MADV_POPULATE_READ`, Linux 5.14
+    /// and later; before, only their read-ahead is started, as [`Self::prefetch`] does). A
+    /// streaming load maps the file without `MAP_POPULATE`, so its pinned layers would
+    /// otherwise be resident only once the graph has read every page of them, and a mixture of
+    /// experts' pinned experts that no prompt routed to never: they are held resident as the
+    /// plan counts them, as a resident load's are, and the first pass does not wait for them.
+    pub fn populate(&self, offsets: Range<u64>) {
+        let Some(pages) = self.pages(&offsets, false) else {
+            return;
+        };
+        for region in &self.regions {
+            let (start, end) = (pages.start.max(region.start), pages.end.min(region.end));
+            if start >= end {
+                continue;
+            }
+            // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
+            // the model's file (read-only, MAP_SHARED) and that the held `Arc<Model>` keeps
+            // mapped; populating read-only file pages faults them in and changes no contents.
+            let populated = unsafe {
+                rustix::mm::madvise(
+                    start as *mut c_void,
+                    end - start,
+                    rustix::mm::Advice::LinuxPopulateRead,
+                )
+            };
+            if populated.is_err() {
+                // SAFETY: as above; WILLNEED only schedules read-ahead.
+                let _ = unsafe {
+                    rustix::mm::madvise(
+                        start as *mut c_void,
+                        end - start,
+                        rustix::mm::Advice::WillNeed,
+                    )
+                };
+            }
+        }
+    }
+
     /// Writes back any dirty pages of the model file (`fdatasync`). A file written moments ago
     /// (a fresh download) has dirty page-cache pages, which `POSIX_FADV_DONTNEED` cannot drop:
     /// without this, released layers would stay in the page cache until the kernel's own
@@ -307,22 +346,30 @@ impl ModelMapping {
         let _ = rustix::fs::fdatasync(&self.file);
     }
 
-    /// Turns off the kernel's read-around on page faults in this mapping (`MADV_RANDOM`): a
-    /// fault then reads only its own page, so what is read from disk is what [`Self::prefetch`]
-    /// asks for. Without it a fault on a page not yet read pulls in `read_ahead_kb` (8 MiB on
-    /// some disks) around it, several layers' worth.
-    pub fn advise_random(&self) {
+    /// Readies this mapping for streaming: turns off the kernel's read-around on page faults
+    /// (`MADV_RANDOM`), so a fault reads only its own page and what is read from disk is what
+    /// [`Self::prefetch`] asks for (without it a fault on a page not yet read pulls in
+    /// `read_ahead_kb`, 8 MiB on some disks, around it, several layers' worth); and turns off
+    /// huge-page mappings of the file's pages (`MADV_NOHUGEPAGE`). The page cache holds a file
+    /// in folios of up to 2 MiB, and the kernel maps a whole 2 MiB folio with one page-table
+    /// entry when it can: a fault on one page of a streamed layer then maps its neighbours (up
+    /// to 2 MiB beyond the layer at each end), and [`Self::unmap`] of any part of such a
+    /// folio unmaps all of it, pinned neighbours included, which then fault back in on their
+    /// next use. With small mappings a fault maps at most the kernel's fault-around window
+    /// (64 KiB) and an unmap drops only its own pages.
+    pub fn advise_streaming(&self) {
         for pages in mapped_ranges_of(self.model.path(), self.base..self.base + self.len) {
-            // SAFETY: MADV_RANDOM only changes the read-ahead policy of the VMAs in the range,
-            // which `/proc/self/maps` just listed as mapped from the model's file (kept mapped
-            // by the held `Arc<Model>`); it changes no page's contents.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    pages.start as *mut c_void,
-                    pages.len(),
-                    rustix::mm::Advice::Random,
-                )
-            };
+            for advice in [
+                rustix::mm::Advice::Random,
+                rustix::mm::Advice::LinuxNoHugepage,
+            ] {
+                // SAFETY: MADV_RANDOM and MADV_NOHUGEPAGE only change the read-ahead and
+                // huge-page policies of the VMAs in the range, which `/proc/self/maps` just
+                // listed as mapped from the model's file (kept mapped by the held
+                // `Arc<Model>`); they change no page's contents.
+                let _ =
+                    unsafe { rustix::mm::madvise(pages.start as *mut c_void, pages.len(), advice) };
+            }
         }
     }
 
