@@ -242,6 +242,21 @@ impl ModelMapping {
         (start < end).then_some(self.base + start..self.base + end)
     }
 
+    /// The parts of file range `offsets`' pages ([`Self::pages`], rounded inward when `inward`)
+    /// that lie in the regions still mapped from the model's file.
+    fn mapped_parts(
+        &self,
+        offsets: &Range<u64>,
+        inward: bool,
+    ) -> impl Iterator<Item = Range<usize>> + '_ {
+        let pages = self.pages(offsets, inward);
+        self.regions.iter().filter_map(move |region| {
+            let pages = pages.as_ref()?;
+            let (start, end) = (pages.start.max(region.start), pages.end.min(region.end));
+            (start < end).then_some(start..end)
+        })
+    }
+
     /// Drops the pages of file range `offsets` from this process (`MADV_DONTNEED`, within what
     /// is still mapped from the model's file) and, where no other process maps them, from the
     /// page cache (`POSIX_FADV_DONTNEED`).
@@ -253,14 +268,7 @@ impl ModelMapping {
     /// Drops the pages of file range `offsets` (rounded inward) from this process
     /// (`MADV_DONTNEED`), within what is still mapped from the model's file.
     pub fn unmap(&self, offsets: Range<u64>) {
-        let Some(pages) = self.pages(&offsets, true) else {
-            return;
-        };
-        for region in &self.regions {
-            let (start, end) = (pages.start.max(region.start), pages.end.min(region.end));
-            if start >= end {
-                continue;
-            }
+        for Range { start, end } in self.mapped_parts(&offsets, true) {
             // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
             // the model's file (read-only, MAP_SHARED) after llama.cpp's load unmapped what it
             // does not use; llama.cpp unmaps nothing more until the model is freed, and the held
@@ -307,14 +315,7 @@ impl ModelMapping {
     /// experts' pinned experts that no prompt routed to never: they are held resident as the
     /// plan counts them, as a resident load's are, and the first pass does not wait for them.
     pub fn populate(&self, offsets: Range<u64>) {
-        let Some(pages) = self.pages(&offsets, false) else {
-            return;
-        };
-        for region in &self.regions {
-            let (start, end) = (pages.start.max(region.start), pages.end.min(region.end));
-            if start >= end {
-                continue;
-            }
+        for Range { start, end } in self.mapped_parts(&offsets, false) {
             // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
             // the model's file (read-only, MAP_SHARED) and that the held `Arc<Model>` keeps
             // mapped; populating read-only file pages faults them in and changes no contents.
@@ -326,14 +327,8 @@ impl ModelMapping {
                 )
             };
             if populated.is_err() {
-                // SAFETY: as above; WILLNEED only schedules read-ahead.
-                let _ = unsafe {
-                    rustix::mm::madvise(
-                        start as *mut c_void,
-                        end - start,
-                        rustix::mm::Advice::WillNeed,
-                    )
-                };
+                self.prefetch(offsets);
+                return;
             }
         }
     }
