@@ -191,14 +191,9 @@ pub fn print_stats(load_time: Option<Duration>, stats: &GenerationStats, loaded:
     if let Some(plan) = plan {
         let b = &plan.breakdown;
         eprintln!(
-            "stats: planned {} of budget {} (weights {}, KV {}, compute {}, output {}, overhead {})",
+            "stats: planned {} of budget {} ({b})",
             llama_core::ByteSize(b.total()),
             llama_core::ByteSize(plan.budget),
-            llama_core::ByteSize(b.weights),
-            llama_core::ByteSize(b.kv),
-            llama_core::ByteSize(b.compute),
-            llama_core::ByteSize(b.output),
-            llama_core::ByteSize(b.overhead)
         );
         if counters.exceeded_events > 0 {
             eprintln!(

@@ -49,8 +49,14 @@ pub mod margin {
     /// 123.0 MiB with one plan), and the part had to cover both. Measured since, with 2 MiB,
     /// three runs a cell, release and debug builds, 2026-12-02: every generated shape, small
     /// and grown, at `-c 512` and 2048 and budgets of 40M to 1G, and SmolLM2, peaked 1.0 MiB or
-    /// more below its plan (the small MoE at `-c 512`, release: 1.04-1.35 MiB).
-    pub const FIXED: u64 = 2 << 20;
+    /// more below its plan (the small MoE at `-c 512`, release: 1.04-1.35 MiB). 3 MiB since the
+    /// compute buffers' unwritten embedding inputs are left out of the plan
+    /// ([`unwritten_embedding_inputs`]): on the small shapes they had been 1.0 MiB of room that
+    /// this part now holds. With 2 MiB the small gemma3-swa and Mamba at `-c 512` were planned
+    /// 0.993 and 0.996 of their peaks (release); with 2.75 MiB the small gemma3-swa came within
+    /// 0.16 MiB of its plan (debug), where its peak moves by 0.6 MiB from run to run (code
+    /// pages, and in one run of twelve 0.55 MiB more heap resident).
+    pub const FIXED: u64 = 3 << 20;
 
     /// Graphs whose metadata llama.cpp keeps at once: the graph the context was reserved with
     /// and the last graph built for each kind of micro-batch, one without outputs and one with
@@ -201,6 +207,41 @@ pub mod margin {
     /// this part was room for SmolLM2's streamed runs (6.0 MiB beyond their buffers in all at
     /// `--max-mem 79M` to `81M`, within what the other parts count for them).
     pub const STREAMING: u64 = 1 << 20;
+
+    /// Architectures whose graphs have no mixed-batch input (`llm_arch_supports_mixed_batch`
+    /// is false for them in llama.cpp): their graphs reserve one embedding input a token
+    /// batch never writes, not two ([`unwritten_embedding_inputs`]).
+    const NO_MIXED_BATCH: &[&str] = &[
+        "cogvlm",
+        "deepseek4",
+        "granite-switch",
+        "eagle3",
+        "dflash",
+        "gemma4-assistant",
+    ];
+
+    /// Bytes of the compute buffer that a run of token batches never writes, so never makes
+    /// resident: llama.cpp's graphs carry, next to the token path, an input for a batch of
+    /// vector embeddings and (on most architectures) one for a mixed batch of tokens and
+    /// embeddings, each `n_embd` floats a micro-batch token (`build_inp_embd`). The scheduler
+    /// reserves room for both, `ggml_build_forward_select` computes only the token branch, and
+    /// graph inputs keep their own place at the buffer's start (ggml-alloc places inputs
+    /// first and never reuses them), so their pages stay untouched. Counted as whole pages,
+    /// one page less than the input (its first and last page may be shared with a neighbour).
+    /// Measured with `/proc/PID/pagemap` over the buffer llama.cpp allocates
+    /// (`scripts/compute_residency.py`), AMD EPYC, release, 2026-12-02: two untouched runs of
+    /// 508 KiB each for the small generated shapes (width 256, `-ub 512`; 1.0-1.1 MiB of
+    /// their 7.5-9.8 MiB compute buffers), 1,020 KiB each for the grown Mamba (width 512),
+    /// 1,148 and 1,160 KiB for SmolLM2 (width 576), the same after 400 generated tokens,
+    /// with `-ub 256`, with streamed layers and for a server decoding two sequences at once.
+    /// The model's `n_embd` is used; a model whose input is wider (`n_embd_inp`) leaves more
+    /// untouched.
+    pub fn unwritten_embedding_inputs(arch: &str, n_embd: u64, n_ubatch: u64) -> u64 {
+        const PAGE: u64 = 4096;
+        let inputs = if NO_MIXED_BATCH.contains(&arch) { 1 } else { 2 };
+        let whole_pages = (n_embd * n_ubatch * 4 / PAGE).saturating_sub(1);
+        inputs * whole_pages * PAGE
+    }
 
     /// Per vocabulary entry while the model loads, before its context exists: llama.cpp holds
     /// the GGUF metadata it parsed (the token strings) next to the vocabulary it builds from
@@ -421,6 +462,8 @@ pub struct LlamaSizer {
     cpu_work_per_token: u64,
     /// The most attention heads of a layer.
     n_head: u64,
+    /// The model's embedding width (for the graphs' embedding inputs).
+    n_embd: u64,
 }
 
 /// What a run asks for beyond what a [`Candidate`] plans: threads, the sliding-window cache
@@ -525,6 +568,7 @@ impl LlamaSizer {
             n_tensors: gguf.tensors().len() as u64,
             cpu_work_per_token: margin::cpu_work_bytes_per_token(layer_matrices(gguf)),
             n_head: gguf.arch_u64_or_max("attention.head_count").unwrap_or(0),
+            n_embd: gguf.arch_u64("embedding_length").unwrap_or(0),
         })
     }
 }
@@ -657,10 +701,24 @@ impl BufferSizer for LlamaSizer {
         let sizes = self.probe.measure(&params)?;
         let buffers = sizes.kv + sizes.compute + sizes.output;
         let margin = self.runtime_margin(candidate).bytes(buffers);
+        // Only where the whole graph runs on the CPU: with a device, the scheduler copies
+        // graph inputs between backends.
+        let on_cpu_only = candidate.gpu_layers == 0 && sizes.device == Default::default();
+        let compute_unwritten = if on_cpu_only {
+            margin::unwritten_embedding_inputs(
+                &self.arch,
+                self.n_embd,
+                u64::from(candidate.n_ubatch.min(candidate.n_ctx)),
+            )
+            .min(sizes.compute)
+        } else {
+            0
+        };
         Ok(Breakdown {
             weights: self.weights,
             kv: sizes.kv,
             compute: sizes.compute,
+            compute_unwritten,
             output: sizes.output,
             overhead: self.measured_overhead.saturating_add(margin),
             embeddings: self.embeddings,
@@ -730,9 +788,11 @@ pub fn install_data_limit(plan: &Plan, mapped_weights: u64, threads: u32) -> std
     // Streamed weights are planned below the file size; either way they are file-backed.
     let mapped = mapped_weights.min(plan.breakdown.weights);
     let stacks = u64::from(threads.max(1)).saturating_mul(thread_stack_reservation());
+    // The compute buffer's unwritten inputs are never resident but are allocated.
     install_data_limit_bytes(
         plan.breakdown
             .total()
+            .saturating_add(plan.breakdown.compute_unwritten)
             .saturating_sub(mapped)
             .saturating_add(stacks),
     )
@@ -813,6 +873,33 @@ mod tests {
         ] {
             assert_eq!(other.sampler_bytes(), vocab);
         }
+    }
+
+    #[test]
+    fn token_batches_leave_two_embedding_inputs_unwritten_in_whole_pages() {
+        // Width 256 at -ub 512: two inputs of 512 KiB, measured as two untouched runs of
+        // 508 KiB (the first and last page of each may hold a neighbour's bytes).
+        assert_eq!(
+            margin::unwritten_embedding_inputs("llama", 256, 512),
+            (2 * 508) << 10
+        );
+        assert_eq!(
+            margin::unwritten_embedding_inputs("mamba", 512, 512),
+            (2 * 1020) << 10
+        );
+        // SmolLM2 (576 wide): 1,152 KiB an input, 1,148 counted.
+        assert_eq!(
+            margin::unwritten_embedding_inputs("llama", 576, 512),
+            (2 * 1148) << 10
+        );
+        // Without a mixed-batch input, one.
+        assert_eq!(
+            margin::unwritten_embedding_inputs("cogvlm", 256, 512),
+            508 << 10
+        );
+        // An input of less than two pages holds no page of its own for certain.
+        assert_eq!(margin::unwritten_embedding_inputs("llama", 256, 4), 0);
+        assert_eq!(margin::unwritten_embedding_inputs("llama", 0, 512), 0);
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl LinearSizer {
             weights: self.weights,
             kv: kv.total_bytes(),
             compute,
+            compute_unwritten: 0,
             output: self.output_per_seq * u64::from(c.n_seq),
             overhead: self.overhead,
             embeddings: 0,

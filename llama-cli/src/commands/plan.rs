@@ -123,10 +123,20 @@ pub fn run(args: PlanArgs) -> Result<(), CliError> {
             ByteSize(repacked)
         )
     };
+    let compute_label = if b.compute_unwritten > 0 {
+        format!(
+            "compute buffers (reserved {}, of which {} of embedding inputs never written)",
+            ByteSize(b.compute),
+            ByteSize(b.compute_unwritten)
+        )
+    } else {
+        "compute buffers".to_string()
+    };
+    let compute = b.compute.saturating_sub(b.compute_unwritten);
     for (name, value) in [
         (weights_label.as_str(), b.weights),
         ("KV cache", b.kv),
-        ("compute buffers", b.compute),
+        (compute_label.as_str(), compute),
         ("output buffer", b.output),
         ("embeddings context", b.embeddings),
         ("runtime overhead", b.overhead),

@@ -195,6 +195,7 @@ fn scrape_registry(gauges: &Gauges) -> Registry {
             ("weights", p.weights),
             ("kv", p.kv),
             ("compute", p.compute),
+            ("compute_unwritten", p.compute_unwritten),
             ("output", p.output),
             ("overhead", p.overhead),
             ("embeddings", p.embeddings),

@@ -37,8 +37,12 @@ pub struct Breakdown {
     pub weights: u64,
     /// The KV cache.
     pub kv: u64,
-    /// Compute (scheduler) buffers.
+    /// Compute (scheduler) buffers, as llama.cpp reserves them.
     pub compute: u64,
+    /// Bytes of `compute` that are never written, so never resident: the graph inputs for
+    /// batches of vector embeddings, which token batches leave untouched
+    /// (`budget::margin::unwritten_embedding_inputs`). Not counted in [`Breakdown::total`].
+    pub compute_unwritten: u64,
     /// The logits/embeddings output buffer.
     pub output: u64,
     /// Everything else the sizer accounts for (context structures, allocator slack).
@@ -50,11 +54,12 @@ pub struct Breakdown {
 }
 
 impl Breakdown {
-    /// The sum of all parts (saturating).
+    /// The sum of all parts (saturating), counting of the compute buffers only what is ever
+    /// written.
     pub fn total(&self) -> u64 {
         [
             self.kv,
-            self.compute,
+            self.compute.saturating_sub(self.compute_unwritten),
             self.output,
             self.overhead,
             self.embeddings,
@@ -69,15 +74,23 @@ impl Breakdown {
     }
 }
 
-/// `weights 98.00 MiB, KV 720.00 MiB, compute 300.00 MiB, output 0.19 MiB, overhead 1.00 MiB`.
+/// `weights 98.00 MiB, KV 720.00 MiB, compute 300.00 MiB (2.24 MiB never written), output 0.19 MiB,
+/// overhead 1.00 MiB` (the part in brackets only when some of the compute buffers is never written).
 impl fmt::Display for Breakdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "weights {}, KV {}, compute {}, output {}, overhead {}",
+            "weights {}, KV {}, compute {}",
             ByteSize(self.weights),
             ByteSize(self.kv),
             ByteSize(self.compute),
+        )?;
+        if self.compute_unwritten > 0 {
+            write!(f, " ({} never written)", ByteSize(self.compute_unwritten))?;
+        }
+        write!(
+            f,
+            ", output {}, overhead {}",
             ByteSize(self.output),
             ByteSize(self.overhead)
         )?;
@@ -108,5 +121,36 @@ impl<S: BufferSizer + ?Sized> BufferSizer for &mut S {
 
     fn measure(&mut self, candidate: &Candidate) -> Result<Breakdown, Self::Error> {
         (**self).measure(candidate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unwritten_compute_is_shown_but_not_in_the_total() {
+        let b = Breakdown {
+            weights: 100 << 20,
+            kv: 4 << 20,
+            compute: 8 << 20,
+            compute_unwritten: 1 << 20,
+            output: 0,
+            overhead: 20 << 20,
+            embeddings: 0,
+        };
+        assert_eq!(b.total(), 131 << 20);
+        assert!(b.fits(131 << 20) && !b.fits((131 << 20) - 1));
+        let text = b.to_string();
+        assert!(
+            text.contains("compute 8.00 MiB (1.00 MiB never written)"),
+            "{text}"
+        );
+        let none = Breakdown {
+            compute_unwritten: 0,
+            ..b
+        };
+        assert_eq!(none.total(), 132 << 20);
+        assert!(!none.to_string().contains("never written"));
     }
 }

@@ -90,6 +90,7 @@ fn model_object(pool: &Pool, i: usize) -> Value {
             "weights": p.breakdown.weights,
             "kv": p.breakdown.kv,
             "compute": p.breakdown.compute,
+            "compute_unwritten": p.breakdown.compute_unwritten,
             "output": p.breakdown.output,
             "overhead": p.breakdown.overhead,
             "embeddings": p.breakdown.embeddings,
