@@ -211,17 +211,16 @@ pub mod margin {
     /// Architectures whose graphs have no mixed-batch input (`llm_arch_supports_mixed_batch`
     /// is false for them in llama.cpp): their graphs reserve one embedding input a token
     /// batch never writes, not two ([`unwritten_embedding_inputs`]).
-    const NO_MIXED_BATCH: &[&str] = &[
-        "cogvlm",
-        "deepseek4",
-        "granite-switch",
-        "eagle3",
-        "dflash",
-        "gemma4-assistant",
-    ];
+    const NO_MIXED_BATCH: &[&str] = &["cogvlm", "deepseek4", "granite-switch"];
+
+    /// Draft heads of speculative decoding, whose graphs also take the target model's hidden
+    /// states as an input (written for every batch) or build their inputs their own way:
+    /// nothing of their compute buffers is counted as unwritten.
+    const DRAFT_HEADS: &[&str] = &["eagle3", "dflash", "gemma4-assistant"];
 
     /// Bytes of the compute buffer that a run of token batches never writes, so never makes
-    /// resident: llama.cpp's graphs carry, next to the token path, an input for a batch of
+    /// resident: llama.cpp's graphs (those built with `build_inp_embd`, 135 of its 157 model
+    /// sources; the others share a builder or only read hyperparameters) carry, next to the token path, an input for a batch of
     /// vector embeddings and (on most architectures) one for a mixed batch of tokens and
     /// embeddings, each `n_embd` floats a micro-batch token (`build_inp_embd`). The scheduler
     /// reserves room for both, `ggml_build_forward_select` computes only the token branch, and
@@ -238,7 +237,13 @@ pub mod margin {
     /// untouched.
     pub fn unwritten_embedding_inputs(arch: &str, n_embd: u64, n_ubatch: u64) -> u64 {
         const PAGE: u64 = 4096;
-        let inputs = if NO_MIXED_BATCH.contains(&arch) { 1 } else { 2 };
+        let inputs = if DRAFT_HEADS.contains(&arch) {
+            0
+        } else if NO_MIXED_BATCH.contains(&arch) {
+            1
+        } else {
+            2
+        };
         let whole_pages = (n_embd * n_ubatch * 4 / PAGE).saturating_sub(1);
         inputs * whole_pages * PAGE
     }
@@ -897,6 +902,7 @@ mod tests {
             margin::unwritten_embedding_inputs("cogvlm", 256, 512),
             508 << 10
         );
+        assert_eq!(margin::unwritten_embedding_inputs("eagle3", 256, 512), 0);
         // An input of less than two pages holds no page of its own for certain.
         assert_eq!(margin::unwritten_embedding_inputs("llama", 256, 4), 0);
         assert_eq!(margin::unwritten_embedding_inputs("llama", 0, 512), 0);
