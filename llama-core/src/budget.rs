@@ -219,14 +219,15 @@ pub mod margin {
     const DRAFT_HEADS: &[&str] = &["eagle3", "dflash", "gemma4-assistant"];
 
     /// Bytes of the compute buffer that a run of token batches never writes, so never makes
-    /// resident: llama.cpp's graphs (those built with `build_inp_embd`, 135 of its 157 model
-    /// sources; the others share a builder or only read hyperparameters) carry, next to the token path, an input for a batch of
-    /// vector embeddings and (on most architectures) one for a mixed batch of tokens and
-    /// embeddings, each `n_embd` floats a micro-batch token (`build_inp_embd`). The scheduler
-    /// reserves room for both, `ggml_build_forward_select` computes only the token branch, and
-    /// graph inputs keep their own place at the buffer's start (ggml-alloc places inputs
-    /// first and never reuses them), so their pages stay untouched. Counted as whole pages,
-    /// one page less than the input (its first and last page may be shared with a neighbour).
+    /// resident. llama.cpp's graphs (built with `build_inp_embd`: 135 of its 157 model sources
+    /// call it, the others share a builder or only read hyperparameters) carry, next to the
+    /// token path, an input for a batch of vector embeddings and (on most architectures) one
+    /// for a mixed batch of tokens and embeddings, each `n_embd` floats a micro-batch token.
+    /// The scheduler reserves room for both, `ggml_build_forward_select` computes only the
+    /// token branch, and graph inputs keep their own place at the buffer's start (ggml-alloc
+    /// places inputs first and never reuses them), so their pages stay untouched. Counted as
+    /// whole pages, one page less than the input (its first and last page may be shared with a
+    /// neighbour).
     /// Measured with `/proc/PID/pagemap` over the buffer llama.cpp allocates
     /// (`scripts/compute_residency.py`), AMD EPYC, release, 2026-12-02: two untouched runs of
     /// 508 KiB each for the small generated shapes (width 256, `-ub 512`; 1.0-1.1 MiB of

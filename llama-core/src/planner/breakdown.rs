@@ -74,8 +74,9 @@ impl Breakdown {
     }
 }
 
-/// `weights 98.00 MiB, KV 720.00 MiB, compute 300.00 MiB (2.24 MiB never written), output 0.19 MiB,
-/// overhead 1.00 MiB` (the part in brackets only when some of the compute buffers is never written).
+/// `weights 98.00 MiB, KV 720.00 MiB, compute 300.00 MiB (2.24 MiB never written), output
+/// 0.19 MiB, overhead 1.00 MiB` (the part in brackets only when some of the compute buffers is
+/// never written).
 impl fmt::Display for Breakdown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
