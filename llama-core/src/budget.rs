@@ -40,7 +40,8 @@ pub mod margin {
     /// paths faulted in after the baseline was measured (0.8-1.3 MiB, by `smaps`), the engine
     /// thread's stack, llama.cpp's per-context host structures that are neither buffers nor
     /// counted by the model's shape below (the scheduler's tables). Graph metadata and the CPU
-    /// backend's work buffer are counted from the model instead ([`graph_metadata`],
+    /// backend's work buffer are counted from the model instead
+    /// ([`RuntimeMargin::graph_metadata`](super::RuntimeMargin::graph_metadata),
     /// [`cpu_work_bytes_per_token`]): they grow with its tensors and widths, and before they
     /// were, a 24-layer gemma3-style model peaked 2.6 MiB above its plan. 3 MiB until the heap
     /// was made to hold the same after every load ([`crate::ffi::LOADING_MMAP_THRESHOLD`]):
@@ -92,7 +93,7 @@ pub mod margin {
     /// the widest row of the model's layer matrices (`ne0`), in 8-bit blocks for quantised
     /// weights (at most 292 bytes per 256 elements, `Q8_K`), f16 or bf16 for 16-bit weights,
     /// nothing for f32. The buffer keeps the largest size any graph node asked for
-    /// ([`RuntimeMargin::cpu_work_buffer`]).
+    /// ([`RuntimeMargin::cpu_work_buffer`](super::RuntimeMargin::cpu_work_buffer)).
     pub fn cpu_work_bytes_per_token(
         matrices: impl IntoIterator<Item = (crate::gguf::GgmlType, u64)>,
     ) -> u64 {
@@ -171,8 +172,8 @@ pub mod margin {
     /// The CPU backend's flash-attention scratch per thread for K and V heads of `dk` and `dv`
     /// elements: a 64-query by 64-key tile of floats (queries, scores, mask, accumulators, the
     /// K and V rows), as ggml's graph plan sizes it. It lives in the CPU backend's one work
-    /// buffer ([`RuntimeMargin::cpu_work_buffer`]), as do the matrix multiplications'
-    /// converted activations ([`cpu_work_bytes_per_token`]).
+    /// buffer ([`RuntimeMargin::cpu_work_buffer`](super::RuntimeMargin::cpu_work_buffer)), as
+    /// do the matrix multiplications' converted activations ([`cpu_work_bytes_per_token`]).
     pub fn flash_attention_scratch(dk: u64, dv: u64) -> u64 {
         const TILE: u64 = 64;
         4 * TILE * (2 * dk + 2 * dv + 2 * TILE)
@@ -198,7 +199,8 @@ pub mod margin {
     /// at the same context and micro-batch, less the pinned bytes and one layer, came to -1.7
     /// to +0.8 MiB over the generated shapes, small and grown, windows of one and two layers.
     /// Again once the mapping refused huge-page mappings and the pinned layers were mapped in
-    /// full ([`crate::ffi::ModelMapping::advise_streaming`], [`crate::ffi::ModelMapping::populate`]),
+    /// full ([`crate::ffi::ModelMapping::advise_streaming`],
+    /// [`crate::ffi::ModelMapping::populate`]),
     /// AMD EPYC, 2026-12-02: -0.45 to +0.90 MiB on the grown llama, gemma3-swa and Mamba
     /// shapes at `-c 512` and 2048 (the grown MoE -2.0 to -1.6 MiB: experts no prompt routed
     /// to in its streamed layers; SmolLM2 -5.0 to -1.4 MiB).
@@ -259,8 +261,8 @@ pub mod margin {
     /// 3.0-3.1 MiB (62-65 bytes a token, which its context's buffers cover many times over).
     pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 48;
 
-    /// Room above the load's extra as the dry run measured it ([`RuntimeMargin::load_measured`]):
-    /// the real load reached 0.1 MiB more than the dry run on the 262,144-token vocabulary
+    /// Room above the load's extra as the dry run measured it
+    /// ([`RuntimeMargin::load_measured`](super::RuntimeMargin::load_measured)): the real load reached 0.1 MiB more than the dry run on the 262,144-token vocabulary
     /// (9.7 MiB against 9.6), and the code pages the real load faults in (its file mapping,
     /// more with a warm page cache) come on top: with 1 MiB of room that vocabulary's load came
     /// within 0.6 MiB of its plan.
