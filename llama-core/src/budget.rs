@@ -262,8 +262,9 @@ pub mod margin {
     pub const LOAD_BYTES_PER_VOCAB_TOKEN: u64 = 48;
 
     /// Room above the load's extra as the dry run measured it
-    /// ([`RuntimeMargin::load_measured`](super::RuntimeMargin::load_measured)): the real load reached 0.1 MiB more than the dry run on the 262,144-token vocabulary
-    /// (9.7 MiB against 9.6), and the code pages the real load faults in (its file mapping,
+    /// ([`RuntimeMargin::load_measured`](super::RuntimeMargin::load_measured)): the real load
+    /// reached 0.1 MiB more than the dry run on the 262,144-token vocabulary (9.7 MiB against
+    /// 9.6), and the code pages the real load faults in (its file mapping,
     /// more with a warm page cache) come on top: with 1 MiB of room that vocabulary's load came
     /// within 0.6 MiB of its plan.
     pub const LOAD_MEASURED_ROOM: u64 = 2 << 20;
