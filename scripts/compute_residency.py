@@ -22,6 +22,8 @@ import subprocess
 import tempfile
 import time
 
+from memory_shapes import prompt_argv
+
 PAGE = 4096
 
 
@@ -66,8 +68,7 @@ def main():
                                "-c", args.ctx] + args.extra, capture_output=True, text=True, check=True)
         n_ctx = json.loads(plan.stdout)["plan"]["candidate"]["n_ctx"]
         env = dict(os.environ, LD_PRELOAD=shim, COMPUTE_RESIDENCY_LOG=log)
-        child = subprocess.Popen([args.cli, "prompt", "-m", args.model, "--raw", "-n", str(args.n), "--temp", "0",
-                                  "--ignore-eos", "--stats", "-t", "2", "--max-mem", args.budget, "-c", args.ctx]
+        child = subprocess.Popen(prompt_argv(args.cli, args.model, args.budget, args.ctx, n_predict=args.n)
                                  + args.extra, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE, text=True, env=env)
         # One byte token a character with the generated models, four more for the text's start.

@@ -32,12 +32,17 @@ def size(text):
     return float(value) * UNITS[unit]
 
 
+def prompt_argv(cli, model, budget, ctx, n_predict=4, temp="0"):
+    """`llama-cli prompt` as the measurements run it: raw text on stdin, a fixed number of
+    tokens (no end of text), 2 threads, --stats, under --max-mem BUDGET at -c CTX."""
+    return [cli, "prompt", "-m", model, "--raw", "-n", str(n_predict), "--temp", temp, "--ignore-eos",
+            "--stats", "-t", "2", "--max-mem", budget, "-c", str(ctx)]
+
+
 def run(a, path, budget, ctx, n_ctx):
     """One prompt run with a prompt that fills n_ctx but for the answer: (status, stderr, rusage)."""
-    proc = subprocess.Popen([a.cli, "prompt", "-m", path, "--raw", "-n", "4", "--temp", a.temp,
-                             "--ignore-eos", "--stats", "-t", "2", "--max-mem", budget,
-                             "-c", str(ctx)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(prompt_argv(a.cli, path, budget, ctx, temp=a.temp), stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     proc.stdin.write("x" * (n_ctx - 8))
     proc.stdin.close()
     err = proc.stderr.read()

@@ -268,20 +268,7 @@ impl ModelMapping {
     /// Drops the pages of file range `offsets` (rounded inward) from this process
     /// (`MADV_DONTNEED`), within what is still mapped from the model's file.
     pub fn unmap(&self, offsets: Range<u64>) {
-        for Range { start, end } in self.mapped_parts(&offsets, true) {
-            // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
-            // the model's file (read-only, MAP_SHARED) after llama.cpp's load unmapped what it
-            // does not use; llama.cpp unmaps nothing more until the model is freed, and the held
-            // `Arc<Model>` keeps it alive. Dropping clean file-backed pages loses no data: the
-            // next access faults them back in from the file.
-            let _ = unsafe {
-                rustix::mm::madvise(
-                    start as *mut c_void,
-                    end - start,
-                    rustix::mm::Advice::LinuxDontNeed,
-                )
-            };
-        }
+        self.advise_mapped(&offsets, true, rustix::mm::Advice::LinuxDontNeed);
     }
 
     /// Drops the file's pages in `offsets` from the page cache where no process maps them
@@ -315,22 +302,36 @@ impl ModelMapping {
     /// experts' pinned experts that no prompt routed to never: they are held resident as the
     /// plan counts them, as a resident load's are, and the first pass does not wait for them.
     pub fn populate(&self, offsets: Range<u64>) {
-        for Range { start, end } in self.mapped_parts(&offsets, false) {
-            // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
-            // the model's file (read-only, MAP_SHARED) and that the held `Arc<Model>` keeps
-            // mapped; populating read-only file pages faults them in and changes no contents.
-            let populated = unsafe {
-                rustix::mm::madvise(
-                    start as *mut c_void,
-                    end - start,
-                    rustix::mm::Advice::LinuxPopulateRead,
-                )
-            };
-            if populated.is_err() {
-                self.prefetch(offsets);
-                return;
-            }
+        if !self.advise_mapped(&offsets, false, rustix::mm::Advice::LinuxPopulateRead) {
+            self.prefetch(offsets);
         }
+    }
+
+    /// Gives `advice` (`MADV_DONTNEED` or `MADV_POPULATE_READ`) for the parts of file range
+    /// `offsets`' pages that are still mapped from the model's file ([`Self::mapped_parts`]);
+    /// false when the kernel refused it for any part.
+    fn advise_mapped(
+        &self,
+        offsets: &Range<u64>,
+        inward: bool,
+        advice: rustix::mm::Advice,
+    ) -> bool {
+        debug_assert!(matches!(
+            advice,
+            rustix::mm::Advice::LinuxDontNeed | rustix::mm::Advice::LinuxPopulateRead
+        ));
+        let mut all = true;
+        for Range { start, end } in self.mapped_parts(offsets, inward) {
+            // SAFETY: `start..end` lies inside a region that `/proc/self/maps` showed mapped from
+            // the model's file (read-only, MAP_SHARED) after llama.cpp's load unmapped what it
+            // does not use; llama.cpp unmaps nothing more until the model is freed, and the held
+            // `Arc<Model>` keeps it alive. Neither advice changes the file's contents: dropping
+            // clean file-backed pages loses no data (the next access faults them back in from
+            // the file), and populating read-only file pages only faults them in.
+            all &=
+                unsafe { rustix::mm::madvise(start as *mut c_void, end - start, advice) }.is_ok();
+        }
+        all
     }
 
     /// Writes back any dirty pages of the model file (`fdatasync`). A file written moments ago
